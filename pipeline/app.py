@@ -1,0 +1,121 @@
+"""The Faust application: topics, tables, the ingest agent and web pages.
+
+``build(settings)`` creates everything for one worker process.  Topology::
+
+    events.orders ─┐
+    events.complaints ─┤                    ┌─> events.enriched   (keyed by customer id)
+    events.feedback ─┼─> agent ``ingest`` ──┼─> events.deadletter (invalid records)
+    customers.profiles ─┤   table customers  └─> pipeline.events-rekeyed (wrongly keyed; consumed again)
+    pipeline.events-rekeyed ─┘
+
+All five source topics share one partition count and are keyed by customer id,
+so partition *p* of every topic and of the ``customers`` table changelog holds
+the same customers (co-partitioning); one worker owns all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from . import codec
+from .config import Settings
+from .process import Processor, Record, Step
+from .ingest.validate import Problem
+
+log = logging.getLogger("pipeline.agent")
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    processor: Processor
+    customers: Any
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def make_faust_app(settings: Settings) -> faust.App:
+    codec.register()
+    return faust.App(
+        settings.app_id,
+        broker=settings.faust_broker,
+        store=settings.store,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        processing_guarantee=settings.processing_guarantee,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=8 * 1024 * 1024,
+        producer_linger_ms=5,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_in_thread=False,
+        table_cleanup_interval=30.0,
+    )
+
+
+def build(settings: Settings) -> Pipeline:
+    app = make_faust_app(settings)
+    t = settings.topics
+    source = app.topic(
+        *t.inputs, t.rekeyed, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    )
+    customers = app.Table(
+        "customers", key_type=str, partitions=settings.partitions, help="Per-customer profile and behaviour state.",
+    )
+    # Faust derives table serializers from the types; set ours before the
+    # (lazily created) store and changelog topic are built.
+    customers.key_serializer, customers.value_serializer = "raw", "orjson"
+    processor = Processor(settings)
+    pipe = Pipeline(app=app, processor=processor, customers=customers)
+    outputs = {
+        name: app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
+        for name in (t.enriched, t.deadletter, t.rekeyed)
+    }
+
+    def run_step(rec: Record) -> Step:
+        try:
+            return processor.process(rec, customers.get)
+        except Exception as exc:  # a bug must not stop the partition: dead-letter the record
+            log.exception(
+                "processing failed", extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+            )
+            return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
+
+    @app.agent(source, concurrency=1, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            step = run_step(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp))
+            if step.state is not None:
+                customers[step.state_key] = step.state
+            for out in step.outputs:
+                await outputs[out.topic].send(key=out.key, value=out.value)
+            pipe.counters[step.outcome] = pipe.counters.get(step.outcome, 0) + 1
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        try:
+            assigned = len(app.consumer.assignment())
+            recovered = app.tables.recovery.completed.is_set()
+        except Exception:  # not started yet
+            assigned, recovered = 0, False
+        return web.json(
+            {
+                "status": "ok",
+                "assigned_partitions": assigned,
+                "recovered": recovered,
+                "rebalancing": bool(app.rebalancing),
+                "counters": pipe.counters,
+            }
+        )
+
+    return pipe

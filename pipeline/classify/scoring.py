@@ -1,0 +1,125 @@
+"""Language-independent scoring: signals -> per-category pain strengths + sentiment.
+
+Each analyser (Korean, English/Portuguese) turns text into :class:`Signal`s
+grouped by clause. Here, within a clause, every free polarity is attached to
+the nearest aspect (any category); category-bound polarities count for their
+own category. A category whose summed polarity in a clause is clearly negative
+is a pain point candidate for that clause. Negative words with no aspect in
+their clause go to the taxonomy's fallback category (if any) when nothing
+more specific was found in the whole text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .model import Signal
+
+PAIN_THRESHOLD = 0.25  # |summed polarity| a clause needs to count as a complaint
+MAX_EVIDENCE = 6
+
+
+@dataclass
+class Aggregate:
+    # category -> list of (strength, [(start, end), ...]) per clause
+    pains: dict[str, list[tuple[float, list[tuple[int, int]]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # unattributed negative clauses: (strength, spans)
+    unattributed: list[tuple[float, list[tuple[int, int]]]] = field(default_factory=list)
+    positive: float = 0.0
+    negative: float = 0.0
+
+    def merge(self, other: "Aggregate") -> None:
+        for cid, items in other.pains.items():
+            self.pains[cid].extend(items)
+        self.unattributed.extend(other.unattributed)
+        self.positive += other.positive
+        self.negative += other.negative
+
+
+def _nearest(pos: int, aspects: list[Signal], following_penalty: float) -> Signal | None:
+    best, best_d = None, math.inf
+    for a in aspects:
+        d = abs(a.pos - pos)
+        if a.pos > pos:
+            d += following_penalty
+        if d < best_d:
+            best, best_d = a, d
+    return best
+
+
+def aggregate(signals: list[Signal], *, following_penalty: float = 0.0) -> Aggregate:
+    """Score signals clause by clause (see module docstring)."""
+    out = Aggregate()
+    by_clause: dict[int, list[Signal]] = defaultdict(list)
+    for s in signals:
+        by_clause[s.clause].append(s)
+    for clause in by_clause.values():
+        anchors = [s for s in clause if s.category is not None and s.kind in ("aspect", "polar")]
+        totals: dict[str | None, float] = defaultdict(float)
+        spans: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
+        for s in clause:
+            if s.kind == "aspect":
+                spans[s.category].append((s.start, s.end))
+                continue
+            if s.kind == "context":
+                cats = dict(s.ctx)
+                near = _nearest(s.pos, [a for a in anchors if a.category in cats], following_penalty)
+                if near is None:
+                    continue
+                value, cid = cats[near.category], near.category
+            elif s.category is not None:
+                value, cid = s.value, s.category
+            else:
+                near = _nearest(s.pos, anchors, following_penalty)
+                value, cid = s.value, (near.category if near else None)
+            if value > 0:
+                out.positive += value
+            else:
+                out.negative -= value
+            totals[cid] += value
+            spans[cid].append((s.start, s.end))
+        for cid, total in totals.items():
+            if total > -PAIN_THRESHOLD:
+                continue
+            if cid is None:
+                out.unattributed.append((-total, spans[cid]))
+            else:
+                out.pains[cid].append((-total, spans[cid]))
+    return out
+
+
+def strength_to_confidence(strength: float) -> float:
+    return min(0.99, 0.35 + 0.6 * math.tanh(strength))
+
+
+def noisy_or(confidences: list[float]) -> float:
+    p = 1.0
+    for c in confidences:
+        p *= 1.0 - c
+    return min(0.99, 1.0 - p)
+
+
+def evidence_items(text: str, spans: list[tuple[int, int]]) -> list[dict]:
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for start, end in sorted(set(spans)):
+        if (start, end) in seen or start < 0 or end > len(text) or start >= end:
+            continue
+        # drop spans contained in an already kept one
+        if any(s <= start and end <= e for s, e in seen):
+            continue
+        seen.add((start, end))
+        out.append({"text": text[start:end], "start": start, "end": end})
+    return out[:MAX_EVIDENCE]
+
+
+def sentiment_from_totals(positive: float, negative: float, smoothing: float = 0.6) -> float:
+    """Text sentiment in -1..1 from summed positive and negative evidence."""
+    total = positive + negative
+    if total <= 0:
+        return 0.0
+    return (positive - negative) / (total + smoothing)

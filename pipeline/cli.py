@@ -1,0 +1,157 @@
+"""Command line: ``python -m pipeline <command>`` (``--help`` lists them all)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import PROJECT_ROOT, load_settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .runtime import resolve_settings, run_worker
+
+    run_worker(resolve_settings())
+    return 0
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from .kafka_local import LocalKafka, fetch_kafka
+    from .runtime import RUN_DIR, local_bootstrap
+
+    s = load_settings()
+    if args.action == "fetch":
+        print(fetch_kafka(s.kafka_version, s.cache_dir))
+        return 0
+    if args.action == "status":
+        b = local_bootstrap()
+        print(f"running at {b}" if b else "not running")
+        return 0 if b else 1
+    if args.action == "stop":
+        try:
+            pid = int((RUN_DIR / "broker.pid").read_text())
+        except (OSError, ValueError):
+            print("not running")
+            return 0
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        (RUN_DIR / "broker.pid").unlink(missing_ok=True)
+        print("stopped")
+        return 0
+    if local_bootstrap():
+        print(f"already running at {local_bootstrap()}")
+        return 0
+    k = LocalKafka(s.kafka_version, s.cache_dir, workdir=RUN_DIR, die_with_parent=False, port=args.port)
+    k.start()
+    print(f"Kafka {s.kafka_version} running at {k.bootstrap} (started in {k.start_seconds:.1f}s)")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={k.bootstrap}")
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+
+    created = ensure_topics(resolve_settings())
+    print("created: " + (", ".join(created) or "none (all exist)"))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .producers.publish import publish
+    from .producers.simulator import iter_simulated_events
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+
+    s = resolve_settings()
+    ensure_topics(s)
+    n = args.count if args.count else (int(args.rate * args.duration) if args.duration else None)
+    counts = publish(
+        iter_simulated_events(n, seed=args.seed, data_dir=s.data_dir, customers=args.customers),
+        s, rate=args.rate, total=n, progress=not args.quiet, desc="simulate",
+    )
+    print(counts)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .producers.olist import iter_olist_events
+    from .producers.publish import publish
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+
+    s = resolve_settings()
+    ensure_topics(s)
+    counts = publish(iter_olist_events(s.data_dir / "olist_subset_5k"), s, progress=not args.quiet, desc="olist")
+    print(counts)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .runtime import resolve_settings
+    from .summary import summarise
+
+    print(summarise(resolve_settings()).render())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(simulated=args.simulated, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Customer-feedback pipeline on Kafka + Faust. Configuration: environment variables (README).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    sub.add_parser("worker", help="run a Faust worker (env: KAFKA_BOOTSTRAP_SERVERS, PIPELINE_*)").set_defaults(
+        func=cmd_worker
+    )
+    k = sub.add_parser("kafka", help="fetch / start / stop / status of the project's local Apache Kafka")
+    k.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    k.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    k.set_defaults(func=cmd_kafka)
+    sub.add_parser("topics", help="create the pipeline's topics (idempotent)").set_defaults(func=cmd_topics)
+
+    sim = sub.add_parser("simulate", help="produce realistic simulated events (texts from ../shared/data)")
+    sim.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    sim.add_argument("--duration", type=float, default=None, help="seconds (with --rate)")
+    sim.add_argument("--count", type=int, default=None, help="number of events")
+    sim.add_argument("--customers", type=int, default=500)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--quiet", action="store_true")
+    sim.set_defaults(func=cmd_simulate)
+
+    rep = sub.add_parser("replay", help="replay a real dataset through Kafka in event-time order")
+    rep.add_argument("dataset", choices=["olist"])
+    rep.add_argument("--quiet", action="store_true")
+    rep.set_defaults(func=cmd_replay)
+
+    sub.add_parser("summary", help="summarise the enriched and dead-letter topics").set_defaults(func=cmd_summary)
+
+    d = sub.add_parser("demo", help="local Kafka + worker + Olist replay + simulated events, then a summary")
+    d.add_argument("--simulated", type=int, default=2000, help="simulated events after the Olist replay")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

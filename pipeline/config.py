@@ -1,0 +1,144 @@
+"""Settings read from environment variables (every one documented in README.md).
+
+Plain data: :func:`load_settings` returns a frozen :class:`Settings`; nothing
+here touches Kafka or the network.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names. Input topics are keyed by customer id and co-partitioned."""
+
+    orders: str = "events.orders"
+    complaints: str = "events.complaints"
+    feedback: str = "events.feedback"
+    profiles: str = "customers.profiles"
+    enriched: str = "events.enriched"
+    deadletter: str = "events.deadletter"
+    rekeyed: str = "pipeline.events-rekeyed"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.orders, self.complaints, self.feedback, self.profiles)
+
+    def kind_of(self, topic: str) -> str | None:
+        """Map an input topic name to its event kind."""
+        return {
+            self.orders: "order",
+            self.complaints: "complaint",
+            self.feedback: "feedback",
+            self.profiles: "customer_profile",
+        }.get(topic)
+
+
+# Approximate rates to the reference currency (USD) used only for value tiers.
+DEFAULT_FX_RATES = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "BRL": 0.18, "KRW": 0.00072, "JPY": 0.0066}
+
+
+def parse_rates(spec: str) -> dict[str, float]:
+    """``"USD=1,BRL=0.18"`` → ``{"USD": 1.0, "BRL": 0.18}``."""
+    out: dict[str, float] = {}
+    for part in spec.split(","):
+        if "=" in part:
+            code, rate = part.split("=", 1)
+            out[code.strip().upper()] = float(rate)
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentThresholds:
+    """Value tier from cumulative spend; lifecycle from recency vs own cadence."""
+
+    key_spend: float = 1000.0
+    regular_spend: float = 200.0
+    default_cadence_days: float = 90.0
+    new_customer_days: float = 30.0
+    at_risk_factor: float = 1.5
+    lapsed_factor: float = 3.0
+    fx_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FX_RATES))
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str | None = None
+    app_id: str = "feedback-pipeline"
+    partitions: int = 4
+    replication_factor: int = 1
+    topics: Topics = field(default_factory=Topics)
+    store: str = "memory://"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    log_level: str = "WARNING"
+    log_format: str = "json"
+    max_event_bytes: int = 256 * 1024
+    processing_guarantee: str = "at_least_once"
+    data_dir: Path = DEFAULT_DATA_DIR
+    segment: SegmentThresholds = field(default_factory=SegmentThresholds)
+    kafka_version: str = "4.1.1"
+    cache_dir: Path = Path.home() / ".cache" / "feedback-pipeline"
+
+    @property
+    def faust_broker(self) -> str:
+        servers = self.bootstrap_servers or "127.0.0.1:9092"
+        return ";".join(f"kafka://{s.strip()}" for s in servers.split(",") if s.strip())
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value == "" else value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    d = Settings()
+    t = Topics()
+    s = SegmentThresholds()
+    topics = Topics(
+        orders=_get(env, "PIPELINE_TOPIC_ORDERS", t.orders),
+        complaints=_get(env, "PIPELINE_TOPIC_COMPLAINTS", t.complaints),
+        feedback=_get(env, "PIPELINE_TOPIC_FEEDBACK", t.feedback),
+        profiles=_get(env, "PIPELINE_TOPIC_PROFILES", t.profiles),
+        enriched=_get(env, "PIPELINE_TOPIC_ENRICHED", t.enriched),
+        deadletter=_get(env, "PIPELINE_TOPIC_DEADLETTER", t.deadletter),
+        rekeyed=_get(env, "PIPELINE_TOPIC_REKEYED", t.rekeyed),
+    )
+    segment = SegmentThresholds(
+        key_spend=float(_get(env, "PIPELINE_TIER_KEY_SPEND", str(s.key_spend))),
+        regular_spend=float(_get(env, "PIPELINE_TIER_REGULAR_SPEND", str(s.regular_spend))),
+        default_cadence_days=float(
+            _get(env, "PIPELINE_DEFAULT_CADENCE_DAYS", str(s.default_cadence_days))
+        ),
+        new_customer_days=float(_get(env, "PIPELINE_NEW_CUSTOMER_DAYS", str(s.new_customer_days))),
+        at_risk_factor=float(_get(env, "PIPELINE_AT_RISK_FACTOR", str(s.at_risk_factor))),
+        lapsed_factor=float(_get(env, "PIPELINE_LAPSED_FACTOR", str(s.lapsed_factor))),
+        fx_rates={**DEFAULT_FX_RATES, **parse_rates(env.get("PIPELINE_FX_RATES", ""))},
+    )
+    return Settings(
+        bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        app_id=_get(env, "PIPELINE_APP_ID", d.app_id),
+        partitions=int(_get(env, "PIPELINE_PARTITIONS", str(d.partitions))),
+        replication_factor=int(_get(env, "PIPELINE_REPLICATION_FACTOR", str(d.replication_factor))),
+        topics=topics,
+        store=_get(env, "PIPELINE_STORE", d.store),
+        web_port=int(_get(env, "PIPELINE_WEB_PORT", str(d.web_port))),
+        web_host=_get(env, "PIPELINE_WEB_HOST", d.web_host),
+        log_level=_get(env, "PIPELINE_LOG_LEVEL", d.log_level).upper(),
+        log_format=_get(env, "PIPELINE_LOG_FORMAT", d.log_format),
+        max_event_bytes=int(_get(env, "PIPELINE_MAX_EVENT_BYTES", str(d.max_event_bytes))),
+        processing_guarantee=_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee),
+        data_dir=Path(_get(env, "PIPELINE_DATA_DIR", str(d.data_dir))),
+        segment=segment,
+        kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
+        cache_dir=Path(_get(env, "PIPELINE_CACHE_DIR", str(d.cache_dir))),
+    )

@@ -1,0 +1,1 @@
+"""Ingest: raw Kafka bytes → validated, normalised events or dead-letter reasons."""

@@ -1,0 +1,270 @@
+"""A local, single-node Apache Kafka broker (KRaft) managed by the project.
+
+The broker's jars come from Maven Central through the machine's ``mvn``
+(``org.apache.kafka:kafka_2.13`` and its runtime dependencies), copied once to
+``<cache_dir>/kafka-<version>/libs`` outside the repository; later starts need
+no download.  :class:`LocalKafka` formats a fresh storage directory, starts
+the broker on 127.0.0.1 on free ports, waits until it answers a metadata
+request and stops it (SIGTERM, then SIGKILL) so no JVM outlives it.  On Linux
+the JVM also gets ``PR_SET_PDEATHSIG`` so it dies with the Python process that
+started it, even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POM_TEMPLATE = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.feedback-pipeline</groupId>
+  <artifactId>kafka-fetch</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{version}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>2.24.3</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+LOG4J2_PROPERTIES = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be obtained or did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch_kafka(version: str, cache_dir: Path) -> Path:
+    """Return the directory of Kafka's jars, downloading them with Maven once.
+
+    Idempotent: a completed download is marked by ``libs/.complete``.
+    """
+    home = cache_dir / f"kafka-{version}"
+    libs = home / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaUnavailable("Maven (mvn) is needed to fetch Apache Kafka from Maven Central")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(POM_TEMPLATE.format(version=version))
+    tmp = home / "libs.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [
+        mvn, "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+    ]
+    log.info("fetching Apache Kafka %s from Maven Central", version)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KafkaUnavailable(f"mvn failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    (libs / ".complete").write_text(version)
+    return libs
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when the broker answers a metadata request with at least one broker."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+        )
+    except Exception:
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+@dataclass
+class LocalKafka:
+    """One KRaft broker+controller on loopback.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`.
+    ``extra_config`` lines are appended to ``server.properties`` (e.g. a SCRAM
+    listener for security tests).
+    """
+
+    version: str
+    cache_dir: Path
+    workdir: Path | None = None
+    heap: str = "768m"
+    extra_config: dict[str, str] | None = None
+    die_with_parent: bool = True
+    port: int = 0
+    controller_port: int = 0
+    process: subprocess.Popen | None = None
+    start_seconds: float = 0.0
+    _own_workdir: bool = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _properties(self, log_dir: Path) -> str:
+        cfg = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(log_dir),
+            "num.partitions": "4",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "group.initial.rebalance.delay.ms": "0",
+            "group.min.session.timeout.ms": "1000",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "log.retention.check.interval.ms": "600000",
+            "message.max.bytes": str(8 * 1024 * 1024),
+            "replica.fetch.max.bytes": str(8 * 1024 * 1024),
+        }
+        cfg.update(self.extra_config or {})
+        return "".join(f"{k}={v}\n" for k, v in cfg.items())
+
+    def start(self, timeout: float = 90.0) -> "LocalKafka":
+        t0 = time.monotonic()
+        libs = fetch_kafka(self.version, self.cache_dir)
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="local-kafka-"))
+            self._own_workdir = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        data = self.workdir / "data"
+        logs = self.workdir / "logs"
+        fresh = not (data / "meta.properties").exists()
+        logs.mkdir(exist_ok=True)
+        props = self.workdir / "server.properties"
+        props.write_text(self._properties(data))
+        (self.workdir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        java = shutil.which("java") or "java"
+        cp = f"{libs}/*"
+        jvm = [
+            java, f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            "-cp", cp,
+        ]
+        if fresh:
+            fmt = subprocess.run(
+                jvm + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+                capture_output=True, text=True,
+            )
+            if fmt.returncode != 0:
+                raise KafkaUnavailable(f"storage format failed: {fmt.stdout}{fmt.stderr}")
+        out = open(logs / "stdout.log", "ab")
+        self.process = subprocess.Popen(
+            jvm + ["kafka.Kafka", str(props)], stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if self.die_with_parent else os.setsid,
+        )
+        out.close()
+        (self.workdir / "broker.pid").write_text(str(self.process.pid))
+        (self.workdir / "bootstrap").write_text(self.bootstrap)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise KafkaUnavailable(
+                    f"broker exited with {self.process.returncode}; see {logs / 'stdout.log'}"
+                )
+            if broker_answers(self.bootstrap, timeout=1.0):
+                self.start_seconds = time.monotonic() - t0
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise KafkaUnavailable(f"broker did not answer within {timeout}s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker (fault tests); :meth:`start` restarts it on the same ports."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalKafka":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -1,0 +1,1 @@
+"""Output records: enriched events, dead letters (and, later, alerts)."""

@@ -1,0 +1,1 @@
+"""Event producers: real-data adapters (Olist), a simulator and the Kafka publisher."""

@@ -1,0 +1,192 @@
+"""Process-level helpers shared by the CLI and the tests.
+
+* :func:`resolve_settings` — settings with a bootstrap address: the
+  ``KAFKA_BOOTSTRAP_SERVERS`` cluster if set, else the project's local broker
+  started by ``python -m pipeline kafka start`` (state in ``.run/kafka``).
+* :func:`run_worker` — create topics, then run a Faust worker in this process.
+* :func:`wait_for_group` — block until a consumer group has consumed every
+  record currently in the given topics (committed offset = end offset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from .config import PROJECT_ROOT, Settings, load_settings
+
+RUN_DIR = PROJECT_ROOT / ".run" / "kafka"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def local_bootstrap(run_dir: Path = RUN_DIR) -> str | None:
+    try:
+        pid = int((run_dir / "broker.pid").read_text())
+        bootstrap = (run_dir / "bootstrap").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return bootstrap if _pid_alive(pid) else None
+
+
+def resolve_settings(settings: Settings | None = None, required: bool = True) -> Settings:
+    settings = settings or load_settings()
+    if settings.bootstrap_servers:
+        return settings
+    local = local_bootstrap()
+    if local is None and required:
+        raise SystemExit(
+            "No Kafka: set KAFKA_BOOTSTRAP_SERVERS or start the local broker with `python -m pipeline kafka start`."
+        )
+    return dataclasses.replace(settings, bootstrap_servers=local)
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+
+    from .app import build
+    from .logs import logging_config
+    from .topics import ensure_topics
+
+    ensure_topics(settings)
+    pipe = build(settings)
+    worker = faust.Worker(
+        pipe.app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_format),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
+    from kafka import KafkaAdminClient
+
+    ends = end_offsets(settings, topics)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+    return sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
+
+
+def wait_for_group(settings: Settings, group: str, topics: list[str], timeout: float = 300.0,
+                   poll: float = 0.5) -> int:
+    """Return 0 when the group has caught up; raise TimeoutError with the remaining lag."""
+    deadline = time.monotonic() + timeout
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = group_lag(settings, group, topics)
+        if lag == 0:
+            return 0
+        time.sleep(poll)
+    raise TimeoutError(f"consumer group {group} still {lag} records behind after {timeout}s")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    t = settings.topics
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+        "PIPELINE_APP_ID": settings.app_id,
+        "PIPELINE_PARTITIONS": str(settings.partitions),
+        "PIPELINE_TOPIC_ORDERS": t.orders,
+        "PIPELINE_TOPIC_COMPLAINTS": t.complaints,
+        "PIPELINE_TOPIC_FEEDBACK": t.feedback,
+        "PIPELINE_TOPIC_PROFILES": t.profiles,
+        "PIPELINE_TOPIC_ENRICHED": t.enriched,
+        "PIPELINE_TOPIC_DEADLETTER": t.deadletter,
+        "PIPELINE_TOPIC_REKEYED": t.rekeyed,
+        "PIPELINE_MAX_EVENT_BYTES": str(settings.max_event_bytes),
+        "PIPELINE_PROCESSING_GUARANTEE": settings.processing_guarantee,
+        "PIPELINE_STORE": settings.store,
+        "PIPELINE_DATA_DIR": str(settings.data_dir),
+    }
+
+
+class WorkerProcess:
+    """``python -m pipeline worker`` as a child process (demo, tests, fault injection)."""
+
+    def __init__(self, settings: Settings, web_port: int, log_path: Path, extra_env: dict[str, str] | None = None):
+        self.settings = settings
+        self.web_port = web_port
+        self.log_path = log_path
+        self.extra_env = extra_env or {}
+        self.proc: "subprocess.Popen[bytes] | None" = None
+
+    def start(self) -> "WorkerProcess":
+        import subprocess
+        import sys
+
+        env = {**os.environ, **settings_env(self.settings), "PIPELINE_WEB_PORT": str(self.web_port),
+               **self.extra_env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "worker"], cwd=str(PROJECT_ROOT), env=env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def health(self) -> dict | None:
+        import urllib.request
+
+        import orjson
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as r:
+                return orjson.loads(r.read())
+        except Exception:
+            return None
+
+    def wait_ready(self, timeout: float = 90.0) -> dict:
+        """Wait until the worker owns partitions and its tables are recovered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; log: {self.log_path}")
+            h = self.health()
+            if h and h.get("assigned_partitions", 0) > 0 and h.get("recovered") and not h.get("rebalancing"):
+                return h
+            time.sleep(0.25)
+        raise TimeoutError(f"worker not ready after {timeout}s; log: {self.log_path}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -1,0 +1,1 @@
+"""Customer segments: from the profile and from behaviour seen in the stream."""

@@ -1,0 +1,89 @@
+"""Segment derivation (pure).
+
+value tier
+    The profile's ``tier`` when given (``tier_source="profile"``); otherwise from
+    cumulative spend in the reference currency: ``key`` at or above
+    ``key_spend``, ``regular`` at or above ``regular_spend``, else ``general``
+    (``tier_source="spend"``); ``unknown`` with no profile tier and no order.
+lifecycle (at event time ``now``)
+    ``unknown`` — no order and no signup date;
+    ``new`` — first order (or signup) less than ``new_customer_days`` ago and at most one order;
+    otherwise, with ``cadence`` = the customer's mean days between orders
+    (``default_cadence_days`` below two orders) and ``d`` = days since last order:
+    ``active`` if d <= at_risk_factor * cadence, ``at_risk`` if d <= lapsed_factor * cadence,
+    else ``lapsed``.
+region / relationship_level / channel
+    From the profile, else from the latest event carrying one, else ``unknown``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import SegmentThresholds
+from ..ingest.timeparse import parse_timestamp
+from .customer import DAY
+
+UNKNOWN = "unknown"
+
+
+def value_tier(spend: float, orders: int, t: SegmentThresholds) -> str:
+    if orders <= 0:
+        return UNKNOWN
+    if spend >= t.key_spend:
+        return "key"
+    if spend >= t.regular_spend:
+        return "regular"
+    return "general"
+
+
+def lifecycle(state: dict[str, Any], now: float, t: SegmentThresholds) -> tuple[str, float | None, float | None]:
+    """Return ``(stage, cadence_days, days_since_last_order)``."""
+    profile = state.get("profile") or {}
+    signup = parse_timestamp(profile["signup_at"]) if profile.get("signup_at") else None
+    orders = state.get("orders", 0)
+    last = state.get("last_order_at")
+    if orders == 0:
+        if signup is None:
+            return UNKNOWN, None, None
+        return ("new" if (now - signup) / DAY < t.new_customer_days else "lapsed"), None, None
+    first = state["first_order_at"]
+    since = max(0.0, (now - last) / DAY)
+    cadence = state.get("gap_mean_days") if orders >= 2 else None
+    effective = cadence if cadence and cadence > 0 else t.default_cadence_days
+    if orders <= 1 and (now - first) / DAY < t.new_customer_days:
+        return "new", cadence, round(since, 3)
+    if since <= t.at_risk_factor * effective:
+        stage = "active"
+    elif since <= t.lapsed_factor * effective:
+        stage = "at_risk"
+    else:
+        stage = "lapsed"
+    return stage, cadence, round(since, 3)
+
+
+def derive_segment(state: dict[str, Any] | None, now: float, t: SegmentThresholds) -> dict[str, Any]:
+    state = state or {}
+    profile = state.get("profile")
+    p = profile or {}
+    orders = int(state.get("orders", 0))
+    spend = float(state.get("spend", 0.0))
+    if p.get("tier"):
+        tier, source = p["tier"], "profile"
+    else:
+        tier = value_tier(spend, orders, t)
+        source = "none" if tier == UNKNOWN else "spend"
+    stage, cadence, since = lifecycle(state, now, t)
+    return {
+        "value_tier": tier,
+        "tier_source": source,
+        "lifecycle": stage,
+        "region": p.get("region") or state.get("last_region") or UNKNOWN,
+        "relationship_level": p.get("relationship_level") or UNKNOWN,
+        "channel": p.get("preferred_channel") or state.get("last_channel") or UNKNOWN,
+        "profile_known": profile is not None,
+        "orders_count": orders,
+        "spend": round(spend, 2),
+        "cadence_days": None if cadence is None else round(cadence, 3),
+        "days_since_last_order": since,
+    }

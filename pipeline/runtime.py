@@ -85,7 +85,7 @@ def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
     ends = end_offsets(settings, topics)
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
-        committed = admin.list_consumer_group_offsets(group)
+        committed = admin.list_group_offsets(group).get(group, {})
     finally:
         admin.close()
     done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}

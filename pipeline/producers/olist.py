@@ -23,11 +23,14 @@ Semantics
   purchase (or a delivery before its shipment) is moved to that time, with the
   original time kept in ``attributes.reported_at``; a cancellation of an order
   that had already shipped/delivered is moved after its last lifecycle event.
-* Orders missing a mandatory date (purchase, estimated delivery), with an
-  unknown customer or without any order line (``placed`` needs >= 1 item; in
-  the subset these are 34 unpaid ``unavailable``/``canceled`` orders) are
-  skipped, as are reviews missing their date or whose order was skipped; the
-  counts are in :class:`OlistStats`.
+* An order without any order line (in the subset: 34 unpaid
+  ``unavailable``/``canceled`` orders, whose reviews are mostly 1-star) keeps
+  its events; its ``placed`` gets the single line :data:`UNKNOWN_ITEM` (sku and
+  category ``"unknown"``, qty 1, price 0; ``placed`` needs >= 1 item), amount 0
+  and ``attributes.items_missing = true``.
+* Orders missing a mandatory date (purchase, estimated delivery) or with an
+  unknown customer are skipped, as are reviews missing their date or whose
+  order was skipped; the counts are in :class:`OlistStats`.
 * Every event has ``schema_version`` 1 and a deterministic ``event_id``
   (``olist-profile-<customer_unique_id>``, ``olist-order-<order_id>-<type>``,
   ``olist-review-<review_pk>``), so replays are idempotent downstream.
@@ -50,6 +53,8 @@ from zoneinfo import ZoneInfo
 SCHEMA_VERSION = 1
 SUBDIR = "olist_subset_5k"
 CANCELLED_STATUSES = frozenset({"canceled", "unavailable"})
+# stands in for the lines of an order the subset has none for (schema: placed needs >= 1 item)
+UNKNOWN_ITEM: dict[str, Any] = {"sku": "unknown", "category": "unknown", "qty": 1, "unit_price": 0.0}
 
 Event = dict[str, Any]
 
@@ -59,11 +64,11 @@ class OlistStats:
     """What the adapter read, emitted, skipped and repaired."""
 
     orders_read: int = 0
-    orders_skipped: int = 0  # missing purchase/estimated date, unknown customer or no items
+    orders_skipped: int = 0  # missing purchase/estimated date or unknown customer
     reviews_read: int = 0
     reviews_skipped: int = 0  # missing date or order skipped/unknown
     bad_optional_dates: int = 0  # unparseable approved/carrier/delivered date, treated as absent
-    orders_without_items: int = 0  # skipped: no order lines (schema needs >= 1 item)
+    orders_without_items: int = 0  # no order lines: one UNKNOWN_ITEM line, attributes.items_missing
     amount_from_items: int = 0  # no payment rows, amount fell back to items
     clamped: int = 0  # events moved to not precede their order (see module doc)
     late_deliveries: int = 0  # delivered after promised_delivery_at
@@ -196,15 +201,15 @@ def _build(data_dir: Path, tz: str) -> tuple[list[tuple[str, Event]], OlistStats
         region = customer["customer_state"]
         promised = end_of_day(estimated)
         items, seller_id, items_total = items_by_order.get(order_id, ([], None, 0.0))
-        if not items:  # a placed order needs >= 1 line; these are unavailable/cancelled, unpaid
+        items_missing = not items  # placed needs >= 1 line: keep the order with a marker line
+        if items_missing:
             stats.orders_without_items += 1
-            stats.orders_skipped += 1
-            continue
+            items = [dict(UNKNOWN_ITEM)]
         if order_id in payments:
             amount, payment_type = payments[order_id]
         else:
             amount, payment_type = items_total, None
-            stats.amount_from_items += 1
+            stats.amount_from_items += not items_missing
 
         def base_event(kind: str) -> Event:
             ev: Event = {
@@ -230,6 +235,8 @@ def _build(data_dir: Path, tz: str) -> tuple[list[tuple[str, Event]], OlistStats
             items=items,
             attributes={"olist_status": status, "city": customer["customer_city"]},
         )
+        if items_missing:
+            placed["attributes"]["items_missing"] = True
         if payment_type:
             placed["attributes"]["payment_type"] = payment_type
         order_events.append((purchase, "order", placed))

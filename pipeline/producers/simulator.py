@@ -75,8 +75,12 @@ RELATIONSHIPS = {  # tier -> (level, weight)
     "regular": (("preferred_supplier", 0.5), ("partner", 0.1), ("transactional", 0.4)),
     "general": (("transactional", 0.9), ("preferred_supplier", 0.1)),
 }
-CHANNELS = (("web", 0.3), ("app", 0.3), ("marketplace", 0.15), ("store", 0.1), ("phone", 0.1), ("email", 0.05))
-COMPLAINT_CHANNELS = (("phone", 0.3), ("chat", 0.25), ("email", 0.2), ("web", 0.1), ("app", 0.1), ("social", 0.05))
+CHANNELS = (
+    ("web", 0.3), ("app", 0.3), ("marketplace", 0.15), ("store", 0.1), ("phone", 0.1), ("email", 0.05),
+)
+COMPLAINT_CHANNELS = (
+    ("phone", 0.3), ("chat", 0.25), ("email", 0.2), ("web", 0.1), ("app", 0.1), ("social", 0.05),
+)
 # category -> (min, max) unit price in USD
 CATEGORIES = {
     "electronics": (20, 800),
@@ -265,7 +269,8 @@ class _Simulation:
         money = {"amount": amount, "currency": c.currency}
         if rng.random() < 0.04:
             cancelled = t + hours(0.2, 12)
-            follow(cancelled, "cancelled", reason=rng.choice(("customer_request", "out_of_stock", "payment_failed")))
+            reason = rng.choice(("customer_request", "out_of_stock", "payment_failed"))
+            follow(cancelled, "cancelled", reason=reason)
             if rng.random() < 0.5:
                 follow(cancelled + hours(24, 72), "refunded", **money, reason="cancelled")
         else:
@@ -357,8 +362,10 @@ class _Simulation:
             if rng.random() < 0.3:
                 ev["promised_refund_by"] = _iso(_end_of_day(t + timedelta(days=rng.randint(3, 10)), c.zone))
         if channel == "phone" or rng.random() < 0.15:
-            ev["promised_callback_at"] = _iso((t + timedelta(hours=rng.uniform(1, 6))).replace(microsecond=0).astimezone(c.zone))
-        common = {"complaint_id": complaint_id, "customer_id": c.customer_id, "channel": channel, "owner": owner}
+            callback = t + timedelta(hours=rng.uniform(1, 6))
+            ev["promised_callback_at"] = _iso(callback.astimezone(c.zone))
+        common = {"complaint_id": complaint_id, "customer_id": c.customer_id,
+                  "channel": channel, "owner": owner}
         if "order_id" in ev:
             common["order_id"] = ev["order_id"]
 

@@ -1,0 +1,380 @@
+"""Korean analyser: Kiwi morphological analysis -> signals.
+
+Lexicon terms are analysed with Kiwi once (when the taxonomy is compiled) and
+matched against the content morphemes of the text, so conjugated and spacing
+variants meet the same entry: "늦다" matches 늦었어요 / 늦게 와서 and "느리다"
+matches 배송이느려요. Nouns also match as prefixes of longer compounds
+(불량 -> 불량품). A term may pin a part-of-speech tag with ``form/TAG``
+("싸/VA" is cheap, not 싸다 "to wrap").
+
+Negation:
+  * short form: 안 / 못 before a predicate ("안 좋아요", "못 쓰겠어요");
+  * long form: -지 않다 / -지 못하다 after it ("편안하지 않아요");
+  * 아니다 / 없다 after a word ("저렴한 가격도 아닌데", "문제없이", "답변이 없어요");
+  * noun prefixes 불-/무- ("불친절").
+A negated *failure verb* (되다, 켜지다, 터지다, ...) is a complaint by itself
+("연결이 안 돼요"); an aspect followed by 없다 is lacking ("설명서가 없어요").
+"-었으면 좋겠다" is an unmet wish, mildly negative.
+
+The Kiwi instance is built once per process (it takes ~2 s) on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+from .model import Signal
+from .taxonomy import Taxonomy
+
+FLIP_POSITIVE = -0.9
+FLIP_NEGATIVE = -0.5
+FAILURE_VALUE = -1.0
+LACK_VALUE = -0.7
+WISH_VALUE = -0.6
+PRE_NEG_SCOPE = 2     # content units after 안/못
+POST_NEG_SCOPE = 3    # content units before 않다/없다/아니다
+INTENSIFIER_SCOPE = 2
+
+_N = {"NNG", "NNP", "NNB", "NR", "XR", "SL", "SH"}
+_V = {"VV", "VA", "VX", "VCN"}
+_M = {"MAG", "MAJ", "MM", "IC"}
+_P = {"XPN"}
+_BREAK_TAGS = {"SF", "SE", "SP", "SS"}
+_WISH_EC = {"면", "으면"}
+_TRAILING = " \t\r\n.,!?~…;:)]}\"'ㅋㅎㅠㅜ^*"
+
+_kiwi = None
+_kiwi_lock = threading.Lock()
+
+
+def get_kiwi():
+    """Module-level lazy singleton (Kiwi() is slow to build, fast to use)."""
+    global _kiwi
+    if _kiwi is None:
+        with _kiwi_lock:
+            if _kiwi is None:
+                from kiwipiepy import Kiwi
+
+                _kiwi = Kiwi()
+    return _kiwi
+
+
+def _cls(tag: str) -> str | None:
+    tag = tag.split("-")[0]
+    if tag in _N:
+        return "N"
+    if tag in _V:
+        return "V"
+    if tag in _M:
+        return "M"
+    if tag in _P:
+        return "P"
+    return None
+
+
+@dataclass
+class KoreanMatcher:
+    # first form -> [(key, roles)], longest key first; key = ((form, cls_or_tag), ...)
+    entries: dict[str, list[tuple[tuple[tuple[str, str], ...], list[tuple]]]] = field(default_factory=dict)
+    nouns: dict[str, list[tuple]] = field(default_factory=dict)  # single-noun terms, for prefix match
+    patterns: list[tuple[re.Pattern[str], tuple]] = field(default_factory=list)
+    negation_pre: frozenset[str] = frozenset()
+    negation_post: frozenset[str] = frozenset()
+    lack: frozenset[str] = frozenset()
+    negation_prefixes: frozenset[str] = frozenset()
+    breaks: frozenset[str] = frozenset()
+
+    def add(self, term: str, role: tuple) -> None:
+        key = _term_key(term)
+        if not key:
+            return
+        bucket = self.entries.setdefault(key[0][0], [])
+        for k, roles in bucket:
+            if k == key:
+                roles.append(role)
+                break
+        else:
+            bucket.append((key, [role]))
+            bucket.sort(key=lambda kr: -len(kr[0]))
+        if len(key) == 1 and key[0][1] == "N" and len(key[0][0]) >= 2:
+            self.nouns.setdefault(key[0][0], []).append(role)
+
+
+def _term_key(term: str) -> tuple[tuple[str, str], ...]:
+    term = term.strip()
+    if "/" in term:  # explicit "form/TAG" (single morpheme)
+        form, tag = term.rsplit("/", 1)
+        return ((form.strip(), tag.strip()),)
+    out = []
+    for tok in get_kiwi().tokenize(term):
+        c = _cls(tok.tag)
+        if c is not None:
+            out.append((tok.form, c))
+    return tuple(out)
+
+
+def build_matcher(tax: Taxonomy, lang: str = "ko") -> KoreanMatcher | None:
+    lex = tax.lexicon(lang)
+    if lex is None:
+        return None
+    m = KoreanMatcher(
+        negation_pre=frozenset(lex.negation),
+        negation_post=frozenset(lex.negation_post),
+        lack=frozenset(lex.lack),
+        negation_prefixes=frozenset(lex.negation_prefixes),
+        breaks=frozenset(lex.clause_breaks),
+    )
+    for t, w in lex.intensifiers.items():
+        m.add(t, ("intens", w))
+    for t in lex.failure_verbs:
+        m.add(t, ("failure",))
+    for t, w in lex.positive.items():
+        m.add(t, ("pos", None, w))
+    for t, w in lex.negative.items():
+        m.add(t, ("pos", None, -w))
+    for p in lex.positive_patterns:
+        m.patterns.append((p, ("pos", None, 1.0)))
+    for p in lex.negative_patterns:
+        m.patterns.append((p, ("pos", None, -1.0)))
+    for cat in tax.categories:
+        for t in cat.role_terms("aspects", lang):
+            m.add(t, ("aspect", cat.id))
+        for t, w in cat.role_terms("negative", lang).items():
+            m.add(t, ("pos", cat.id, -w))
+        for t, w in cat.role_terms("positive", lang).items():
+            m.add(t, ("pos", cat.id, w))
+        for t, w in cat.role_terms("context", lang).items():
+            m.add(t, ("ctx", cat.id, w))
+        for p in cat.patterns.get(lang, ()):
+            m.patterns.append((p, ("pos", cat.id, -1.0)))
+    return m
+
+
+@dataclass
+class _Unit:
+    first: int          # morpheme index range
+    last: int
+    start: int          # char offsets
+    end: int
+    cls: str | None
+    form: str
+    roles: list[tuple]
+    clause: int
+    value: float = 0.0  # polar value after modifiers (0 = none)
+    category: str | None = None
+    polar: bool = False
+    neg_start: int | None = None  # start of the negation cue that applies
+    neg_end: int | None = None
+
+
+def _eojeol_end(text: str, pos: int) -> int:
+    """End of the space-delimited word containing ``pos``, trailing punctuation trimmed."""
+    n = len(text)
+    e = pos
+    while e < n and not text[e].isspace():
+        e += 1
+    while e > pos and text[e - 1] in _TRAILING:
+        e -= 1
+    return max(e, pos)
+
+
+def _flip(v: float) -> float:
+    return v * (FLIP_POSITIVE if v > 0 else FLIP_NEGATIVE)
+
+
+def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 0) -> list[Signal]:
+    m: KoreanMatcher | None = tax.compiled(f"kiwi:{lang}", lambda t: build_matcher(t, lang))
+    if m is None:
+        return []
+    morphs = get_kiwi().tokenize(text)
+    if not morphs:
+        return []
+    forms = [t.form for t in morphs]
+    tags = [t.tag.split("-")[0] for t in morphs]
+    starts = [t.start for t in morphs]
+    ends = [t.start + t.len for t in morphs]
+
+    # clause index per morpheme
+    clause_of = []
+    clause = clause_offset
+    for i, (f, tg) in enumerate(zip(forms, tags)):
+        clause_of.append(clause)
+        nxt = tags[i + 1] if i + 1 < len(tags) else ""
+        if tg in _BREAK_TAGS or tg == "EF":
+            clause += 1
+        elif tg == "EC" and f in m.breaks and nxt != "VX":
+            clause += 1
+        elif tg == "MAJ" and f in m.breaks:
+            clause_of[i] = clause + 1
+            clause += 1
+
+    # regex hits (surface forms Kiwi splits oddly, e.g. 싸구려)
+    covered: set[int] = set()
+    pat_units: list[_Unit] = []
+    for pat, role in m.patterns:
+        for mt in pat.finditer(text):
+            idx = [i for i in range(len(morphs)) if starts[i] < mt.end() and ends[i] > mt.start()]
+            if not idx:
+                continue
+            covered.update(idx)
+            u = _Unit(idx[0], idx[-1], mt.start(), mt.end(), "N", mt.group(), [role], clause_of[idx[0]])
+            pat_units.append(u)
+
+    # content units with longest-match lexicon lookup
+    content = [i for i in range(len(morphs)) if _cls(tags[i]) is not None and i not in covered]
+    units: list[_Unit] = list(pat_units)
+    k = 0
+    while k < len(content):
+        i = content[k]
+        best = None
+        for key, roles in m.entries.get(forms[i], ()):
+            L = len(key)
+            if k + L > len(content):
+                continue
+            idxs = content[k : k + L]
+            if any(clause_of[j] != clause_of[i] for j in idxs):
+                continue
+            if all(
+                forms[j] == f and (c == _cls(tags[j]) or c == tags[j])
+                for j, (f, c) in zip(idxs, key)
+            ):
+                best = (idxs, roles)
+                break
+        if best is None and _cls(tags[i]) == "N" and len(forms[i]) >= 3:
+            for cut in range(len(forms[i]) - 1, 1, -1):
+                roles = m.nouns.get(forms[i][:cut])
+                if roles:
+                    best = ([i], roles)
+                    break
+        if best is None:
+            units.append(_Unit(i, i, starts[i], ends[i], _cls(tags[i]), forms[i], [], clause_of[i]))
+            k += 1
+        else:
+            idxs, roles = best
+            units.append(
+                _Unit(idxs[0], idxs[-1], starts[idxs[0]], ends[idxs[-1]], _cls(tags[idxs[-1]]),
+                      forms[i], list(roles), clause_of[i])
+            )
+            k += len(idxs)
+    units.sort(key=lambda u: u.first)
+
+    # polar values
+    for u in units:
+        for r in u.roles:
+            if r[0] == "pos":
+                u.value, u.category, u.polar = r[2], r[1], True
+                break
+
+    def prev_morph(u: _Unit, back: int = 1) -> tuple[str, str]:
+        j = u.first - back
+        return (forms[j], tags[j]) if j >= 0 else ("", "")
+
+    # modifiers
+    pending_neg = 0
+    neg_cue: _Unit | None = None
+    pending_int, intens = 0, 1.0
+    pending_prefix = False
+    for ui, u in enumerate(units):
+        roles = {r[0] for r in u.roles}
+        f0, t0 = forms[u.first], tags[u.first]
+        if ui and units[ui - 1].clause != u.clause:
+            pending_neg = pending_int = 0
+            pending_prefix = False
+        # unmet wish: "-었으면 좋겠다"
+        if u.polar and u.value > 0 and prev_morph(u)[0] in _WISH_EC and prev_morph(u, 2)[1] == "EP":
+            u.value = WISH_VALUE
+        # short negation cue (안, 못; 않 without -지)
+        if not roles and (f0 in m.negation_pre or (f0 == "않" and prev_morph(u)[0] != "지")):
+            pending_neg, neg_cue = PRE_NEG_SCOPE, u
+            continue
+        if t0 in _P and f0 in m.negation_prefixes and not roles:
+            pending_prefix = True
+            neg_cue = u
+            continue
+        # post-position negation (-지 않다, 아니다, 없다)
+        if not u.polar and (f0 in m.negation_post or f0 in m.lack) and "failure" not in roles:
+            _negate_back(units, ui, u, f0 in m.lack and f0 not in m.negation_post, _eojeol_end(text, u.start), m)
+            continue
+        if "intens" in roles and not u.polar:
+            intens = max(r[1] for r in u.roles if r[0] == "intens")
+            pending_int = INTENSIFIER_SCOPE
+            continue
+        if pending_prefix and u.cls == "N":
+            pending_prefix = False
+            if u.polar:
+                u.value = _flip(u.value)
+                u.neg_start = neg_cue.start if neg_cue else None
+        if pending_int and u.polar:
+            u.value *= intens
+            pending_int = 0
+        if pending_neg:
+            if u.polar:
+                u.value = _flip(u.value)
+                u.neg_start = neg_cue.start if neg_cue else None
+                pending_neg = 0
+            elif "failure" in roles:
+                u.value, u.polar = FAILURE_VALUE, True
+                u.neg_start = neg_cue.start if neg_cue else None
+                pending_neg = 0
+            elif "ctx" in roles:
+                u.neg_start = neg_cue.start if neg_cue else u.start
+                pending_neg = 0
+            elif u.cls == "V":
+                pending_neg = 0
+            else:
+                pending_neg -= 1
+        if pending_int and not u.polar:
+            pending_int -= 1
+
+    # signals
+    signals: list[Signal] = []
+    for u in units:
+        for r in u.roles:
+            if r[0] == "aspect":
+                signals.append(Signal("aspect", u.first, u.start, u.end, u.clause, category=r[1]))
+            elif r[0] == "ctx":
+                w = r[2]
+                s0, e0 = u.start, _eojeol_end(text, u.start)
+                if u.neg_start is not None:
+                    w, s0 = _flip(w), min(s0, u.neg_start)
+                elif u.neg_end is not None:
+                    w, e0 = _flip(w), max(e0, u.neg_end)
+                signals.append(Signal("context", u.first, s0, e0, u.clause, ctx=((r[1], w),)))
+        if u.polar and u.value != 0:
+            s0 = u.start if u.neg_start is None else min(u.start, u.neg_start)
+            e0 = u.end if u.cls == "N" and u.neg_end is None else _eojeol_end(text, u.start)
+            if u.neg_end is not None:
+                e0 = max(e0, u.neg_end)
+            signals.append(
+                Signal("polar", u.first, s0, e0, u.clause, value=u.value, category=u.category)
+            )
+    return signals
+
+
+def _negate_back(units: list[_Unit], ui: int, cue: _Unit, lack_only: bool, cue_end: int,
+                 m: KoreanMatcher) -> None:
+    """Apply a post-position negation cue to the nearest suitable unit before it."""
+    seen = 0
+    j = ui - 1
+    while j >= 0 and seen < POST_NEG_SCOPE and units[j].clause == cue.clause:
+        t = units[j]
+        roles = {r[0] for r in t.roles}
+        if t.polar:
+            t.value = _flip(t.value)
+            t.neg_end = cue_end
+            return
+        if "ctx" in roles:
+            t.neg_end = cue_end
+            return
+        if "failure" in roles and not lack_only:
+            t.value, t.polar, t.neg_end = FAILURE_VALUE, True, cue_end
+            return
+        if "aspect" in roles and cue.form in m.lack:
+            cat = next(r[1] for r in t.roles if r[0] == "aspect")
+            t.value, t.polar, t.category, t.neg_end = LACK_VALUE, True, cat, cue_end
+            return
+        if "intens" not in roles:
+            seen += 1
+        j -= 1

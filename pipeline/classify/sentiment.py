@@ -1,0 +1,77 @@
+"""Sentiment label/score, numeric scores (stars, NPS, CSAT) and the satisfaction gap."""
+
+from __future__ import annotations
+
+from .model import Sentiment
+
+POSITIVE_THRESHOLD = 0.2
+NEGATIVE_THRESHOLD = -0.2
+NUMERIC_WEIGHT = 0.6      # weight of a numeric score when the text also has sentiment words
+DEFAULT_SCALE = (1.0, 5.0)  # stars / CSAT when no scale is given
+
+# common scales, for callers: classify(..., scale=SCALES["nps"])
+SCALES = {"stars": (1.0, 5.0), "csat": (1.0, 5.0), "nps": (0.0, 10.0)}
+
+
+def _clip(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
+    return max(lo, min(hi, x))
+
+
+def check_scale(scale: tuple[float, float] | None) -> tuple[float, float]:
+    lo, hi = scale if scale is not None else DEFAULT_SCALE
+    lo, hi = float(lo), float(hi)
+    if not hi > lo:
+        raise ValueError(f"scale max must be greater than min, got {scale!r}")
+    return lo, hi
+
+
+def normalize_score(score: float, scale: tuple[float, float] | None = None) -> float:
+    """Map a score on [min, max] linearly to -1..1 (midpoint -> 0), clipped."""
+    lo, hi = check_scale(scale)
+    return _clip(2.0 * (float(score) - lo) / (hi - lo) - 1.0)
+
+
+def satisfaction_gap(
+    score: float | None,
+    expectation_score: float | None,
+    scale: tuple[float, float] | None = None,
+) -> float | None:
+    """(experience - expectation) / (max - min), clipped to -1..1; None if either is missing."""
+    if score is None or expectation_score is None:
+        return None
+    lo, hi = check_scale(scale)
+    return _clip((float(score) - float(expectation_score)) / (hi - lo))
+
+
+def label_for(score: float) -> str:
+    if score >= POSITIVE_THRESHOLD:
+        return "positive"
+    if score <= NEGATIVE_THRESHOLD:
+        return "negative"
+    return "neutral"
+
+
+def combine(
+    text_score: float | None,
+    text_weight: float,
+    score: float | None = None,
+    scale: tuple[float, float] | None = None,
+) -> Sentiment:
+    """Blend text sentiment with a numeric score.
+
+    ``text_weight`` is how much sentiment evidence the text had (0 = none).
+    Without text evidence the numeric score decides alone; with both, the
+    numeric score gets ``NUMERIC_WEIGHT`` and the text the rest.
+    """
+    numeric = normalize_score(score, scale) if score is not None else None
+    has_text = text_score is not None and text_weight > 0
+    if numeric is None and not has_text:
+        value = 0.0
+    elif numeric is None:
+        value = float(text_score)  # type: ignore[arg-type]
+    elif not has_text:
+        value = numeric
+    else:
+        value = NUMERIC_WEIGHT * numeric + (1 - NUMERIC_WEIGHT) * float(text_score)  # type: ignore[arg-type]
+    value = _clip(value)
+    return Sentiment(label=label_for(value), score=value)

@@ -1,0 +1,38 @@
+# Task runner for the README commands.  Everything installs itself into .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test test-unit test-integration kafka-start kafka-stop lint-compose clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+## The quickstart's main job: local Kafka + worker + Olist replay + summary.
+demo: install
+	$(PY) -m pipeline demo
+
+## The whole test suite (unit + integration against a real local Kafka).
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+kafka-start: install
+	$(PY) -m pipeline kafka start
+
+kafka-stop: install
+	$(PY) -m pipeline kafka stop
+
+clean:
+	rm -rf $(VENV) .run build *.egg-info

@@ -86,6 +86,7 @@ class Settings:
     segment: SegmentThresholds = field(default_factory=SegmentThresholds)
     kafka_version: str = "4.1.1"
     cache_dir: Path = Path.home() / ".cache" / "feedback-pipeline"
+    taxonomy_file: Path | None = None
 
     @property
     def faust_broker(self) -> str:
@@ -141,4 +142,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         segment=segment,
         kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
         cache_dir=Path(_get(env, "PIPELINE_CACHE_DIR", str(d.cache_dir))),
+        taxonomy_file=Path(env["PIPELINE_TAXONOMY_FILE"]) if env.get("PIPELINE_TAXONOMY_FILE") else None,
     )

@@ -23,12 +23,14 @@ from typing import Any, Callable
 
 import orjson
 
+from .classify.events import classify_event
+from .classify.taxonomy import load_taxonomy
 from .config import Settings
 from .ingest.normalise import Event, normalise
 from .ingest.validate import Problem, decode
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
-from .segment.customer import apply_event
+from .segment.customer import apply_event, promised_delivery
 from .segment.segments import derive_segment
 
 
@@ -69,6 +71,7 @@ class Processor:
         self.settings = settings
         self.topics = settings.topics
         self.enrich_hooks = enrich_hooks or []
+        self.taxonomy = load_taxonomy(settings.taxonomy_file)
 
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None
@@ -117,15 +120,18 @@ class Processor:
         timestamp: float | None, rekeyed: bool, get_state: Callable[[str], dict[str, Any] | None], now: float,
     ) -> Step:
         ev = normalise(kind, event, fallback_time=timestamp)
-        state, changed = apply_event(get_state(ev.customer_id), ev, self.settings.segment.fx_rates)
+        prior = get_state(ev.customer_id)
+        state, changed = apply_event(prior, ev, self.settings.segment.fx_rates)
         step = Step(state_key=ev.customer_id, state=state if changed else None, kind=kind)
         if kind == "customer_profile":
             step.outcome = "state"
             return step
         segment = derive_segment(state, ev.occurred_at, self.settings.segment)
+        promised = promised_delivery(prior, event["order_id"]) if kind == "order" else None
         doc = enriched_event(
             ev, segment=segment, source_topic=topic, partition=partition, offset=offset,
             ingested_at=timestamp, processed_at=now, rekeyed=rekeyed,
+            classification=classify_event(ev, self.taxonomy, promised),
         )
         for hook in self.enrich_hooks:
             doc = hook(ev, state, doc)

@@ -42,9 +42,13 @@ def pain_points_from(agg: Aggregate, text: str, taxonomy: Taxonomy) -> list[Pain
         conf = noisy_or([strength_to_confidence(s) for s, _ in items])
         found[cid] = (conf, [sp for _, sps in items for sp in sps])
     fb = taxonomy.fallback_category
-    if fb and agg.unattributed and not found:
+    if fb and agg.unattributed and (taxonomy.fallback_mode == "always" or not found):
         conf = noisy_or([strength_to_confidence(s) for s, _ in agg.unattributed]) * taxonomy.fallback_factor
-        found[fb] = (conf, [sp for _, sps in agg.unattributed for sp in sps])
+        spans = [sp for _, sps in agg.unattributed for sp in sps]
+        if fb in found:
+            old_conf, old_spans = found[fb]
+            conf, spans = noisy_or([old_conf, conf]), old_spans + spans
+        found[fb] = (conf, spans)
     out = [
         PainPoint(cid, round(conf, 4), evidence_items(text, spans))
         for cid, (conf, spans) in found.items()

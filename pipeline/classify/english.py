@@ -1,8 +1,10 @@
 """Analyser for Latin-script languages (English, Portuguese, ...): text -> signals.
 
-Tokens are lower-cased, stripped of accents and stemmed (Snowball when the
-``snowballstemmer`` package is installed, a small suffix stripper otherwise),
-so "delivered"/"deliveries" and "atrasado"/"atraso" meet their lexicon entries.
+Tokens are lower-cased, stripped of accents and stemmed, so "delivered" /
+"deliveries" meet "deliver" / "delivery". English uses a built-in inflectional
+stemmer (-s/-ed/-ing; derivations such as helpful/help stay apart); other
+languages use the Snowball stemmer named in the taxonomy when the optional
+``snowballstemmer`` package is installed (exact word forms otherwise).
 Lexicon terms may be phrases ("customer service", "money back").
 
 Negation: a cue ("not", "never", "n't", "no", "não", ...) flips the polar words
@@ -28,6 +30,7 @@ except ImportError:  # pragma: no cover - exercised only without the package
     _snowball = None
 
 NEGATION_SCOPE = 4       # tokens after a negation cue that it can reach
+FAILURE_SCOPE = 3        # "doesn't (even) work": the failure verb must follow the cue closely
 LACK_SCOPE = 2           # "no (working) charger"
 INTENSIFIER_SCOPE = 2
 FLIP_POSITIVE = -0.85    # "not good" is almost as bad as "bad"
@@ -47,16 +50,42 @@ def _strip_accents(s: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", s) if not unicodedata.combining(ch))
 
 
-def _simple_stem(w: str) -> str:
-    for suf in ("ingly", "edly", "ing", "ed", "ly", "es", "s"):
-        if w.endswith(suf) and len(w) - len(suf) >= 3:
-            return w[: -len(suf)]
-    return w
+_VOWELS = frozenset("aeiouy")
+
+
+def inflectional_stem(w: str) -> str:
+    """Strip English inflections only (-s, -es, -ies, -ed, -ing), then a final -e.
+
+    Unlike Porter/Snowball it keeps derivations apart (helpful != help,
+    overly != over, lately != late), which matters for a sentiment lexicon.
+    """
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    stem = w
+    if w.endswith("ies") and len(w) > 4:
+        stem = w[:-3] + "y"
+    elif w.endswith("ied") and len(w) > 4:
+        stem = w[:-3] + "y"
+    elif w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        stem = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is", "'s")):
+        stem = w[:-1]
+    elif w.endswith("ing") and len(w) > 5 and any(c in _VOWELS for c in w[:-3]):
+        stem = w[:-3]
+    elif w.endswith("ed") and len(w) > 4 and any(c in _VOWELS for c in w[:-2]):
+        stem = w[:-2]
+    if stem is not w and stem != w[:-1] and len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+        stem = stem[:-1]  # stopped -> stop, shipping -> ship
+    if len(stem) > 3 and stem.endswith("e"):
+        stem = stem[:-1]  # arrive/arrived/arriving -> arriv
+    return stem
 
 
 @lru_cache(maxsize=8)
 def _stemmer(name: str | None):
-    if name and _snowball is not None:
+    if name in (None, "", "inflectional", "english_inflectional"):
+        return inflectional_stem
+    if _snowball is not None:
         try:
             st = _snowball.stemmer(name)
         except KeyError:
@@ -73,7 +102,7 @@ def _stemmer(name: str | None):
                 return r
 
             return stem
-    return _simple_stem
+    return inflectional_stem if (name or "").startswith("english") else (lambda w: w)
 
 
 def normalize(token: str) -> str:
@@ -127,10 +156,10 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
         m.add(t, ("pos", None, w))
     for t, w in lex.negative.items():
         m.add(t, ("pos", None, -w))
-    for p in lex.positive_patterns:
-        m.patterns.append((p, ("pos", None, 1.0)))
-    for p in lex.negative_patterns:
-        m.patterns.append((p, ("pos", None, -1.0)))
+    for p, w in lex.positive_patterns:
+        m.patterns.append((p, ("pos", None, w)))
+    for p, w in lex.negative_patterns:
+        m.patterns.append((p, ("pos", None, -w)))
     for cat in tax.categories:
         for t in cat.role_terms("aspects", lang):
             m.add(t, ("aspect", cat.id))
@@ -140,8 +169,8 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
             m.add(t, ("pos", cat.id, w))
         for t, w in cat.role_terms("context", lang).items():
             m.add(t, ("ctx", cat.id, w))
-        for p in cat.patterns.get(lang, ()):
-            m.patterns.append((p, ("pos", cat.id, -1.0)))
+        for p, w in cat.patterns.get(lang, ()):
+            m.patterns.append((p, ("pos", cat.id, -w)))
     return m
 
 
@@ -156,19 +185,26 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
         return []
     toks = [(mt.group(), mt.start(), mt.end()) for mt in TOKEN_RE.finditer(text)]
     toks = [t for t in toks if not t[0][0].isalpha() or t[0][0].isascii() or _is_latin(t[0][0])]
-    if not toks:
-        return []
     keys = [m.key(t[0]) if t[0] not in PUNCT else t[0] for t in toks]
     # regex hits first; the tokens they cover are not matched again
     covered: set[int] = set()
     pattern_hits: list[tuple[int, int, int, tuple]] = []  # (tok_index, start, end, role)
     for pat, role in m.patterns:
         for mt in pat.finditer(text):
-            idx = [i for i, t in enumerate(toks) if t[1] < mt.end() and t[2] > mt.start()]
-            if not idx:
+            if mt.end() <= mt.start():
                 continue
+            idx = [i for i, t in enumerate(toks) if t[1] < mt.end() and t[2] > mt.start()]
             covered.update(idx)
-            pattern_hits.append((idx[0], mt.start(), mt.end(), role))
+            if idx:
+                ti = idx[0]
+            else:  # e.g. an emoji: attach to the token before it
+                ti = max(0, sum(1 for t in toks if t[2] <= mt.start()) - 1)
+            pattern_hits.append((ti, mt.start(), mt.end(), role))
+    if not toks:
+        return [
+            Signal("polar", 0, s, e, clause_offset, value=role[2], category=role[1])
+            for _, s, e, role in pattern_hits
+        ]
     # greedy longest-phrase matching
     matches: list[tuple[int, int, list[tuple]]] = []  # (first_tok, last_tok, roles)
     i = 0
@@ -199,6 +235,7 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
     clause = clause_offset
     neg_left = 0
     neg_start = -1
+    neg_tok = -1
     lack_left = 0
     intens_left, intens = 0, 1.0
     excess_pending = False
@@ -225,6 +262,9 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
             i += 1
             continue
         a, b, roles = entry
+        if any(r[0] == "pos" and r[1] is not None for r in roles):
+            # a category-bound polarity wins over the generic one for the same word
+            roles = [r for r in roles if not (r[0] == "pos" and r[1] is None)]
         span_start, span_end = toks[a][1], toks[b][2]
         width = b - a + 1
         kinds = {r[0] for r in roles}
@@ -236,7 +276,7 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
             continue
         consumed_neg = False
         if "neg_cue" in kinds or "lack_cue" in kinds:
-            neg_left, neg_start = NEGATION_SCOPE + 1, span_start
+            neg_left, neg_start, neg_tok = NEGATION_SCOPE + 1, span_start, b
             if "lack_cue" in kinds:
                 lack_left = LACK_SCOPE + 1
             consumed_neg = True
@@ -251,6 +291,13 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
         elif "wish" in kinds:
             signals.append(Signal("polar", a, span_start, span_end, clause, value=WISH_VALUE))
         polar_done = False
+        negated = neg_left > 0 and not consumed_neg
+        if (negated and "failure" in kinds and a - neg_tok <= FAILURE_SCOPE
+                and not any(r[0] == "pos" and r[2] < 0 for r in roles)):
+            # "doesn't work": the failure wins over the word's own (mild) polarity
+            signals.append(Signal("polar", a, neg_start, span_end, clause, value=FAILURE_VALUE))
+            polar_done = True
+            roles = [r for r in roles if r[0] not in ("pos", "failure")]
         for r in roles:
             if r[0] == "aspect":
                 signals.append(Signal("aspect", a, span_start, span_end, clause, category=r[1]))
@@ -279,9 +326,6 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
                 signals.append(
                     Signal("context", a, s0, span_end, clause, ctx=((r[1], w),))
                 )
-            elif r[0] == "failure" and neg_left > 0 and not consumed_neg and not polar_done:
-                signals.append(Signal("polar", a, neg_start, span_end, clause, value=FAILURE_VALUE))
-                polar_done = True
         if excess_pending and not polar_done and "aspect" in kinds:
             signals.append(Signal("polar", a, span_start, span_end, clause, value=EXCESS_VALUE))
         excess_pending = False

@@ -43,6 +43,8 @@ _M = {"MAG", "MAJ", "MM", "IC"}
 _P = {"XPN"}
 _BREAK_TAGS = {"SF", "SE", "SP", "SS"}
 _WISH_EC = {"면", "으면"}
+_WISH_VERBS = {"하", "바라", "싶"}
+_NOT_YET = {"아직"}
 _TRAILING = " \t\r\n.,!?~…;:)]}\"'ㅋㅎㅠㅜ^*"
 
 _kiwi = None
@@ -134,10 +136,10 @@ def build_matcher(tax: Taxonomy, lang: str = "ko") -> KoreanMatcher | None:
         m.add(t, ("pos", None, w))
     for t, w in lex.negative.items():
         m.add(t, ("pos", None, -w))
-    for p in lex.positive_patterns:
-        m.patterns.append((p, ("pos", None, 1.0)))
-    for p in lex.negative_patterns:
-        m.patterns.append((p, ("pos", None, -1.0)))
+    for p, w in lex.positive_patterns:
+        m.patterns.append((p, ("pos", None, w)))
+    for p, w in lex.negative_patterns:
+        m.patterns.append((p, ("pos", None, -w)))
     for cat in tax.categories:
         for t in cat.role_terms("aspects", lang):
             m.add(t, ("aspect", cat.id))
@@ -147,8 +149,8 @@ def build_matcher(tax: Taxonomy, lang: str = "ko") -> KoreanMatcher | None:
             m.add(t, ("pos", cat.id, w))
         for t, w in cat.role_terms("context", lang).items():
             m.add(t, ("ctx", cat.id, w))
-        for p in cat.patterns.get(lang, ()):
-            m.patterns.append((p, ("pos", cat.id, -1.0)))
+        for p, w in cat.patterns.get(lang, ()):
+            m.patterns.append((p, ("pos", cat.id, -w)))
     return m
 
 
@@ -262,10 +264,11 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
 
     # polar values
     for u in units:
-        for r in u.roles:
-            if r[0] == "pos":
-                u.value, u.category, u.polar = r[2], r[1], True
-                break
+        pos_roles = [r for r in u.roles if r[0] == "pos"]
+        if pos_roles:
+            # a category-bound polarity wins over the generic one for the same word
+            r = next((r for r in pos_roles if r[1] is not None), pos_roles[0])
+            u.value, u.category, u.polar = r[2], r[1], True
 
     def prev_morph(u: _Unit, back: int = 1) -> tuple[str, str]:
         j = u.first - back
@@ -282,11 +285,18 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
         if ui and units[ui - 1].clause != u.clause:
             pending_neg = pending_int = 0
             pending_prefix = False
-        # unmet wish: "-었으면 좋겠다"
-        if u.polar and u.value > 0 and prev_morph(u)[0] in _WISH_EC and prev_morph(u, 2)[1] == "EP":
-            u.value = WISH_VALUE
-        # short negation cue (안, 못; 않 without -지)
-        if not roles and (f0 in m.negation_pre or (f0 == "않" and prev_morph(u)[0] != "지")):
+        # unmet wish: "-었으면 좋겠다 / 하다": what is wished for is missing
+        if prev_morph(u)[0] in _WISH_EC and prev_morph(u, 2)[1] == "EP" and u.cls == "V":
+            for w in units[:ui]:
+                if w.clause == u.clause and w.polar and w.value > 0:
+                    w.value, w.polar = 0.0, False
+            if (u.polar and u.value > 0) or f0 in _WISH_VERBS:
+                u.value, u.polar, u.category = WISH_VALUE, True, None
+                continue
+        # short negation cue (안, 못; 않 misspelt for 안: "잘 않되요")
+        if not roles and (
+            f0 in m.negation_pre or (f0 == "않" and _cls(prev_morph(u)[1]) is not None)
+        ):
             pending_neg, neg_cue = PRE_NEG_SCOPE, u
             continue
         if t0 in _P and f0 in m.negation_prefixes and not roles:
@@ -314,7 +324,7 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
                 u.value = _flip(u.value)
                 u.neg_start = neg_cue.start if neg_cue else None
                 pending_neg = 0
-            elif "failure" in roles:
+            elif "failure" in roles and not _tentative(forms, u, clause_of):
                 u.value, u.polar = FAILURE_VALUE, True
                 u.neg_start = neg_cue.start if neg_cue else None
                 pending_neg = 0
@@ -351,6 +361,19 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
                 Signal("polar", u.first, s0, e0, u.clause, value=u.value, category=u.category)
             )
     return signals
+
+
+def _tentative(forms: list[str], u: _Unit, clause_of: list[int]) -> bool:
+    """"아직 안 써 봤다" (not tried yet) is no failure."""
+    j = u.last + 1
+    if j + 1 < len(forms) and forms[j] in ("어", "아", "여") and forms[j + 1] == "보":
+        return True
+    i = u.first - 1
+    while i >= 0 and clause_of[i] == clause_of[u.first]:
+        if forms[i] in _NOT_YET:
+            return True
+        i -= 1
+    return False
 
 
 def _negate_back(units: list[_Unit], ui: int, cue: _Unit, lack_only: bool, cue_end: int,

@@ -88,6 +88,9 @@ _SCRIPT_LANG = {
 }
 
 
+_SCRIPT_WEIGHT = {"hangul": 2.0, "han": 2.0, "kana": 2.0}
+
+
 @dataclass(frozen=True)
 class ScriptProfile:
     counts: dict[str, int]
@@ -98,9 +101,11 @@ class ScriptProfile:
 
     @property
     def dominant(self) -> str | None:
+        """Script with the most weight; a syllabic character (Hangul, Han, kana)
+        weighs as much as two Latin letters, roughly equal information."""
         if not self.counts:
             return None
-        return max(self.counts.items(), key=lambda kv: kv[1])[0]
+        return max(self.counts.items(), key=lambda kv: kv[1] * _SCRIPT_WEIGHT.get(kv[0], 1.0))[0]
 
     def share(self, script: str) -> float:
         n = self.letters

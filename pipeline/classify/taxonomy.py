@@ -43,7 +43,7 @@ class Category:
     # role -> language -> {term: weight}; weights are magnitudes (> 0) except
     # for "context", where the sign carries the polarity.
     terms: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
-    patterns: Mapping[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+    patterns: Mapping[str, tuple[tuple[re.Pattern[str], float], ...]] = field(default_factory=dict)
 
     def role_terms(self, role: str, lang: str) -> Mapping[str, float]:
         return self.terms.get(role, {}).get(lang, {})
@@ -65,8 +65,8 @@ class LanguageLexicon:
     failure_verbs: tuple[str, ...] = ()     # neutral verbs, negative when negated ("doesn't work")
     clause_breaks: tuple[str, ...] = ()     # contrast words / connectives that end a clause
     wish: tuple[str, ...] = ()              # "I wish" / "-면 좋겠다": an unmet wish (mildly negative)
-    positive_patterns: tuple[re.Pattern[str], ...] = ()
-    negative_patterns: tuple[re.Pattern[str], ...] = ()
+    positive_patterns: tuple[tuple[re.Pattern[str], float], ...] = ()  # (regex, weight)
+    negative_patterns: tuple[tuple[re.Pattern[str], float], ...] = ()
     stemmer: str | None = None              # snowball stemmer name (latin-script languages)
 
 
@@ -79,6 +79,7 @@ class Taxonomy:
     min_confidence: float = 0.35
     fallback_category: str | None = None
     fallback_factor: float = 0.6
+    fallback_mode: str = "alone"  # "alone": only when nothing else found; "always": per clause
     source: str | None = None
     # compiled matchers, filled lazily by the analysers (keyed by analyser name)
     _compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -152,11 +153,12 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
-def _patterns(value: Any, where: str) -> tuple[re.Pattern[str], ...]:
+def _patterns(value: Any, where: str) -> tuple[tuple[re.Pattern[str], float], ...]:
+    """A list of regular expressions (weight 1) or a mapping regex -> weight."""
     out = []
-    for p in _strings(value, where):
+    for p, w in _weights(value, where).items():
         try:
-            out.append(re.compile(p, re.IGNORECASE))
+            out.append((re.compile(p, re.IGNORECASE), w))
         except re.error as exc:
             raise TaxonomyError(f"{where}: bad regular expression {p!r}: {exc}") from exc
     return tuple(out)
@@ -224,8 +226,60 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
     )
 
 
-def taxonomy_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Taxonomy:
-    """Build a :class:`Taxonomy` from already-parsed YAML/JSON data."""
+def _fallback_mode(value: Any) -> str:
+    if value not in ("alone", "always"):
+        raise TaxonomyError(f"settings.fallback_mode must be 'alone' or 'always', got {value!r}")
+    return str(value)
+
+
+def _merge_languages(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """Own per-language entries extend the inherited ones (lists concatenate, mappings update)."""
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for lang, raw in own.items():
+        if not isinstance(raw, Mapping) or not isinstance(out.get(lang), Mapping):
+            out[lang] = raw
+            continue
+        merged = dict(out[lang])
+        for key, value in raw.items():
+            old = merged.get(key)
+            if isinstance(old, list) and isinstance(value, list):
+                merged[key] = old + value
+            elif isinstance(old, Mapping) and isinstance(value, Mapping):
+                merged[key] = {**old, **value}
+            else:
+                merged[key] = value
+        out[lang] = merged
+    return out
+
+
+def _inherited_languages(ref: Any, base_dir: Path | None) -> Mapping[str, Any]:
+    if not isinstance(ref, str) or not ref.strip():
+        raise TaxonomyError("languages_from must be a file name")
+    p = Path(ref)
+    if not p.is_absolute():
+        p = (base_dir or TAXONOMY_DIR) / p
+    if not p.exists() and (TAXONOMY_DIR / ref).exists():
+        p = TAXONOMY_DIR / ref
+    try:
+        with p.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise TaxonomyError(f"languages_from: cannot read {p}: {exc}") from exc
+    langs = data.get("languages") or {}
+    if data.get("languages_from"):
+        langs = _merge_languages(_inherited_languages(data["languages_from"], p.parent), langs)
+    return langs
+
+
+def taxonomy_from_dict(
+    data: Mapping[str, Any], *, source: str | None = None, base_dir: Path | None = None
+) -> Taxonomy:
+    """Build a :class:`Taxonomy` from already-parsed YAML/JSON data.
+
+    ``languages_from: default.yaml`` reuses another taxonomy's sentiment lexicons
+    (relative to ``base_dir``, else the bundled taxonomies folder); the file's own
+    ``languages`` entries extend them.
+    """
     if not isinstance(data, Mapping):
         raise TaxonomyError("taxonomy: top level must be a mapping")
     version = data.get("version")
@@ -239,10 +293,10 @@ def taxonomy_from_dict(data: Mapping[str, Any], *, source: str | None = None) ->
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise TaxonomyError(f"taxonomy: duplicate category ids {sorted(dupes)}")
-    languages = {
-        str(code): _language(str(code), raw)
-        for code, raw in _per_language(data.get("languages"), "languages").items()
-    }
+    raw_langs = _per_language(data.get("languages"), "languages")
+    if data.get("languages_from"):
+        raw_langs = _merge_languages(_inherited_languages(data["languages_from"], base_dir), raw_langs)
+    languages = {str(code): _language(str(code), raw) for code, raw in raw_langs.items()}
     settings = data.get("settings") or {}
     if not isinstance(settings, Mapping):
         raise TaxonomyError("taxonomy: 'settings' must be a mapping")
@@ -257,6 +311,7 @@ def taxonomy_from_dict(data: Mapping[str, Any], *, source: str | None = None) ->
         min_confidence=float(settings.get("min_confidence", 0.35)),
         fallback_category=fallback,
         fallback_factor=float(settings.get("fallback_factor", 0.6)),
+        fallback_mode=_fallback_mode(settings.get("fallback_mode", "alone")),
         source=source,
     )
 
@@ -281,7 +336,7 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         return cached
     with p.open(encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
-    tax = taxonomy_from_dict(data, source=str(p))
+    tax = taxonomy_from_dict(data, source=str(p), base_dir=p.parent)
     _CACHE[key] = tax
     return tax
 

@@ -13,6 +13,7 @@ from typing import Any
 from ..ingest.normalise import Event
 
 RECENT_IDS = 64
+OPEN_PROMISES = 32  # promised delivery times remembered per customer (newest kept)
 DAY = 86400.0
 
 # Profile fields copied into the state (anything else in a profile is ignored).
@@ -30,6 +31,7 @@ def new_state() -> dict[str, Any]:
         "last_region": None,
         "last_channel": None,
         "recent_ids": [],
+        "promises": {},
     }
 
 
@@ -42,8 +44,10 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -
     e = ev.event
     if ev.kind == "customer_profile":
         s["profile"] = {f: e[f] for f in PROFILE_FIELDS if e.get(f) is not None}
-    elif ev.kind == "order" and e["type"] == "placed":
-        _apply_order(s, ev, fx)
+    elif ev.kind == "order":
+        if e["type"] == "placed":
+            _apply_order(s, ev, fx)
+        _track_promise(s, ev)
     if e.get("channel"):
         s["last_channel"] = e["channel"]
     if e.get("region"):
@@ -65,3 +69,22 @@ def _apply_order(s: dict[str, Any], ev: Event, fx: dict[str, float]) -> None:
     s["orders"] += 1
     s["first_order_at"] = t if s["first_order_at"] is None else min(s["first_order_at"], t)
     s["last_order_at"] = t if last is None else max(last, t)
+
+
+def _track_promise(s: dict[str, Any], ev: Event) -> None:
+    """Remember each order's promised delivery time until it is delivered or cancelled."""
+    promises = dict(s.get("promises") or {})
+    order_id, kind = ev.event["order_id"], ev.event["type"]
+    if "promised_delivery_at" in ev.times:
+        promises[order_id] = ev.times["promised_delivery_at"]
+        if len(promises) > OPEN_PROMISES:
+            for old in sorted(promises, key=promises.get)[: len(promises) - OPEN_PROMISES]:
+                del promises[old]
+    elif kind in ("delivered", "cancelled"):
+        promises.pop(order_id, None)
+    s["promises"] = promises
+
+
+def promised_delivery(state: dict[str, Any] | None, order_id: str) -> float | None:
+    """The open promised delivery time of ``order_id`` (before this event was applied)."""
+    return ((state or {}).get("promises") or {}).get(order_id)

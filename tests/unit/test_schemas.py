@@ -738,8 +738,6 @@ VALID_VARIANTS = [
                                                          drop("/attributes"))),
     _variant("customer_profile", "minimal", "attributes_null_value", set_("/attributes", {"legacy_id": None})),
     _variant("enriched_event", "order_placed_new_customer", "classification_null", set_("/classification", None)),
-    _variant("enriched_event", "complaint_ko_classified", "classification_extra_keys",
-             set_("/classification/model", "kiwipiepy-0.18")),
     _variant("enriched_event", "complaint_ko_classified", "no_classification_no_risk",
              _many(drop("/classification"), drop("/risk"))),
     _variant("enriched_event", "complaint_ko_classified", "event_is_free_object",

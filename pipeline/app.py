@@ -68,38 +68,58 @@ def build(settings: Settings) -> Pipeline:
     source = app.topic(
         *t.inputs, t.rekeyed, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
     )
+    # use_partitioner: the changelog partition is chosen by the producer's key
+    # partitioner (murmur2, as for the keyed input topics), so a table write is
+    # correct outside the per-event stream context (batched writes).
     customers = app.Table(
-        "customers", key_type=str, partitions=settings.partitions, help="Per-customer profile and behaviour state.",
+        "customers", key_type=str, partitions=settings.partitions, use_partitioner=True,
+        help="Per-customer profile and behaviour state.",
     )
     # Faust derives table serializers from the types; set ours before the
     # (lazily created) store and changelog topic are built.
     customers.key_serializer, customers.value_serializer = "raw", "orjson"
     processor = Processor(settings)
     pipe = Pipeline(app=app, processor=processor, customers=customers)
-    outputs = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
-        for name in (t.enriched, t.deadletter, t.rekeyed)
-    }
 
-    def run_step(rec: Record) -> Step:
+    def run_step(rec: Record, get_state: Any) -> Step:
         try:
-            return processor.process(rec, customers.get)
+            return processor.process(rec, get_state)
         except Exception as exc:  # a bug must not stop the partition: dead-letter the record
             log.exception(
                 "processing failed", extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
             )
             return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
 
+    batch_size, batch_within = settings.batch_size, settings.batch_within_seconds
+
+    def on_sent(fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            pipe.counters["send_failed"] = pipe.counters.get("send_failed", 0) + 1
+            log.error("produce failed", extra={"error": repr(fut.exception()) if not fut.cancelled() else "cancelled"})
+
     @app.agent(source, concurrency=1, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            step = run_step(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp))
-            if step.state is not None:
-                customers[step.state_key] = step.state
-            for out in step.outputs:
-                await outputs[out.topic].send(key=out.key, value=out.value)
-            pipe.counters[step.outcome] = pipe.counters.get(step.outcome, 0) + 1
+        """Batches of records → steps; each customer's state is written once per batch."""
+        producer = app.producer
+        async for events in stream.take_events(batch_size, within=batch_within):
+            pending: dict[str, Any] = {}
+
+            def get_state(key: str) -> Any:
+                return pending[key] if key in pending else customers.get(key)
+
+            for event in events:
+                msg = event.message
+                step = run_step(
+                    Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp), get_state
+                )
+                if step.state is not None:
+                    pending[step.state_key] = step.state
+                for out in step.outputs:
+                    fut = await producer.send(out.topic, out.key, out.value, None, None, None)
+                    fut.add_done_callback(on_sent)
+                pipe.counters[step.outcome] = pipe.counters.get(step.outcome, 0) + 1
+            for key, value in pending.items():
+                customers[key] = value
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

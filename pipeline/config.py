@@ -87,6 +87,8 @@ class Settings:
     kafka_version: str = "4.1.1"
     cache_dir: Path = Path.home() / ".cache" / "feedback-pipeline"
     taxonomy_file: Path | None = None
+    batch_size: int = 500
+    batch_within_seconds: float = 0.02
 
     @property
     def faust_broker(self) -> str:
@@ -143,4 +145,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
         cache_dir=Path(_get(env, "PIPELINE_CACHE_DIR", str(d.cache_dir))),
         taxonomy_file=Path(env["PIPELINE_TAXONOMY_FILE"]) if env.get("PIPELINE_TAXONOMY_FILE") else None,
+        batch_size=int(_get(env, "PIPELINE_BATCH_SIZE", str(d.batch_size))),
+        batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
     )

@@ -24,6 +24,7 @@ import faust
 
 from . import codec
 from .config import Settings
+from .metrics import Metrics
 from .process import Processor, Record, Step
 from .ingest.validate import Problem
 
@@ -35,6 +36,7 @@ class Pipeline:
     app: faust.App
     processor: Processor
     customers: Any
+    metrics: Metrics
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -79,7 +81,29 @@ def build(settings: Settings) -> Pipeline:
     # (lazily created) store and changelog topic are built.
     customers.key_serializer, customers.value_serializer = "raw", "orjson"
     processor = Processor(settings)
-    pipe = Pipeline(app=app, processor=processor, customers=customers)
+    metrics = Metrics()
+    pipe = Pipeline(app=app, processor=processor, customers=customers, metrics=metrics)
+    kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed)}
+
+    def observe(step: Step, topic: str, record_time: float | None, now: float) -> None:
+        metrics.consumed.labels(topic, step.kind or kind_of.get(topic, "unknown")).inc()
+        for out in step.outputs:
+            metrics.produced.labels(out.topic).inc()
+        for code in {p.code for p in step.problems}:
+            metrics.deadletters.labels(code).inc()
+        doc = step.enriched
+        if doc is None:
+            return
+        if record_time:
+            metrics.latency.labels("enriched").observe(max(0.0, now - record_time))
+        c = doc.get("classification")
+        if c:
+            metrics.classified.labels(c["language"]).inc()
+            seg = metrics.segment_labels(doc["segment"])
+            for pp in c["pain_points"]:
+                metrics.pain_points.labels(pp["id"]).inc()
+                for dim, value in seg:
+                    metrics.segment_pain_points.labels(dim, value, pp["id"]).inc()
 
     def run_step(rec: Record, get_state: Any) -> Step:
         try:
@@ -88,6 +112,7 @@ def build(settings: Settings) -> Pipeline:
             log.exception(
                 "processing failed", extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
             )
+            metrics.errors.labels("process").inc()
             return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
 
     batch_size, batch_within = settings.batch_size, settings.batch_within_seconds
@@ -95,6 +120,7 @@ def build(settings: Settings) -> Pipeline:
     def on_sent(fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None:
             pipe.counters["send_failed"] = pipe.counters.get("send_failed", 0) + 1
+            metrics.errors.labels("produce").inc()
             log.error("produce failed", extra={"error": repr(fut.exception()) if not fut.cancelled() else "cancelled"})
 
     @app.agent(source, concurrency=1, name="ingest")
@@ -118,8 +144,10 @@ def build(settings: Settings) -> Pipeline:
                     fut = await producer.send(out.topic, out.key, out.value, None, None, None)
                     fut.add_done_callback(on_sent)
                 pipe.counters[step.outcome] = pipe.counters.get(step.outcome, 0) + 1
+                observe(step, msg.topic, msg.timestamp, time.time())
             for key, value in pending.items():
                 customers[key] = value
+            metrics.batch_size.observe(len(events))
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -137,5 +165,30 @@ def build(settings: Settings) -> Pipeline:
                 "counters": pipe.counters,
             }
         )
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web: Any, request: Any) -> Any:
+        refresh_gauges()
+        return web.bytes(metrics.render(), content_type="text/plain")
+
+    def refresh_gauges() -> None:
+        try:
+            consumer = app.consumer
+            assignment = consumer.assignment()
+        except Exception:
+            return
+        metrics.assigned_partitions.set(len(assignment))
+        metrics.consumer_lag.clear()
+        for tp in assignment:
+            high = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)
+            if high is not None:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - ((read or -1) + 1)))
+        for table in app.tables.values():
+            metrics.table_keys.labels(table.name).set(len(table.data))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        metrics.rebalances.inc()
 
     return pipe

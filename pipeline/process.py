@@ -59,6 +59,7 @@ class Step:
     outcome: str = "enriched"  # enriched | deadletter | rekeyed | state | duplicate
     kind: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    enriched: dict[str, Any] | None = None  # the enriched document (for metrics), when one was produced
 
 
 EnrichHook = Callable[[Event, dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -136,6 +137,7 @@ class Processor:
         for hook in self.enrich_hooks:
             doc = hook(ev, state, doc)
         step.outputs.append(Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc)))
+        step.enriched = doc
         return step
 
     def dead(self, rec: Record, problems: list[Problem], kind: str | None, now: float) -> Step:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -186,6 +187,8 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
     toks = [(mt.group(), mt.start(), mt.end()) for mt in TOKEN_RE.finditer(text)]
     toks = [t for t in toks if not t[0][0].isalpha() or t[0][0].isascii() or _is_latin(t[0][0])]
     keys = [m.key(t[0]) if t[0] not in PUNCT else t[0] for t in toks]
+    tok_starts = [t[1] for t in toks]
+    tok_ends = [t[2] for t in toks]
     # regex hits first; the tokens they cover are not matched again
     covered: set[int] = set()
     pattern_hits: list[tuple[int, int, int, tuple]] = []  # (tok_index, start, end, role)
@@ -193,12 +196,11 @@ def analyse(text: str, tax: Taxonomy, lang: str, *, clause_offset: int = 0) -> l
         for mt in pat.finditer(text):
             if mt.end() <= mt.start():
                 continue
-            idx = [i for i, t in enumerate(toks) if t[1] < mt.end() and t[2] > mt.start()]
+            # tokens overlapping the match (token ends are increasing)
+            lo = bisect_right(tok_ends, mt.start())
+            idx = list(range(lo, bisect_left(tok_starts, mt.end())))
             covered.update(idx)
-            if idx:
-                ti = idx[0]
-            else:  # e.g. an emoji: attach to the token before it
-                ti = max(0, sum(1 for t in toks if t[2] <= mt.start()) - 1)
+            ti = idx[0] if idx else max(0, lo - 1)  # e.g. an emoji: the token before it
             pattern_hits.append((ti, mt.start(), mt.end(), role))
     if not toks:
         return [
@@ -343,5 +345,3 @@ def _is_latin(ch: str) -> bool:
     return "LATIN" in unicodedata.name(ch, "")
 
 
-def clause_count(signals: list[Signal]) -> int:
-    return max((s.clause for s in signals), default=-1) + 1

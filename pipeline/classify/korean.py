@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from .model import Signal
@@ -217,7 +218,13 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
     pat_units: list[_Unit] = []
     for pat, role in m.patterns:
         for mt in pat.finditer(text):
-            idx = [i for i in range(len(morphs)) if starts[i] < mt.end() and ends[i] > mt.start()]
+            # morpheme starts are non-decreasing; ends nearly so (step back a little)
+            i = max(0, bisect_right(ends, mt.start()) - 2)
+            idx = []
+            while i < len(morphs) and starts[i] < mt.end():
+                if ends[i] > mt.start():
+                    idx.append(i)
+                i += 1
             if not idx:
                 continue
             covered.update(idx)

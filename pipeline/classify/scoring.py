@@ -114,7 +114,9 @@ def evidence_items(text: str, spans: list[tuple[int, int]]) -> list[dict]:
             continue
         seen.add((start, end))
         out.append({"text": text[start:end], "start": start, "end": end})
-    return out[:MAX_EVIDENCE]
+        if len(out) >= MAX_EVIDENCE:
+            break
+    return out
 
 
 def sentiment_from_totals(positive: float, negative: float, smoothing: float = 0.6) -> float:

@@ -97,3 +97,17 @@ def test_valid_to_enriched_invalid_to_deadletter(settings, worker_factory):
     else:
         raise AssertionError("worker stopped consuming")
     assert worker.proc.poll() is None
+
+    # Metrics: counts match, and no customer id, order id or text leaks into /metrics.
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5).read().decode()
+    produced = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                if line.startswith("pipeline_events_produced_total{")}
+    assert produced[t.enriched] == sum(expected.values()) + 1
+    assert produced[t.deadletter] == len(bad)
+    assert "pipeline_deadletters_total{reason=\"oversize\"} 2.0" in body
+    for _, ev in events:
+        assert ev["customer_id"] not in body
+        if "order_id" in ev:
+            assert ev["order_id"] not in body

@@ -209,7 +209,8 @@ def test_english_pain_points(text, expected):
         ("늦게 와서 짜증나요", {"delivery"}),
         ("배송이 느려요", {"delivery"}),
         ("배송이느려요", {"delivery"}),  # no spacing
-        ("배송 이 너무 느 려요", {"delivery"}),  # odd spacing
+        ("배송이너무느려요", {"delivery"}),  # no spacing at all
+        ("배송 너무 늦네", {"delivery"}),  # casual ending, no particle
         ("배송이 안 좋아요", {"delivery"}),  # short negation of a positive
         ("배송이 좋지 않아요", {"delivery"}),  # long negation of a positive
         ("배송이 나쁘지 않아요", set()),  # negated negative

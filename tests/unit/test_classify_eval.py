@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 
-KOREAN_MICRO_F1_FLOOR = 0.72     # measured 0.774 (taxonomy 2025.11.1)
+KOREAN_MICRO_F1_FLOOR = 0.70     # measured 0.752 (taxonomy 2025.11.1)
 ENGLISH_MICRO_F1_FLOOR = 0.38    # measured 0.424 (SemEval-2016 laptops + restaurants)
 SENTIMENT_ACCURACY_FLOOR = 0.75  # measured 0.801 (Amazon Alexa, 3 classes)
 

@@ -1,0 +1,129 @@
+"""Which ``(dimension, value)`` pairs an enriched event is counted under.
+
+Every enriched event contributes to:
+
+* ``all=all`` — the global view;
+* the segment dimensions, read from ``segment`` (missing/empty → ``"unknown"``):
+  ``tier`` (``value_tier``), ``lifecycle``, ``region``, ``channel``,
+  ``relationship`` (``relationship_level``);
+* the root-cause dimensions, only where the event carries them:
+
+  - ``category`` — the distinct ``items[].category`` of an order (an order with
+    lines in two categories counts once in each); a feedback or complaint has
+    no category unless ``event.attributes.category`` (or
+    ``attributes.product_category``) is set; an order without items may use the
+    same attributes;
+  - ``seller`` — ``event.seller_id`` (else ``attributes.seller_id``);
+  - ``carrier`` — ``event.carrier`` (else ``attributes.carrier``).
+
+Values are bounded: stripped, and a value longer than :data:`MAX_VALUE_LEN`
+(64) characters becomes its first 55 characters + ``"~"`` + 8 hex digits of
+its SHA-1, so distinct long values stay distinct and keys stay short.
+
+Cardinality: ``tier``, ``lifecycle``, ``relationship`` and ``channel`` have a
+handful of values, ``region`` and ``category`` tens to hundreds.  ``seller``
+(and, in large marketplaces, ``carrier``) can have thousands of values: they
+are for the aggregate tables, the final records and live queries (root-cause
+drill-down) only — never use them as metric labels (Prometheus/Grafana).
+:data:`HIGH_CARDINALITY` names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterator, Mapping
+
+MAX_VALUE_LEN = 64
+ALL = "all"
+UNKNOWN = "unknown"
+
+# dimension name -> field of the enriched event's ``segment``
+SEGMENT_DIMENSIONS: dict[str, str] = {
+    "tier": "value_tier",
+    "lifecycle": "lifecycle",
+    "region": "region",
+    "channel": "channel",
+    "relationship": "relationship_level",
+}
+ROOT_CAUSE_DIMENSIONS: tuple[str, ...] = ("category", "seller", "carrier")
+DIMENSIONS: tuple[str, ...] = (ALL, *SEGMENT_DIMENSIONS, *ROOT_CAUSE_DIMENSIONS)
+HIGH_CARDINALITY: frozenset[str] = frozenset({"seller", "carrier"})
+
+
+def bound_value(value: Any) -> str | None:
+    """Normalise a dimension value: ``str``, stripped, at most 64 characters.
+
+    ``None``, booleans, containers and blank strings give ``None`` (not counted).
+    """
+    if value is None or isinstance(value, (bool, dict, list, tuple, set)):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > MAX_VALUE_LEN:
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+        text = f"{text[:MAX_VALUE_LEN - 9]}~{digest}"
+    return text
+
+
+def group_key(dimension: str, value: str) -> str:
+    """The table / repartition key ``"dimension=value"``."""
+    return f"{dimension}={value}"
+
+
+def split_group_key(key: str) -> tuple[str, str]:
+    """Inverse of :func:`group_key` (dimension names never contain ``=``)."""
+    dimension, sep, value = key.partition("=")
+    if not sep:
+        raise ValueError(f"not a dimension=value key: {key!r}")
+    return dimension, value
+
+
+def _attr(event: Mapping[str, Any], *names: str) -> Any:
+    attrs = event.get("attributes")
+    if isinstance(attrs, Mapping):
+        for name in names:
+            if attrs.get(name) not in (None, ""):
+                return attrs[name]
+    return None
+
+
+def dimensions_of(enriched: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """All ``(dimension, value)`` pairs the enriched event counts under, without duplicates.
+
+    Order: ``all``, the segment dimensions, then categories (sorted), seller,
+    carrier.  Never raises on missing or malformed fields.
+    """
+    return list(_iter_dimensions(enriched))
+
+
+def _iter_dimensions(enriched: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    yield ALL, ALL
+    segment = enriched.get("segment")
+    segment = segment if isinstance(segment, Mapping) else {}
+    for dim, field in SEGMENT_DIMENSIONS.items():
+        yield dim, bound_value(segment.get(field)) or UNKNOWN
+
+    event = enriched.get("event")
+    event = event if isinstance(event, Mapping) else {}
+    categories: set[str] = set()
+    items = event.get("items")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping):
+                value = bound_value(item.get("category"))
+                if value:
+                    categories.add(value)
+    if not categories:
+        value = bound_value(_attr(event, "category", "product_category"))
+        if value:
+            categories.add(value)
+    for value in sorted(categories):
+        yield "category", value
+
+    seller = bound_value(event.get("seller_id")) or bound_value(_attr(event, "seller_id"))
+    if seller:
+        yield "seller", seller
+    carrier = bound_value(event.get("carrier")) or bound_value(_attr(event, "carrier"))
+    if carrier:
+        yield "carrier", carrier

@@ -1,0 +1,260 @@
+"""Per-customer churn state: a bounded, JSON-serialisable dict (one Faust table row).
+
+Two pure update functions, both returning a **new** dict (the input is never mutated):
+
+:func:`apply_event`
+    folds one normalised :class:`~pipeline.ingest.normalise.Event` (plus its
+    classification and the customer's segment) into the state.  Idempotent per
+    ``event_id``: the ids of the last :data:`RECENT_IDS` applied events are kept
+    and a repeated id changes nothing, so at-least-once redelivery and replays
+    are safe.
+:func:`apply_commitment_transition`
+    folds one transition of the commitment tracker (``breached``,
+    ``fulfilled_late``, ...) into the state.  Idempotent per ``commitment_id``:
+    one broken commitment is counted once however many transitions report it.
+
+All times are **event time** (UTC epoch seconds), never wall-clock, so a replay
+rebuilds exactly the same state.  Every list/map is bounded (newest kept), so a
+row never grows without limit.
+
+What is recorded
+----------------
+* ``order`` ``placed`` → ``orders`` count, ``spend`` (the segment's ``spend``
+  when it has one — reference currency after FX — else the running sum of raw
+  ``amount``), ``first_order_at``, ``last_order_at`` (+ its ``last_order_event``
+  id) and ``gap_mean_days`` (mean days between consecutive orders).  Other order
+  types do not change the counters; late deliveries reach this state as
+  commitment transitions, not as order events.
+* ``complaint`` → ``complaints[complaint_id]`` = ``{status: "open"|"resolved",
+  opened_at, reopened, reopened_at, resolved_at, event_ids}``.  ``opened`` and
+  ``updated`` of an unknown complaint open it; ``reopened`` sets it open again
+  and increments ``reopened``; ``resolved`` closes it and sets
+  ``last_resolved = {at, complaint_id, event_id}`` (for the follow-up rule).
+* ``feedback`` → a **negative** entry ``[t, event_id, magnitude]`` when the
+  classification's sentiment label is ``negative`` (magnitude = −sentiment
+  score, at least :data:`MIN_MAGNITUDE`); without a classification the numeric
+  score on its scale is used (normalised to −1..1, negative at ≤ −0.2).  Its
+  ``satisfaction_gap`` (when not null) goes to ``gaps`` as ``[t, gap, event_id]``.
+* pain points of **customer-voiced** events (complaints and feedback) →
+  ``pain_points[id] = {last, count, seen: [[t, event_id], ...]}``.  Pain points
+  the classifier derives from order fields (late delivery) are not counted here:
+  those arrive as broken commitments and would otherwise count twice.
+* commitment transitions ``breached`` / ``fulfilled_late`` →
+  ``breaches[commitment_id] = {at, last, kind, type, evidence}`` (``at`` / ``last``
+  = earliest / latest reported time, ``type`` = the latest one's).  Other types (``fulfilled``, ``at_risk``, ``cancelled``...)
+  are ignored.
+* ``segment`` — the latest segment passed in (copied as is);
+  ``last_event_at`` — the latest event time seen.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..ingest.normalise import Event
+
+State = dict[str, Any]
+
+VERSION = 1
+DAY = 86400.0
+RECENT_IDS = 128  # applied event ids remembered for idempotency
+MAX_COMPLAINTS = 32  # complaints remembered (resolved ones evicted first, oldest first)
+MAX_NEGATIVE = 32  # negative feedback entries (newest kept)
+MAX_GAPS = 32  # satisfaction-gap entries (newest kept)
+MAX_BREACHES = 32  # broken commitments (newest kept)
+MAX_PAIN_POINTS = 32  # distinct pain-point ids (least recently seen evicted)
+MAX_PAIN_SEEN = 8  # observations kept per pain-point id
+MAX_EVIDENCE = 10  # event ids kept per complaint / commitment
+MIN_MAGNITUDE = 0.25  # floor of a negative feedback's magnitude
+NEGATIVE_AT = -0.2  # normalised score at or below which unclassified feedback is negative
+BROKEN_TYPES = frozenset({"breached", "fulfilled_late"})
+VOICED_KINDS = frozenset({"complaint", "feedback"})
+
+
+def new_state() -> State:
+    """An empty churn state."""
+    return {
+        "v": VERSION,
+        "orders": 0,
+        "spend": 0.0,
+        "first_order_at": None,
+        "last_order_at": None,
+        "last_order_event": None,
+        "gap_mean_days": None,
+        "complaints": {},
+        "last_resolved": None,
+        "negative": [],
+        "gaps": [],
+        "breaches": {},
+        "pain_points": {},
+        "segment": None,
+        "last_event_at": None,
+        "recent_ids": [],
+    }
+
+
+def apply_event(
+    state: State | None, ev: Event, classification: dict[str, Any] | None, segment: dict[str, Any] | None
+) -> State:
+    """Return the state after ``ev``; an already-applied ``ev.event_id`` returns an unchanged copy.
+
+    ``classification`` is the enriched event's ``classification`` object (or
+    ``None``); ``segment`` is the customer's segment at this event (or ``None``).
+    """
+    s = copy.deepcopy(state) if state else new_state()
+    if ev.event_id in s["recent_ids"]:
+        return s
+    s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
+    t = ev.occurred_at
+    s["last_event_at"] = t if s["last_event_at"] is None else max(s["last_event_at"], t)
+    if segment is not None:
+        s["segment"] = dict(segment)
+    e = ev.event
+    if ev.kind == "order" and e.get("type") == "placed":
+        _apply_order(s, ev, segment)
+    elif ev.kind == "complaint":
+        _apply_complaint(s, ev)
+    elif ev.kind == "feedback":
+        _apply_feedback(s, ev, classification)
+    if ev.kind in VOICED_KINDS and classification:
+        _apply_pain_points(s, ev, classification)
+    return s
+
+
+def apply_commitment_transition(state: State | None, transition: dict[str, Any]) -> State:
+    """Return the state after one commitment-tracker transition.
+
+    ``transition`` = ``{type, kind, commitment_id, at (epoch s), evidence: [event ids]}``.
+    ``breached`` and ``fulfilled_late`` record the commitment as broken, once per
+    ``commitment_id``: ``at`` keeps the earliest reported time, ``last`` the latest
+    (decay counts from ``last``: a delivery fulfilled late weeks after its due date is
+    fresh trouble at delivery), evidence ids are merged.  Any other type returns an
+    unchanged copy.
+    """
+    s = copy.deepcopy(state) if state else new_state()
+    if transition.get("type") not in BROKEN_TYPES:
+        return s
+    cid = str(transition["commitment_id"])
+    at = float(transition["at"])
+    evidence = [str(x) for x in transition.get("evidence") or []]
+    breaches: dict[str, Any] = s["breaches"]
+    cur = breaches.get(cid)
+    if cur is None:
+        breaches[cid] = {
+            "at": at,
+            "last": at,
+            "kind": str(transition.get("kind") or "commitment"),
+            "type": transition["type"],
+            "evidence": _unique(evidence)[-MAX_EVIDENCE:],
+        }
+    else:
+        cur["at"] = min(cur["at"], at)
+        if at >= cur["last"]:
+            cur["last"], cur["type"] = at, transition["type"]
+        cur["evidence"] = _unique(cur["evidence"] + evidence)[-MAX_EVIDENCE:]
+    if len(breaches) > MAX_BREACHES:
+        for old in sorted(breaches, key=lambda k: breaches[k]["last"])[: len(breaches) - MAX_BREACHES]:
+            del breaches[old]
+    return s
+
+
+def cadence_days(state: State, default_days: float, min_days: float) -> float:
+    """The customer's usual days between orders: own mean gap with ≥ 2 orders, else the
+    segment's ``cadence_days``, else ``default_days``; never below ``min_days``."""
+    own = state.get("gap_mean_days") if state.get("orders", 0) >= 2 else None
+    seg = (state.get("segment") or {}).get("cadence_days")
+    value = own if own else (seg if isinstance(seg, (int, float)) and seg > 0 else default_days)
+    return max(float(value), min_days)
+
+
+def _unique(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def _apply_order(s: State, ev: Event, segment: dict[str, Any] | None) -> None:
+    t = ev.occurred_at
+    last = s["last_order_at"]
+    if last is not None and t > last:
+        gap = (t - last) / DAY
+        n_gaps = s["orders"] - 1
+        mean = s["gap_mean_days"]
+        s["gap_mean_days"] = gap if mean is None or n_gaps < 1 else (mean * n_gaps + gap) / (n_gaps + 1)
+    s["orders"] += 1
+    seg_spend = (segment or {}).get("spend")
+    if isinstance(seg_spend, (int, float)):
+        s["spend"] = float(seg_spend)
+    else:
+        s["spend"] = round(s["spend"] + float(ev.event.get("amount") or 0.0), 4)
+    s["first_order_at"] = t if s["first_order_at"] is None else min(s["first_order_at"], t)
+    if last is None or t >= last:
+        s["last_order_at"] = t
+        s["last_order_event"] = ev.event_id
+
+
+def _apply_complaint(s: State, ev: Event) -> None:
+    t, e = ev.occurred_at, ev.event
+    cid, status = str(e["complaint_id"]), e["status"]
+    complaints: dict[str, Any] = s["complaints"]
+    c = complaints.get(cid)
+    if c is None:
+        c = complaints[cid] = {
+            "status": "open", "opened_at": t, "reopened": 0, "reopened_at": None,
+            "resolved_at": None, "event_ids": [],
+        }
+    c["event_ids"] = _unique(c["event_ids"] + [ev.event_id])[-MAX_EVIDENCE:]
+    if status == "opened":
+        c["opened_at"] = min(c["opened_at"], t)
+    elif status == "reopened":
+        c["status"] = "open"
+        c["reopened"] += 1
+        c["reopened_at"] = t if c["reopened_at"] is None else max(c["reopened_at"], t)
+    elif status == "resolved":
+        c["status"] = "resolved"
+        c["resolved_at"] = t
+        prev = s["last_resolved"]
+        if prev is None or t >= prev["at"]:
+            s["last_resolved"] = {"at": t, "complaint_id": cid, "event_id": ev.event_id}
+    if len(complaints) > MAX_COMPLAINTS:
+        order = sorted(complaints, key=lambda k: (complaints[k]["status"] == "open", complaints[k]["opened_at"]))
+        for old in order[: len(complaints) - MAX_COMPLAINTS]:
+            del complaints[old]
+
+
+def feedback_magnitude(ev: Event, classification: dict[str, Any] | None) -> float | None:
+    """How negative a feedback event is (``MIN_MAGNITUDE``..1), or ``None`` if it is not negative."""
+    sentiment = (classification or {}).get("sentiment")
+    if sentiment:
+        if sentiment.get("label") != "negative":
+            return None
+        return max(MIN_MAGNITUDE, min(1.0, -float(sentiment.get("score") or 0.0)))
+    e = ev.event
+    scale = e.get("scale") or {}
+    lo, hi = float(scale.get("min", 1)), float(scale.get("max", 5))
+    if hi <= lo or not isinstance(e.get("score"), (int, float)):
+        return None
+    norm = max(-1.0, min(1.0, 2.0 * (float(e["score"]) - lo) / (hi - lo) - 1.0))
+    return max(MIN_MAGNITUDE, -norm) if norm <= NEGATIVE_AT else None
+
+
+def _apply_feedback(s: State, ev: Event, classification: dict[str, Any] | None) -> None:
+    t = ev.occurred_at
+    magnitude = feedback_magnitude(ev, classification)
+    if magnitude is not None:
+        s["negative"] = sorted(s["negative"] + [[t, ev.event_id, round(magnitude, 4)]])[-MAX_NEGATIVE:]
+    gap = (classification or {}).get("satisfaction_gap")
+    if isinstance(gap, (int, float)):
+        s["gaps"] = sorted(s["gaps"] + [[t, float(gap), ev.event_id]])[-MAX_GAPS:]
+
+
+def _apply_pain_points(s: State, ev: Event, classification: dict[str, Any]) -> None:
+    t = ev.occurred_at
+    pains: dict[str, Any] = s["pain_points"]
+    for pid in dict.fromkeys(p["id"] for p in classification.get("pain_points") or []):
+        p = pains.setdefault(pid, {"last": t, "count": 0, "seen": []})
+        p["count"] += 1
+        p["last"] = max(p["last"], t)
+        p["seen"] = sorted(p["seen"] + [[t, ev.event_id]])[-MAX_PAIN_SEEN:]
+    if len(pains) > MAX_PAIN_POINTS:
+        for old in sorted(pains, key=lambda k: pains[k]["last"])[: len(pains) - MAX_PAIN_POINTS]:
+            del pains[old]

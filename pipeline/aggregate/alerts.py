@@ -72,9 +72,9 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
     """
     env = os.environ if env is None else env
     chosen = Path(path or env.get("PIPELINE_PAIN_PLAYBOOK_FILE") or DEFAULT_PLAYBOOK_FILE)
-    with chosen.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
     try:
+        with chosen.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
         if not isinstance(data, dict):
             raise ValueError("top level must be a mapping")
         default = _lines(data.get("default"), "default")
@@ -91,7 +91,7 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
             version=str(data.get("version", "")),
             source=str(chosen),
         )
-    except ValueError as exc:
+    except (ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{chosen}: {exc}") from None
 
 

@@ -27,7 +27,8 @@ Window semantics
   ``closed`` flag lives in the state (closing twice emits nothing).
 * **Retention.** A closed window stays *held* (queryable, receives late
   counts) until ``end + retention × size <= watermark`` (default 24 windows of
-  its own size: 24 h for ``1h``, 24 days for ``1d``), then it is purged.
+  its own size: 24 h for ``1h``, 24 days for ``1d``; ``PIPELINE_WINDOW_RETENTION``),
+  then it is purged.
 * **Late data.** A partial whose window end is ``<= watermark`` on arrival is
   late.  If the window is still held (or was never seen by this key but is
   within retention) its counts are added and reported in ``Late.held``; when
@@ -108,7 +109,12 @@ class Watermark:
 
 @dataclass(frozen=True)
 class Late:
-    """Late data found by one :func:`merge_partial` call (counts are events)."""
+    """Late data found by one :func:`merge_partial` call.
+
+    Counts are events *of this key*: an event late at the partition is late once
+    for each of its ``dimension=value`` keys, so label the metric by dimension
+    (or count only ``all=all`` for an event total).
+    """
 
     held: int = 0  # arrived after their window's end passed the watermark; added (window held)
     after_close: int = 0  # of ``held``: added to a window already closed (not in its final record)

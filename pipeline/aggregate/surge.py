@@ -14,7 +14,7 @@ One per (dimension, value, window name, pain point), kept in the key's
 aggregate state under ``state["surge"]`` (so it is restored from the table
 changelog): an exponentially weighted moving mean and variance of the rate
 (``alpha``), and ``n``, the number of windows observed.  Every closed window
-with at least ``min_volume`` events updates the baselines of *all* pain
+with ``orders + feedback >= min_volume`` updates the baselines of *all* pain
 points seen so far for that key and window name — with rate 0 for those
 absent from the window — so a baseline is not biased towards windows where
 the pain point happened.  Windows below ``min_volume`` are ignored (their
@@ -47,35 +47,37 @@ Rule (a surge needs all of 1–3, and 4a or 4b)
 
 Cool-down and severity
 ----------------------
+* Final records whose value is in ``skip_values`` (default ``unknown``: "tier
+  unknown" names nobody; ``all=all`` still covers those customers) are not
+  checked; they are still aggregated and queryable.
 * After an alert for (dimension, value, window name, pain point), the next
   ``cooldown_windows`` windows of that size raise no alert for it unless the
   severity is higher than the last alert's (they are returned as suppressed).
 * Magnitude ``m``: EWMA rule ``min(ratio / min_ratio, z / min_z)`` (just ``z /
   min_z`` when the mean is 0); Poisson rule ``(count / λ) / min_ratio``.
-  ``m < 2`` → ``low``, ``m < 4`` → ``medium``, else ``high``; a Poisson-rule
-  surge is at most ``medium`` (short history).  Subjects listed in
+  ``m < 2`` → ``low``, ``m < 4`` → ``medium``, else ``high``; a surge is at
+  most ``medium`` under the Poisson rule (short history) or when ``count <
+  2 × min_support`` (a handful of events is statistically, not operationally,
+  big).  Subjects listed in
   ``escalate`` (default ``tier=key`` and ``lifecycle=at_risk``) are raised one
   level (``high`` → ``critical``).  ``info`` is not used for surges.
 
-Configuration (environment, :meth:`SurgeConfig.from_env`)
----------------------------------------------------------
-=====================================  =========  ==========================================
-variable                               default    meaning
-=====================================  =========  ==========================================
-``PIPELINE_SURGE_ALPHA``               0.3        EWMA weight of the newest window (0 < α <= 1)
-``PIPELINE_SURGE_MIN_SUPPORT``         5          minimum pain-point count in the window
-``PIPELINE_SURGE_MIN_HISTORY``         3          windows observed before the z rule applies
-``PIPELINE_SURGE_MIN_RATIO``           2.0        rate must be >= this × baseline mean
-``PIPELINE_SURGE_MIN_Z``               3.0        z-score threshold (rule 4a)
-``PIPELINE_SURGE_VAR_FLOOR``           1.0        added to the variance, (per 100 events)²
-``PIPELINE_SURGE_P_THRESHOLD``         0.001      Poisson tail probability threshold (4b)
-``PIPELINE_SURGE_MIN_EXPECTED``        1.0        floor of the expected count λ (4b)
-``PIPELINE_SURGE_MIN_VOLUME``          10         events a window needs to update baselines
-``PIPELINE_SURGE_COOLDOWN_WINDOWS``    3          quiet windows after an alert
-``PIPELINE_SURGE_ESCALATE``            tier=key,  subjects whose severity is raised one level
-                                       lifecycle=
-                                       at_risk
-=====================================  =========  ==========================================
+Configuration (environment, :meth:`SurgeConfig.from_env`; unset or empty = default)
+-------------------------------------------------------------------------------------
+| variable | default | meaning |
+|---|---|---|
+| `PIPELINE_SURGE_ALPHA` | `0.3` | EWMA weight of the newest window (0 < α <= 1) |
+| `PIPELINE_SURGE_MIN_SUPPORT` | `5` | minimum pain-point count in the window |
+| `PIPELINE_SURGE_MIN_HISTORY` | `3` | windows observed before the z rule (4a) replaces the Poisson rule (4b) |
+| `PIPELINE_SURGE_MIN_RATIO` | `2.0` | the rate must be >= this × the baseline mean |
+| `PIPELINE_SURGE_MIN_Z` | `3.0` | z-score threshold (4a) |
+| `PIPELINE_SURGE_VAR_FLOOR` | `1.0` | added to the variance in z, in (per 100 events)² |
+| `PIPELINE_SURGE_P_THRESHOLD` | `0.001` | Poisson tail-probability threshold (4b) |
+| `PIPELINE_SURGE_MIN_EXPECTED` | `1.0` | floor of the expected count λ (4b) |
+| `PIPELINE_SURGE_MIN_VOLUME` | `10` | orders + feedback a window needs to update the baselines |
+| `PIPELINE_SURGE_COOLDOWN_WINDOWS` | `3` | windows after an alert in which a repeat needs a higher severity |
+| `PIPELINE_SURGE_SKIP_VALUES` | `unknown` | comma-separated dimension values never checked (empty = none) |
+| `PIPELINE_SURGE_ESCALATE` | `tier=key,lifecycle=at_risk` | comma-separated subjects whose severity is raised one level |
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class SurgeConfig:
     min_volume: int = 10
     cooldown_windows: int = 3
     escalate: frozenset[str] = field(default_factory=lambda: frozenset({"tier=key", "lifecycle=at_risk"}))
+    skip_values: frozenset[str] = field(default_factory=lambda: frozenset({"unknown"}))
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha <= 1:
@@ -127,9 +130,10 @@ class SurgeConfig:
         ):
             raw = env.get(f"PIPELINE_SURGE_{name.upper()}")
             kwargs[name] = conv(raw) if raw not in (None, "") else getattr(base, name)
-        raw = env.get("PIPELINE_SURGE_ESCALATE")
-        if raw is not None:
-            kwargs["escalate"] = frozenset(p.strip() for p in raw.split(",") if p.strip())
+        for name in ("escalate", "skip_values"):
+            raw = env.get(f"PIPELINE_SURGE_{name.upper()}")
+            if raw is not None:
+                kwargs[name] = frozenset(p.strip() for p in raw.split(",") if p.strip())
         return cls(**kwargs)
 
 
@@ -234,9 +238,9 @@ def detect(final_record: Mapping[str, Any], baseline: Baseline | Mapping[str, An
     """Apply the surge rule (module docstring) to one final record against its baseline.
 
     Pure: neither the baseline nor any cool-down is touched.  Records with
-    ``pain_point`` ``None`` are never surges.
+    ``pain_point`` ``None`` or a value in ``cfg.skip_values`` are never surges.
     """
-    if final_record.get("pain_point") is None:
+    if final_record.get("pain_point") is None or final_record.get("value") in cfg.skip_values:
         return None
     b = baseline if isinstance(baseline, Baseline) else Baseline.from_dict(baseline)
     count, volume = int(final_record.get("count") or 0), volume_of(final_record)
@@ -250,6 +254,8 @@ def detect(final_record: Mapping[str, Any], baseline: Baseline | Mapping[str, An
             return None
         magnitude = z / cfg.min_z if ratio is None else min(ratio / cfg.min_ratio, z / cfg.min_z)
         rule, p_value, level = RULE_EWMA, None, _level(magnitude)
+        if count < 2 * cfg.min_support:
+            level = min(level, SEVERITIES.index("medium"))
         expected = b.mean * volume / 100.0
     else:
         expected = max(cfg.min_expected, b.mean * volume / 100.0)

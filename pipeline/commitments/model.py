@@ -156,9 +156,12 @@ class Transition:
     expired - so the same input always gives the same transitions.
     ``commitment`` is a snapshot of the commitment right after the change;
     ``customer_breaches`` the number of breaches (all kinds) the customer had
-    before this transition; ``event_id`` the event that caused it (``None``
-    for clock-driven transitions); ``previous_due_at`` the due before a
-    reschedule/reopen.
+    before this transition, not counting the current breach of this very
+    commitment (a fulfilled_late does not count its own breach as a repeat);
+    ``event_id`` the event that caused it (``None`` for clock-driven
+    transitions); ``previous_due_at`` the due before a reschedule/reopen;
+    ``detail`` e.g. ``{"rearmed": true}`` (reschedule put a warned/breached
+    commitment back to open) or ``{"breach_retracted": true}``.
     """
 
     type: str

@@ -72,6 +72,17 @@ Rules (see also :mod:`pipeline.commitments.model`)
   breached never-fulfilled ones ``breached_retention_seconds`` after the breach
   (transition ``expired``), tombstones after ``tombstone_retention_seconds``;
   counters stay.
+
+Wiring (for the agent)
+----------------------
+After every ``apply_event``/``advance`` put ``due_soonest(state)`` into the
+partition's :class:`pipeline.scheduling.DueIndex` under the customer id; on a
+tick, ``advance`` the keys it pops.  Skip the table write when the returned
+state ``is`` the input.  With the event-time clock, the clock should not run
+ahead of any input topic of the partition (e.g. the minimum over topics of the
+greatest event time seen), otherwise a commitment can be breached before its
+fulfilling event is consumed (that is then reported as
+``commitment_breach_retracted``, but the ``unmet_commitment`` alert is out).
 """
 
 from __future__ import annotations
@@ -197,11 +208,15 @@ class _Ctx:
             Transition(
                 type=typ, customer_id=self.customer_id, commitment_id=c["id"], kind=c["kind"],
                 generation=c["generation"], at=at, commitment=_snapshot(c),
-                customer_breaches=breaches(self.s) if breaches_before is None else breaches_before,
+                customer_breaches=self._before(typ) if breaches_before is None else breaches_before,
                 event_id=event_id, previous_due_at=previous_due_at, detail=detail or {},
             )
         )
         self.count(c["kind"], typ)
+
+    def _before(self, typ: str) -> int:
+        # breaches before this transition, not counting the current breach of this commitment
+        return breaches(self.s) - (1 if typ == FULFILLED_LATE else 0)
 
     def evidence(self, c: dict[str, Any], event_id: str) -> None:
         ev = c["evidence"]
@@ -235,17 +250,8 @@ def _breach(ctx: _Ctx, c: dict[str, Any]) -> None:
     ctx.emit(BREACHED, c, c["due_at"], breaches_before=before)
 
 
-def _catch_up(ctx: _Ctx, c: dict[str, Any], t: float) -> None:
-    """Clock transitions of ``c`` that belong strictly before event time ``t``."""
-    if c["status"] == OPEN and warn_time(c) < t:
-        _warn(ctx, c)
-    if c["status"] == WARNED and c["due_at"] < t:
-        _breach(ctx, c)
-
-
 def _close(ctx: _Ctx, c: dict[str, Any], ev: Event, void: bool) -> None:
     t = ev.occurred_at
-    _catch_up(ctx, c, t)
     ctx.evidence(c, ev.event_id)
     detail: dict[str, Any] = {}
     if c["status"] == BREACHED and t <= c["due_at"]:
@@ -256,6 +262,7 @@ def _close(ctx: _Ctx, c: dict[str, Any], ev: Event, void: bool) -> None:
         ctx.count(c["kind"], "breach_retracted")
         detail["breach_retracted"] = True
         c["breached_at"] = None
+        c["status"] = WARNED
     if void:
         typ = VOIDED
     elif c["status"] == BREACHED:
@@ -319,7 +326,6 @@ def _restart(ctx: _Ctx, c: dict[str, Any]) -> None:
 
 def _reschedule(ctx: _Ctx, c: dict[str, Any], due: float, ev: Event) -> None:
     t = ev.occurred_at
-    _catch_up(ctx, c, t)
     previous = c["due_at"]
     c["due_at"] = due
     c["warn_at"] = due - ctx.cfg.warn_offset(c["kind"])
@@ -506,7 +512,9 @@ def apply_event(
     return s, ctx.out
 
 
-def _timeline(state: State, now: float, strict: bool, cfg: CommitmentConfig, expire: bool) -> list[tuple[float, int, str]]:
+def _timeline(
+    state: State, now: float, strict: bool, cfg: CommitmentConfig, expire: bool
+) -> list[tuple[float, int, str]]:
     """Clock-driven transitions up to ``now`` (``< now`` if strict): (time, stage, id), sorted."""
     def due(x: float) -> bool:
         return x < now if strict else x <= now

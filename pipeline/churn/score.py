@@ -47,7 +47,7 @@ FACTOR_PARAMS: dict[str, frozenset[str]] = {
     "satisfaction_gap_trend": frozenset({"half_life_days", "level_full", "fall_full"}),
     "recency_vs_cadence": frozenset({"start_ratio", "full"}),
     "follow_up": frozenset({"half_life_days", "full", "silence_ramp"}),
-    "pain_points_recent": frozenset({"half_life_days", "full"}),
+    "pain_points_recent": frozenset({"half_life_days", "start", "full"}),
 }
 
 
@@ -219,7 +219,11 @@ def decay(age_seconds: float, half_life_days: float) -> float:
 
 def _days(seconds: float) -> str:
     d = max(0.0, seconds) / DAY
-    return "today" if d < 1 else f"{d:.0f} day{'s' if round(d) != 1 else ''} ago"
+    return "today" if d < 1 else f"{_plural(round(d), 'day')} ago"
+
+
+def _span(days: float) -> str:
+    return "less than a day" if days < 1 else _plural(round(days), "day")
 
 
 def _plural(n: int, word: str) -> str:
@@ -251,7 +255,7 @@ def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw
     open_.sort(key=lambda c: -(c["reopened_at"] or c["opened_at"]))
     evidence = [e for c in open_ for e in reversed(c["event_ids"])]
     oldest = max(ages)
-    desc = f"{_plural(len(open_), 'open complaint')}, the oldest open for {oldest:.0f} days"
+    desc = f"{_plural(len(open_), 'open complaint')}, the oldest open for {_span(oldest)}"
     return _Raw(min(1.0, total / fw.get("full")), float(len(open_)), _unique(evidence), desc,
                 {"count": len(open_), "oldest_days": round(oldest, 1)})
 
@@ -351,29 +355,32 @@ def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | Non
         parts.append(f"followed by {_plural(len(after), 'negative feedback')}")
     if p_silence > 0:
         parts.append(f"no order since (usual cadence {cadence:.0f} days)")
-    desc = f"a complaint resolved {since:.0f} days ago was {' and '.join(parts)}"
+    desc = f"a complaint resolved {_days(now - at)} was {' and '.join(parts)}"
     evidence = [x[1] for x in sorted(after, key=lambda x: -x[0])] + [resolved["event_id"]]
     return _Raw(pressure, since, _unique(evidence), desc,
                 {"negative_after": len(after), "silent": p_silence > 0, "cadence_days": round(cadence)})
 
 
 def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
-    hl = fw.get("half_life_days")
+    hl, start, full = fw.get("half_life_days"), fw.get("start", 0.0), fw.get("full")
     per_id: dict[str, float] = {}
-    seen: list[tuple[float, str]] = []
+    seen: dict[str, list[tuple[float, str]]] = {}
     for pid, p in (s.get("pain_points") or {}).items():
         for t, eid in p["seen"]:
             d = decay(now - t, hl)
             if d >= RELEVANT:
                 per_id[pid] = per_id.get(pid, 0.0) + d
-                seen.append((t, eid))
+                seen.setdefault(pid, []).append((t, eid))
     if not per_id:
         return None
-    value = sum(per_id.values())
     ranked = sorted(per_id, key=lambda k: (-per_id[k], k))
-    desc = "recent pain points: " + ", ".join(f"{k} ({per_id[k]:.1f})" for k in ranked)
-    evidence = [eid for _, eid in sorted(seen, key=lambda x: -x[0])]
-    return _Raw(min(1.0, value / fw.get("full")), value, _unique(evidence), desc,
+    value = per_id[ranked[0]]
+    pressure = min(1.0, max(0.0, (value - start) / (full - start))) if full > start else float(value > start)
+    if pressure <= 0:
+        return None
+    desc = "recurring pain points: " + ", ".join(f"{k} ({len(seen[k])} mentions)" for k in ranked)
+    evidence = [eid for _, eid in sorted(seen[ranked[0]], key=lambda x: -x[0])]
+    return _Raw(pressure, value, _unique(evidence), desc,
                 {"pain_points": ", ".join(ranked), "top_pain_point": ranked[0]})
 
 

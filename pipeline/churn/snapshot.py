@@ -15,7 +15,9 @@ def risk_level(score: float, medium_at: float = MEDIUM_AT, high_at: float = HIGH
     return "high" if score >= high_at else "medium" if score >= medium_at else "low"
 
 
-def risk_snapshot(score: RiskScore, n: int = 3, medium_at: float = MEDIUM_AT, high_at: float = HIGH_AT) -> dict[str, Any]:
+def risk_snapshot(
+    score: RiskScore, n: int = 3, medium_at: float = MEDIUM_AT, high_at: float = HIGH_AT
+) -> dict[str, Any]:
     """``{score, level, top_factors: [{name, value, contribution}]}`` for the enriched event.
 
     Pass the policy's ``lower_threshold`` / ``threshold`` as ``medium_at`` / ``high_at``

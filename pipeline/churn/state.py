@@ -7,7 +7,8 @@ Two pure update functions, both returning a **new** dict (the input is never mut
     classification and the customer's segment) into the state.  Idempotent per
     ``event_id``: the ids of the last :data:`RECENT_IDS` applied events are kept
     and a repeated id changes nothing, so at-least-once redelivery and replays
-    are safe.
+    are safe (negative feedback, gaps and pain-point mentions are also
+    de-duplicated by event id within their own bounded lists).
 :func:`apply_commitment_transition`
     folds one transition of the commitment tracker (``breached``,
     ``fulfilled_late``, ...) into the state.  Idempotent per ``commitment_id``:
@@ -40,9 +41,9 @@ What is recorded
   the classifier derives from order fields (late delivery) are not counted here:
   those arrive as broken commitments and would otherwise count twice.
 * commitment transitions ``breached`` / ``fulfilled_late`` →
-  ``breaches[commitment_id] = {at, last, kind, type, evidence}`` (``at`` / ``last``
-  = earliest / latest reported time, ``type`` = the latest one's).  Other types (``fulfilled``, ``at_risk``, ``cancelled``...)
-  are ignored.
+  ``breaches[commitment_id(#generation)] = {at, last, kind, type, evidence}`` (``at`` / ``last``
+  = earliest / latest reported time, ``type`` = the latest one's).  Other types
+  (``fulfilled``, ``at_risk``, ``cancelled``...) are ignored.
 * ``segment`` — the latest segment passed in (copied as is);
   ``last_event_at`` — the latest event time seen.
 """
@@ -125,23 +126,39 @@ def apply_event(
 def apply_commitment_transition(state: State | None, transition: dict[str, Any]) -> State:
     """Return the state after one commitment-tracker transition.
 
-    ``transition`` = ``{type, kind, commitment_id, at (epoch s), evidence: [event ids]}``.
+    ``transition`` = ``{type, kind, commitment_id, at (epoch s), evidence: [event ids]}``;
+    the tracker's own ``Transition.to_dict()`` works as is (evidence is then taken
+    from ``commitment.evidence`` plus ``event_id``; ``generation`` > 0 — a new
+    promise after a reschedule — counts as a separate commitment).
+
     ``breached`` and ``fulfilled_late`` record the commitment as broken, once per
-    ``commitment_id``: ``at`` keeps the earliest reported time, ``last`` the latest
-    (decay counts from ``last``: a delivery fulfilled late weeks after its due date is
-    fresh trouble at delivery), evidence ids are merged.  Any other type returns an
-    unchanged copy.
+    commitment (and generation): ``at`` keeps the earliest reported time, ``last``
+    the latest (decay counts from ``last``: a delivery fulfilled late weeks after
+    its due date is fresh trouble at delivery), evidence ids are merged.  A
+    transition with ``detail.breach_retracted`` (the fulfilling event proved the
+    breach wrong) removes the record.  Any other type returns an unchanged copy.
     """
     s = copy.deepcopy(state) if state else new_state()
+    key = str(transition["commitment_id"])
+    generation = transition.get("generation")
+    if isinstance(generation, int) and generation > 0:
+        key = f"{key}#{generation}"
+    breaches: dict[str, Any] = s["breaches"]
+    if (transition.get("detail") or {}).get("breach_retracted"):
+        breaches.pop(key, None)
+        return s
     if transition.get("type") not in BROKEN_TYPES:
         return s
-    cid = str(transition["commitment_id"])
     at = float(transition["at"])
-    evidence = [str(x) for x in transition.get("evidence") or []]
-    breaches: dict[str, Any] = s["breaches"]
-    cur = breaches.get(cid)
+    evidence = transition.get("evidence")
+    if evidence is None:
+        evidence = list((transition.get("commitment") or {}).get("evidence") or [])
+        if transition.get("event_id"):
+            evidence.append(transition["event_id"])
+    evidence = [str(x) for x in evidence if x]
+    cur = breaches.get(key)
     if cur is None:
-        breaches[cid] = {
+        breaches[key] = {
             "at": at,
             "last": at,
             "kind": str(transition.get("kind") or "commitment"),
@@ -240,10 +257,10 @@ def feedback_magnitude(ev: Event, classification: dict[str, Any] | None) -> floa
 def _apply_feedback(s: State, ev: Event, classification: dict[str, Any] | None) -> None:
     t = ev.occurred_at
     magnitude = feedback_magnitude(ev, classification)
-    if magnitude is not None:
+    if magnitude is not None and all(x[1] != ev.event_id for x in s["negative"]):
         s["negative"] = sorted(s["negative"] + [[t, ev.event_id, round(magnitude, 4)]])[-MAX_NEGATIVE:]
     gap = (classification or {}).get("satisfaction_gap")
-    if isinstance(gap, (int, float)):
+    if isinstance(gap, (int, float)) and all(x[2] != ev.event_id for x in s["gaps"]):
         s["gaps"] = sorted(s["gaps"] + [[t, float(gap), ev.event_id]])[-MAX_GAPS:]
 
 
@@ -252,6 +269,8 @@ def _apply_pain_points(s: State, ev: Event, classification: dict[str, Any]) -> N
     pains: dict[str, Any] = s["pain_points"]
     for pid in dict.fromkeys(p["id"] for p in classification.get("pain_points") or []):
         p = pains.setdefault(pid, {"last": t, "count": 0, "seen": []})
+        if any(eid == ev.event_id for _, eid in p["seen"]):
+            continue
         p["count"] += 1
         p["last"] = max(p["last"], t)
         p["seen"] = sorted(p["seen"] + [[t, ev.event_id]])[-MAX_PAIN_SEEN:]

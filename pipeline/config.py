@@ -26,6 +26,11 @@ class Topics:
     enriched: str = "events.enriched"
     deadletter: str = "events.deadletter"
     rekeyed: str = "pipeline.events-rekeyed"
+    ticks: str = "pipeline.ticks"
+    aggregates: str = "aggregates.pain-points"
+    alerts_pain_points: str = "alerts.pain-points"
+    alerts_commitments: str = "alerts.commitments"
+    alerts_churn: str = "alerts.churn-risk"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -89,6 +94,13 @@ class Settings:
     taxonomy_file: Path | None = None
     batch_size: int = 500
     batch_within_seconds: float = 0.02
+    clock: str = "event"  # event | wall
+    tick_interval_seconds: float = 5.0
+
+    @property
+    def partials_topic(self) -> str:
+        """Stage-1 → stage-2 repartition topic; named after the app id (Faust's ``group_by`` doesn't)."""
+        return f"{self.app_id}-segment-partials"
 
     @property
     def faust_broker(self) -> str:
@@ -115,6 +127,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         enriched=_get(env, "PIPELINE_TOPIC_ENRICHED", t.enriched),
         deadletter=_get(env, "PIPELINE_TOPIC_DEADLETTER", t.deadletter),
         rekeyed=_get(env, "PIPELINE_TOPIC_REKEYED", t.rekeyed),
+        ticks=_get(env, "PIPELINE_TOPIC_TICKS", t.ticks),
+        aggregates=_get(env, "PIPELINE_TOPIC_AGGREGATES", t.aggregates),
+        alerts_pain_points=_get(env, "PIPELINE_TOPIC_ALERTS_PAIN_POINTS", t.alerts_pain_points),
+        alerts_commitments=_get(env, "PIPELINE_TOPIC_ALERTS_COMMITMENTS", t.alerts_commitments),
+        alerts_churn=_get(env, "PIPELINE_TOPIC_ALERTS_CHURN", t.alerts_churn),
     )
     segment = SegmentThresholds(
         key_spend=float(_get(env, "PIPELINE_TIER_KEY_SPEND", str(s.key_spend))),
@@ -147,4 +164,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         taxonomy_file=Path(env["PIPELINE_TAXONOMY_FILE"]) if env.get("PIPELINE_TAXONOMY_FILE") else None,
         batch_size=int(_get(env, "PIPELINE_BATCH_SIZE", str(d.batch_size))),
         batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
+        clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
+        tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
     )

@@ -1,9 +1,14 @@
-"""The per-record processing step, free of Faust and Kafka.
+"""The per-customer processing step, free of Faust and Kafka.
 
 :meth:`Processor.process` turns one consumed :class:`Record` plus the customer's
 current state into a :class:`Step`: the records to produce and the new state to
-write.  The Faust agent (``pipeline.agents``) only moves bytes between Kafka and
-this function, so everything here is unit-testable without a broker.
+write; :meth:`Processor.advance` moves one customer's commitment clock.  The
+Faust agent (``pipeline.agents.ingest``) only moves bytes between Kafka and
+these functions, so everything here is unit-testable without a broker.
+
+Per-customer state (one table value, written once per batch)::
+
+    {"seg": segment state, "cm": commitments, "churn": churn state, "ca": churn-alert state}
 
 Routing rules
 -------------
@@ -12,26 +17,39 @@ Routing rules
   internal re-key topic keyed by ``customer_id`` (so per-customer state stays
   co-partitioned) and processed when it arrives there;
 * valid profile → state update only (profiles are state, not events);
-* valid order / complaint / feedback → state update + one enriched event.
+* valid order / complaint / feedback → classification, segment, commitments,
+  churn risk; one enriched event, plus commitment and churn alerts when due.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import orjson
 
+from .churn import alerts as churn_alerts
+from .churn.score import load_weights, score as churn_score
+from .churn.snapshot import risk_snapshot
+from .churn.state import apply_commitment_transition, apply_event as churn_apply
 from .classify.events import classify_event
 from .classify.taxonomy import load_taxonomy
+from .commitments import tracker
+from .commitments.alerts import alerts_for
+from .commitments.model import CommitmentConfig, Transition
+from .commitments.playbook import load_playbook as load_commitment_playbook
 from .config import Settings
 from .ingest.normalise import Event, normalise
 from .ingest.validate import Problem, decode
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
-from .segment.customer import apply_event, promised_delivery
+from .segment.customer import apply_event as segment_apply
+from .segment.customer import promised_delivery
 from .segment.segments import derive_segment
+
+COMMITMENT_KINDS = ("order", "complaint")
 
 
 @dataclass(frozen=True)
@@ -56,24 +74,31 @@ class Step:
     outputs: list[Output] = field(default_factory=list)
     state_key: str | None = None
     state: dict[str, Any] | None = None
-    outcome: str = "enriched"  # enriched | deadletter | rekeyed | state | duplicate
+    outcome: str = "enriched"  # enriched | deadletter | rekeyed | state | advanced
     kind: str | None = None
     problems: list[Problem] = field(default_factory=list)
     enriched: dict[str, Any] | None = None  # the enriched document (for metrics), when one was produced
-
-
-EnrichHook = Callable[[Event, dict[str, Any], dict[str, Any]], dict[str, Any]]
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    churn_score: float | None = None
+    next_due: float | None = None  # the customer's next commitment deadline (for the due index)
+    event_time: float | None = None  # the event's time (epoch s), for the event-time clock
 
 
 class Processor:
     """Stateless apart from configuration; state is passed in and returned."""
 
-    def __init__(self, settings: Settings, enrich_hooks: list[EnrichHook] | None = None) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
         self.settings = settings
         self.topics = settings.topics
-        self.enrich_hooks = enrich_hooks or []
         self.taxonomy = load_taxonomy(settings.taxonomy_file)
+        self.cm_cfg = CommitmentConfig.from_env(env)
+        self.cm_playbook = load_commitment_playbook(None, env)
+        self.churn_weights = load_weights(None, env)
+        self.churn_policy = churn_alerts.ChurnPolicy.from_env(env)
+        self.churn_playbook = churn_alerts.load_playbook(None, env)
 
+    # -- records ---------------------------------------------------------------------------------
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None
     ) -> Step:
@@ -121,25 +146,76 @@ class Processor:
         timestamp: float | None, rekeyed: bool, get_state: Callable[[str], dict[str, Any] | None], now: float,
     ) -> Step:
         ev = normalise(kind, event, fallback_time=timestamp)
-        prior = get_state(ev.customer_id)
-        state, changed = apply_event(prior, ev, self.settings.segment.fx_rates)
-        step = Step(state_key=ev.customer_id, state=state if changed else None, kind=kind)
+        prior = get_state(ev.customer_id) or {}
+        seg, changed = segment_apply(prior.get("seg"), ev, self.settings.segment.fx_rates)
+        step = Step(state_key=ev.customer_id, kind=kind)
         if kind == "customer_profile":
             step.outcome = "state"
+            step.state = {**prior, "seg": seg} if changed else None
+            step.next_due = tracker.due_soonest(prior.get("cm"))
             return step
-        segment = derive_segment(state, ev.occurred_at, self.settings.segment)
-        promised = promised_delivery(prior, event["order_id"]) if kind == "order" else None
+        segment = derive_segment(seg, ev.occurred_at, self.settings.segment)
+        promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
+        classification = classify_event(ev, self.taxonomy, promised)
+        cm, transitions = prior.get("cm"), []
+        if kind in COMMITMENT_KINDS:
+            cm, transitions = tracker.apply_event(cm, ev, self.cm_cfg)
+        churn = churn_apply(prior.get("churn"), ev, classification, segment)
+        state, risk = self._consequences(
+            step, ev.customer_id, {**prior, "seg": seg, "cm": cm, "churn": churn}, transitions, segment,
+            ev.occurred_at, now,
+        )
         doc = enriched_event(
             ev, segment=segment, source_topic=topic, partition=partition, offset=offset,
-            ingested_at=timestamp, processed_at=now, rekeyed=rekeyed,
-            classification=classify_event(ev, self.taxonomy, promised),
+            ingested_at=timestamp, processed_at=now, rekeyed=rekeyed, classification=classification, risk=risk,
         )
-        for hook in self.enrich_hooks:
-            doc = hook(ev, state, doc)
-        step.outputs.append(Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc)))
+        step.outputs.insert(0, Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc)))
         step.enriched = doc
+        step.event_time = ev.occurred_at
+        step.state = state
         return step
 
+    # -- time ------------------------------------------------------------------------------------
+    def advance(self, customer_id: str, state: dict[str, Any] | None, clock: float,
+                now: float | None = None) -> Step:
+        """Move the customer's commitments to ``clock``; alerts for warnings and breaches."""
+        now = time.time() if now is None else now
+        step = Step(state_key=customer_id, outcome="advanced")
+        state = state or {}
+        cm, transitions = tracker.advance(state.get("cm"), clock, self.cm_cfg)
+        step.next_due = tracker.due_soonest(cm)
+        if cm is state.get("cm") and not transitions:
+            return step
+        segment = derive_segment(state.get("seg"), clock, self.settings.segment)
+        step.state, _ = self._consequences(step, customer_id, {**state, "cm": cm}, transitions, segment, clock, now)
+        return step
+
+    def _consequences(
+        self, step: Step, customer_id: str, state: dict[str, Any], transitions: list[Transition],
+        segment: dict[str, Any], clock: float, now: float,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Commitment alerts, churn update and churn alerts; returns (state, risk snapshot)."""
+        key = customer_id.encode()
+        for alert in alerts_for(transitions, segment, self.cm_playbook, now):
+            step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert)))
+            step.alerts.append(alert)
+        churn = state.get("churn")
+        for tr in transitions:
+            churn = apply_commitment_transition(churn, tr.to_dict())
+        rs = churn_score(churn, clock, self.churn_weights)
+        ca, churn_alert_docs = churn_alerts.evaluate(
+            state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now,
+        )
+        for alert in churn_alert_docs:
+            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert)))
+            step.alerts.append(alert)
+        step.churn_score = rs.score
+        step.next_due = tracker.due_soonest(state.get("cm"))
+        policy = self.churn_policy
+        risk = risk_snapshot(rs, policy.top_n, policy.lower_threshold, policy.threshold)
+        return {**state, "churn": churn, "ca": ca}, risk
+
+    # -- errors ----------------------------------------------------------------------------------
     def dead(self, rec: Record, problems: list[Problem], kind: str | None, now: float) -> Step:
         doc = dead_letter(
             topic=rec.topic, partition=rec.partition, offset=rec.offset, key=rec.key,
@@ -151,3 +227,6 @@ class Processor:
             outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc))],
             outcome="deadletter", kind=kind, problems=list(problems),
         )
+
+
+__all__ = ["Event", "Output", "Processor", "Record", "Step"]

@@ -1,42 +1,63 @@
-"""``classify()``: text (+ optional numeric score) -> language, sentiment, pain points."""
+"""``classify()``: text (+ optional numeric score) -> language, sentiment, pain points.
+
+Long texts are analysed up to ``MAX_ANALYSED_CHARS`` characters (cut at a
+whitespace near the limit): a 100 KB paste returns in milliseconds, and
+evidence offsets still index the original text (the analysed part is a prefix).
+"""
 
 from __future__ import annotations
 
 from . import english, korean
-from .language import UNDETERMINED, detect_language, languages_present
-from .model import Classification, PainPoint
-from .scoring import (
-    Aggregate,
-    aggregate,
-    evidence_items,
-    noisy_or,
-    sentiment_from_totals,
-    strength_to_confidence,
-)
-from .sentiment import combine, satisfaction_gap
+from .language import UNDETERMINED, detect_language, languages_present, latin_language_from_tokens
+from .model import Classification, PainPoint, Sentiment
+from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
+from .sentiment import combine, satisfaction_gap, text_sentiment
 from .taxonomy import Taxonomy, default_taxonomy
 
 KOREAN_FOLLOWING_PENALTY = 0.5  # Korean predicates follow their subject: prefer the aspect before
+MAX_ANALYSED_CHARS = 20_000     # analysis cap for very long texts (documented in the README)
 
 
-def analyse_text(text: str, lang: str, taxonomy: Taxonomy) -> Aggregate:
-    """Run the analysers for ``lang`` and any second script in ``text``; merge the scores."""
-    total = Aggregate()
+def analysed_part(text: str, limit: int = MAX_ANALYSED_CHARS) -> str:
+    """``text`` itself, or its first ``limit`` characters cut at a whitespace."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", limit - 200, limit)
+    return text[: cut if cut > 0 else limit]
+
+
+def analyse_text(
+    text: str, lang: str, taxonomy: Taxonomy, tokens: tuple[str, list[str]] | None = None
+) -> Aggregate:
+    """Run the analysers for ``lang`` and any second script in ``text``; merge the scores.
+
+    ``tokens``: :func:`english.tokenize` of ``text`` when the caller has it (ASCII fast path).
+    """
     if not text or lang == UNDETERMINED:
-        return total
-    for code in languages_present(text, lang):
+        return Aggregate()
+    if tokens is not None or text.isascii():
+        codes = [lang]
+    else:
+        codes = languages_present(text, lang)
+    total: Aggregate | None = None
+    for code in codes:
         if taxonomy.lexicon(code) is None:
             continue
         if code == "ko":
             sigs = korean.analyse(text, taxonomy, code)
-            total.merge(aggregate(sigs, following_penalty=KOREAN_FOLLOWING_PENALTY))
+            agg = aggregate(sigs, following_penalty=KOREAN_FOLLOWING_PENALTY)
         else:
-            sigs = english.analyse(text, taxonomy, code)
-            total.merge(aggregate(sigs))
-    return total
+            agg = english.analyse(text, taxonomy, code, tokens=tokens if code == lang else None)
+        if total is None:
+            total = agg
+        else:
+            total.merge(agg)
+    return total if total is not None else Aggregate()
 
 
 def pain_points_from(agg: Aggregate, text: str, taxonomy: Taxonomy) -> list[PainPoint]:
+    if not agg.pains and not agg.unattributed:
+        return []
     found: dict[str, tuple[float, list[tuple[int, int]]]] = {}
     for cid, items in agg.pains.items():
         conf = noisy_or([strength_to_confidence(s) for s, _ in items])
@@ -76,13 +97,18 @@ def classify(
     """
     tax = taxonomy or default_taxonomy()
     text = text if isinstance(text, str) else ""
-    lang = language or detect_language(text)
-    agg = analyse_text(text, lang, tax)
+    work = analysed_part(text)
+    tokens = None
+    if language != "ko" and work.isascii():
+        tokens = english.tokenize(work)
+        lang = language or latin_language_from_tokens(tokens[1])
+    else:
+        lang = language or detect_language(work)
+    agg = analyse_text(work, lang, tax, tokens)
     pains = pain_points_from(agg, text, tax)
-    weight = agg.positive + agg.negative
-    text_score = sentiment_from_totals(agg.positive, agg.negative) if weight > 0 else None
-    sentiment = combine(text_score, weight, score, scale)
-    gap = satisfaction_gap(score, expectation_score, scale)
+    text_score = text_sentiment(agg.positive, agg.negative)
+    sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
+    gap = satisfaction_gap(score, expectation_score, scale) if expectation_score is not None else None
     return Classification(
         language=lang,
         sentiment=sentiment,
@@ -90,3 +116,6 @@ def classify(
         pain_points=pains,
         taxonomy_version=tax.version,
     )
+
+
+__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from", "Sentiment"]

@@ -144,6 +144,37 @@ def latin_language(text: str, default: str = "en") -> str:
     return best[0]
 
 
+_WORD_LANGS: dict[str, tuple[str, ...]] = {}
+for _lang, _words in _STOPWORDS.items():
+    for _w in _words:
+        _WORD_LANGS[_w] = _WORD_LANGS.get(_w, ()) + (_lang,)
+_LANG_ORDER = ("en", "pt", "es", "fr", "de")  # ties: the earlier wins
+
+
+def latin_language_from_tokens(tokens: list[str], default: str = "en") -> str:
+    """Fast path for ASCII text already tokenized and lower-cased: stop-word votes.
+
+    ``und`` when no token has a letter.
+    """
+    get = _WORD_LANGS.get
+    votes: dict[str, int] = {}
+    letters = False
+    for t in tokens:
+        langs = get(t)
+        if langs is not None:
+            for lang in langs:
+                votes[lang] = votes.get(lang, 0) + 1
+        elif not letters and t[0].isalpha():
+            letters = True
+    if not votes:
+        return default if letters else UNDETERMINED
+    best = max(votes.values())
+    for lang in _LANG_ORDER:
+        if votes.get(lang) == best:
+            return lang
+    return default
+
+
 def detect_language(text: str | None) -> str:
     """ISO 639-1 code of the dominant language, or ``und`` when there are no letters."""
     if not text:

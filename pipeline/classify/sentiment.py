@@ -43,6 +43,17 @@ def satisfaction_gap(
     return _clip((float(score) - float(expectation_score)) / (hi - lo))
 
 
+TEXT_SMOOTHING = 0.6  # evidence mass that pulls a thin text score towards 0
+
+
+def text_sentiment(positive: float, negative: float) -> float | None:
+    """Text sentiment in -1..1 from summed positive / negative evidence; None without any."""
+    total = positive + negative
+    if total <= 0:
+        return None
+    return (positive - negative) / (total + TEXT_SMOOTHING)
+
+
 def label_for(score: float) -> str:
     if score >= POSITIVE_THRESHOLD:
         return "positive"

@@ -10,6 +10,7 @@ end to end. See ``pipeline/taxonomies/default.yaml`` for the documented format.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -68,6 +69,8 @@ class LanguageLexicon:
     positive_patterns: tuple[tuple[re.Pattern[str], float], ...] = ()  # (regex, weight)
     negative_patterns: tuple[tuple[re.Pattern[str], float], ...] = ()
     stemmer: str | None = None              # snowball stemmer name (latin-script languages)
+    problem: Mapping[str, float] = field(default_factory=dict)  # fault words: fallback-eligible negatives
+    fallback: str = "all"                   # "all" | "problems": which aspect-less negatives fall back
 
 
 @dataclass
@@ -223,7 +226,15 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
         positive_patterns=_patterns(raw.get("positive_patterns"), f"{where}.positive_patterns"),
         negative_patterns=_patterns(raw.get("negative_patterns"), f"{where}.negative_patterns"),
         stemmer=raw.get("stemmer"),
+        problem=_weights(raw.get("problem"), f"{where}.problem"),
+        fallback=_lang_fallback(raw.get("fallback", "all"), where),
     )
+
+
+def _lang_fallback(value: Any, where: str) -> str:
+    if value not in ("all", "problems"):
+        raise TaxonomyError(f"{where}.fallback must be 'all' or 'problems', got {value!r}")
+    return str(value)
 
 
 def _fallback_mode(value: Any) -> str:
@@ -317,14 +328,22 @@ def taxonomy_from_dict(
 
 
 _CACHE: dict[str, Taxonomy] = {}
+_RECHECK_SECONDS = 2.0  # how often a cached file is checked for changes (mtime)
+_FAST: dict[object, tuple[float, Taxonomy]] = {}
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """Load a taxonomy YAML file; ``None`` loads the bundled default.
 
     Loaded taxonomies are cached by resolved path and modification time, so
-    repeated calls are cheap and the compiled matchers are reused.
+    repeated calls are cheap and the compiled matchers are reused; a file is
+    looked at again (stat) at most every ``_RECHECK_SECONDS``.
     """
+    now = time.monotonic()
+    fast_key = path if isinstance(path, (str, type(None))) else str(path)
+    hit = _FAST.get(fast_key)
+    if hit is not None and now - hit[0] < _RECHECK_SECONDS:
+        return hit[1]
     p = Path(path) if path is not None else DEFAULT_TAXONOMY_PATH
     p = p.resolve()
     try:
@@ -332,13 +351,13 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     except FileNotFoundError as exc:
         raise TaxonomyError(f"taxonomy file not found: {p}") from exc
     cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
-    with p.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    tax = taxonomy_from_dict(data, source=str(p), base_dir=p.parent)
-    _CACHE[key] = tax
-    return tax
+    if cached is None:
+        with p.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        cached = taxonomy_from_dict(data, source=str(p), base_dir=p.parent)
+        _CACHE[key] = cached
+    _FAST[fast_key] = (now, cached)
+    return cached
 
 
 def default_taxonomy() -> Taxonomy:

@@ -40,7 +40,7 @@ def test_valid_order_is_enriched_and_keyed_by_customer():
     assert doc["processing"]["partition"] == 2 and doc["processing"]["offset"] == 40
     assert doc["occurred_at"].endswith("Z")
     assert parse_timestamp(doc["occurred_at"]) == parse_timestamp(ev["occurred_at"])
-    assert store[ev["customer_id"]]["orders"] == 1
+    assert store[ev["customer_id"]]["seg"]["orders"] == 1
 
 
 def test_wrong_key_goes_to_rekey_topic_then_enriched_once():
@@ -60,7 +60,7 @@ def test_profile_updates_state_without_output():
     store: dict = {}
     step = run(Processor(S), store, Record(T.profiles, 0, 0, prof["customer_id"].encode(), orjson.dumps(prof)))
     assert step.outcome == "state" and step.outputs == []
-    assert store[prof["customer_id"]]["profile"]["tier"] == prof["tier"]
+    assert store[prof["customer_id"]]["seg"]["profile"]["tier"] == prof["tier"]
 
 
 def test_invalid_goes_to_deadletter_with_original_bytes():

@@ -1,0 +1,41 @@
+"""Small helpers shared by the agents (Faust-facing, no business logic)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from aiokafka.partitioner import murmur2
+
+from ..metrics import Metrics
+
+log = logging.getLogger("pipeline.agent")
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition the default Kafka partitioner (murmur2) gives ``key``: as for producers and changelogs."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def send_callback(metrics: Metrics, counters: dict[str, int]) -> Callable[[Any], None]:
+    def on_sent(fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            counters["send_failed"] = counters.get("send_failed", 0) + 1
+            metrics.errors.labels("produce").inc()
+            log.error("produce failed", extra={"error": "cancelled" if fut.cancelled() else repr(fut.exception())})
+
+    return on_sent
+
+
+class Sender:
+    """Produces raw records through the app's producer; offsets commit only after a flush."""
+
+    def __init__(self, app: Any, metrics: Metrics, counters: dict[str, int]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.on_sent = send_callback(metrics, counters)
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        fut = await self.app.producer.send(topic, key, value, None, None, None)
+        fut.add_done_callback(self.on_sent)
+        self.metrics.produced.labels(topic).inc()

@@ -1,0 +1,214 @@
+"""Stage 1: the per-customer agent.
+
+Sources (all keyed by customer id, one partition count — co-partitioned):
+``events.orders``, ``events.complaints``, ``events.feedback``, ``customers.profiles``,
+``pipeline.events-rekeyed`` and ``pipeline.ticks``.  Table ``customers`` holds
+each customer's composite state (:mod:`pipeline.process`).
+
+Batches (``stream.take_events``): every record of the batch is processed, each
+customer's state is written once per batch, the batch's enriched events are
+pre-aggregated into one partial per ``"dimension=value"`` and sent to the
+stage-2 topic, then commitment deadlines due on the partition's clock are swept.
+
+Clocks (``PIPELINE_CLOCK``)
+    ``event`` (default): a partition's clock is the *lowest* of the greatest
+    event times seen on each of its input topics, so a deadline is never judged
+    before a slower topic had the chance to deliver the event that meets it.
+    ``wall``: ticks from the timer carry the wall-clock time.
+    In both modes a tick ``{"advance_to": t}`` (``python -m pipeline clock
+    advance``) moves the clock to ``t`` — the end of a replay.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+import orjson
+
+from ..aggregate import PartialsBuilder, windows_from_env
+from ..aggregate.partials import min_confidence_from_env
+from ..commitments import tracker
+from ..config import Settings
+from ..ingest.validate import Problem
+from ..metrics import Metrics
+from ..process import Processor, Record, Step
+from ..scheduling import DueIndex
+from .common import Sender, log, partition_of
+
+
+class Clocks:
+    """Per-partition event-time clocks: min over input topics of the max event time seen."""
+
+    def __init__(self) -> None:
+        self._max: dict[int, dict[str, float]] = {}
+        self._forced: dict[int, float] = {}
+
+    def observe(self, partition: int, topic: str, event_time: float) -> None:
+        per_topic = self._max.setdefault(partition, {})
+        if event_time > per_topic.get(topic, float("-inf")):
+            per_topic[topic] = event_time
+
+    def force(self, partition: int, t: float) -> None:
+        self._forced[partition] = max(self._forced.get(partition, float("-inf")), t)
+
+    def value(self, partition: int) -> float | None:
+        per_topic = self._max.get(partition)
+        natural = min(per_topic.values()) if per_topic else None
+        forced = self._forced.get(partition)
+        if natural is None:
+            return forced
+        return natural if forced is None else max(natural, forced)
+
+    def drop(self, partition: int) -> None:
+        self._max.pop(partition, None)
+        self._forced.pop(partition, None)
+
+
+def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> tuple[Any, Processor]:
+    import os
+
+    t = settings.topics
+    source = app.topic(
+        *t.inputs, t.rekeyed, t.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw",
+    )
+    # use_partitioner: the changelog partition is chosen by the producer's key
+    # partitioner (murmur2, as for the keyed input topics), so a table write is
+    # correct outside the per-event stream context (batched writes).
+    customers = app.Table(
+        "customers", key_type=str, partitions=settings.partitions, use_partitioner=True,
+        help="Per-customer state: segment, commitments, churn.",
+    )
+    customers.key_serializer, customers.value_serializer = "raw", "orjson"
+    processor = Processor(settings)
+    sender = Sender(app, metrics, counters)
+    windows = windows_from_env(os.environ)
+    min_conf = min_confidence_from_env(os.environ)
+    index = DueIndex()
+    clocks = Clocks()
+    kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
+    n_parts = settings.partitions
+
+    def run_step(rec: Record, get_state: Any) -> Step:
+        try:
+            return processor.process(rec, get_state)
+        except Exception as exc:  # a bug must not stop the partition: dead-letter the record
+            log.exception("processing failed",
+                          extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset})
+            metrics.errors.labels("process").inc()
+            return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
+
+    def ensure_index(p: int) -> None:
+        if not index.known(p):
+            index.rebuild(p, ((k, tracker.due_soonest((v or {}).get("cm")))
+                              for k, v in customers.items() if partition_of(k, n_parts) == p))
+
+    def observe(step: Step, topic: str, record_time: float | None, now: float) -> None:
+        metrics.consumed.labels(topic, step.kind or kind_of.get(topic, "unknown")).inc()
+        for code in {p.code for p in step.problems}:
+            metrics.deadletters.labels(code).inc()
+        for alert in step.alerts:
+            metrics.alerts.labels(alert["type"], alert["severity"]).inc()
+        if step.churn_score is not None:
+            metrics.churn_score.observe(step.churn_score)
+        doc = step.enriched
+        if doc is None:
+            return
+        if record_time:
+            metrics.latency.labels("enriched").observe(max(0.0, now - record_time))
+        c = doc.get("classification")
+        if c:
+            metrics.classified.labels(c["language"]).inc()
+            seg = metrics.segment_labels(doc["segment"])
+            for pp in c["pain_points"]:
+                metrics.pain_points.labels(pp["id"]).inc()
+                for dim, value in seg:
+                    metrics.segment_pain_points.labels(dim, value, pp["id"]).inc()
+
+    @app.agent(source, concurrency=1, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
+            pending: dict[str, Any] = {}
+            touched: set[int] = set()
+            partials = PartialsBuilder(windows, min_conf)
+
+            def get_state(key: str) -> Any:
+                return pending[key] if key in pending else customers.get(key)
+
+            for event in events:
+                msg = event.message
+                p = msg.partition
+                ensure_index(p)
+                touched.add(p)
+                if msg.topic == t.ticks:
+                    handle_tick(p, msg.value)
+                    continue
+                now = time.time()
+                step = run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+                if step.state is not None:
+                    pending[step.state_key] = step.state
+                if step.state_key is not None:
+                    index.set(p, step.state_key, step.next_due)
+                for out in step.outputs:
+                    await sender.send(out.topic, out.key, out.value)
+                if step.enriched is not None:
+                    partials.add(step.enriched)
+                    clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
+                counters[step.outcome] = counters.get(step.outcome, 0) + 1
+                observe(step, msg.topic, msg.timestamp, now)
+            for key, partial in partials.partials().items():
+                await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
+            await sweep(touched, get_state, pending)
+            for key, value in pending.items():
+                customers[key] = value
+            metrics.batch_size.observe(len(events))
+
+    def handle_tick(p: int, raw: bytes) -> None:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            metrics.errors.labels("tick").inc()
+            return
+        if "advance_to" in doc:
+            clocks.force(p, float(doc["advance_to"]))
+        elif settings.clock == "wall" and "now" in doc:
+            clocks.force(p, float(doc["now"]))
+
+    async def sweep(partitions: set[int], get_state: Any, pending: dict[str, Any]) -> None:
+        for p in partitions:
+            clock = clocks.value(p)
+            if clock is None:
+                continue
+            for key in index.pop_due(p, clock):
+                step = processor.advance(key, get_state(key), clock)
+                if step.state is not None:
+                    pending[key] = step.state
+                index.set(p, key, step.next_due)
+                for out in step.outputs:
+                    await sender.send(out.topic, out.key, out.value)
+                for alert in step.alerts:
+                    metrics.alerts.labels(alert["type"], alert["severity"]).inc()
+
+    @app.timer(settings.tick_interval_seconds, on_leader=True)
+    async def tick() -> None:
+        """Wall-clock ticks to every partition (ignored by the event-time clock unless advance_to)."""
+        if settings.clock != "wall":
+            return
+        now = time.time()
+        body = orjson.dumps({"now": now})
+        for p in range(n_parts):
+            await app.producer.send(t.ticks, b"tick", body, p, None, None)
+            await app.producer.send(settings.partials_topic, b"tick",
+                                    orjson.dumps({"control": "tick", "now": now}), p, None, None)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic in t.inputs:
+                index.drop(tp.partition)
+                clocks.drop(tp.partition)
+
+    return customers, processor
+

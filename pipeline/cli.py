@@ -96,6 +96,63 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ensure_topics(s)
     counts = publish(iter_olist_events(s.data_dir / "olist_subset_5k"), s, progress=not args.quiet, desc="olist")
     print(counts)
+    if not args.no_advance:
+        from .control import advance_clock
+        from .producers.olist import last_due
+
+        advance_clock(s, last_due(s.data_dir / "olist_subset_5k") + 7 * 86400)
+        print("event-time clock advanced past the last promised delivery date (+7 days)")
+    return 0
+
+
+def cmd_clock(args: argparse.Namespace) -> int:
+    from .control import advance_clock
+    from .ingest.timeparse import parse_timestamp
+    from .runtime import resolve_settings
+
+    s = resolve_settings()
+    to = parse_timestamp(args.to) if args.to else time.time()
+    n = advance_clock(s, to)
+    print(f"clock advanced to {args.to or 'now'} on {n} partitions")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .commitments.model import CommitmentConfig
+    from .runtime import resolve_settings, wait_for_group
+    from .verify_olist import verify
+
+    s = resolve_settings()
+    t = s.topics
+    wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed, t.ticks, s.partials_topic], timeout=args.timeout)
+    ok, report = verify(s, CommitmentConfig.from_env().warn_delivery_seconds)
+    print(report)
+    print("OK: alert sets equal the CSV truth" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    import urllib.parse
+    import urllib.request
+
+    import orjson
+
+    key = urllib.parse.quote(f"{args.dimension}={args.value}", safe="=")
+    url = f"{args.url.rstrip('/')}/segments/{key}/top?window={urllib.parse.quote(args.window)}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        doc = orjson.loads(r.read())
+    for label in ("current", "last_closed"):
+        rows = doc.get(label) or []
+        window = doc.get(f"{label}_window") or ""
+        print(f"\n{args.dimension}={args.value}  {label.replace('_', ' ')} {args.window} window {window}")
+        print(f"{'pain point':24s} {'count':>6s} {'per 100 orders':>15s} {'share of feedback':>18s}")
+        for row in rows:
+            rate = row.get("rate_per_100_orders")
+            share = row.get("share_of_feedback")
+            print(f"{str(row.get('pain_point')):24s} {row.get('count', 0):6d} "
+                  f"{'-' if rate is None else f'{rate:.1f}':>15s} {'-' if share is None else f'{share:.1%}':>18s}")
+        if not rows:
+            print("(no pain points)")
     return 0
 
 
@@ -141,9 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="replay a real dataset through Kafka in event-time order")
     rep.add_argument("dataset", choices=["olist"])
     rep.add_argument("--quiet", action="store_true")
+    rep.add_argument("--no-advance", action="store_true", help="don't advance the clock past the last due date")
     rep.set_defaults(func=cmd_replay)
 
-    sub.add_parser("summary", help="summarise the enriched and dead-letter topics").set_defaults(func=cmd_summary)
+    sub.add_parser("summary", help="summarise the output topics").set_defaults(func=cmd_summary)
+
+    clk = sub.add_parser("clock", help="advance the event-time clock (end of a replay)")
+    clk.add_argument("action", choices=["advance"])
+    clk.add_argument("--to", default=None, help="RFC 3339 time (default: now)")
+    clk.set_defaults(func=cmd_clock)
+
+    ver = sub.add_parser("verify", help="compare an Olist replay's commitment alerts with the CSV truth")
+    ver.add_argument("dataset", choices=["olist"])
+    ver.add_argument("--timeout", type=float, default=600.0)
+    ver.set_defaults(func=cmd_verify)
+
+    top = sub.add_parser("top", help="top pain points of a segment (asks a worker's web server)")
+    top.add_argument("--dimension", required=True, help="tier, lifecycle, region, channel, relationship, "
+                     "category, seller, carrier, all")
+    top.add_argument("--value", required=True)
+    top.add_argument("--window", default="1h")
+    top.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PIPELINE_WEB_PORT', '6066')}")
+    top.set_defaults(func=cmd_top)
 
     d = sub.add_parser("demo", help="local Kafka + worker + Olist replay + simulated events, then a summary")
     d.add_argument("--simulated", type=int, default=2000, help="simulated events after the Olist replay")

@@ -54,6 +54,11 @@ class Summary:
     by_region: Counter = field(default_factory=Counter)
     deadletters: int = 0
     dead_reasons: Counter = field(default_factory=Counter)
+    alerts: Counter = field(default_factory=Counter)
+    alert_severity: Counter = field(default_factory=Counter)
+    pain_points: Counter = field(default_factory=Counter)
+    aggregates: int = 0
+    risk_levels: Counter = field(default_factory=Counter)
 
     def render(self) -> str:
         def top(c: Counter, n: int = 6) -> str:
@@ -64,7 +69,12 @@ class Summary:
             f"  value tier    : {top(self.by_tier)}",
             f"  lifecycle     : {top(self.by_lifecycle)}",
             f"  top regions   : {top(self.by_region)}",
+            f"  pain points   : {top(self.pain_points, 8)}",
+            f"  churn risk    : {top(self.risk_levels)}",
             f"dead letters    : {self.deadletters}  ({top(self.dead_reasons, 10)})",
+            f"aggregates      : {self.aggregates} final window records",
+            f"alerts          : {sum(self.alerts.values())}  ({top(self.alerts, 10)})",
+            f"  severity      : {top(self.alert_severity)}",
         ]
         return "\n".join(lines)
 
@@ -79,9 +89,20 @@ def summarise(settings: Settings) -> Summary:
         s.by_tier[seg["value_tier"]] += 1
         s.by_lifecycle[seg["lifecycle"]] += 1
         s.by_region[seg["region"]] += 1
+        for pp in (doc.get("classification") or {}).get("pain_points", []):
+            s.pain_points[pp["id"]] += 1
+        if doc.get("risk"):
+            s.risk_levels[doc["risk"]["level"]] += 1
     for _, value in read_topic(settings, settings.topics.deadletter):
         doc = orjson.loads(value)
         s.deadletters += 1
         for code in {e["code"] for e in doc["errors"]}:
             s.dead_reasons[code] += 1
+    t = settings.topics
+    s.aggregates = sum(1 for _ in read_topic(settings, t.aggregates))
+    for topic in (t.alerts_commitments, t.alerts_churn, t.alerts_pain_points):
+        for _, value in read_topic(settings, topic):
+            doc = orjson.loads(value)
+            s.alerts[doc["type"]] += 1
+            s.alert_severity[doc["severity"]] += 1
     return s

@@ -28,14 +28,19 @@ def send_callback(metrics: Metrics, counters: dict[str, int]) -> Callable[[Any],
 
 
 class Sender:
-    """Produces raw records through the app's producer; offsets commit only after a flush."""
+    """Produces raw records through the app's producer; offsets commit only after a flush.
+
+    With ``processing_guarantee="exactly_once"`` the app's producer is Faust's
+    transaction manager: records, changelog writes and offsets commit atomically.
+    """
 
     def __init__(self, app: Any, metrics: Metrics, counters: dict[str, int]) -> None:
         self.app = app
         self.metrics = metrics
         self.on_sent = send_callback(metrics, counters)
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        fut = await self.app.producer.send(topic, key, value, None, None, None)
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        producer = await self.app.maybe_start_producer()
+        fut = await producer.send(topic, key, value, partition, None, None)
         fut.add_done_callback(self.on_sent)
         self.metrics.produced.labels(topic).inc()

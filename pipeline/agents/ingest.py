@@ -198,10 +198,10 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             return
         now = time.time()
         body = orjson.dumps({"now": now})
+        control = orjson.dumps({"control": "tick", "now": now})
         for p in range(n_parts):
-            await app.producer.send(t.ticks, b"tick", body, p, None, None)
-            await app.producer.send(settings.partials_topic, b"tick",
-                                    orjson.dumps({"control": "tick", "now": now}), p, None, None)
+            await sender.send(t.ticks, b"tick", body, p)
+            await sender.send(settings.partials_topic, b"tick", control, p)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -65,6 +65,8 @@ LACK_VALUE = -0.7
 EXCESS_VALUE = -0.7
 EXCESS_BOOST = 1.3       # "too slow" is worse than "slow"
 WISH_VALUE = -0.6
+CONDITIONAL_FACTOR = 0.3  # "in case it breaks", "if it ever fails": hypothetical, weak evidence
+NEG_COORDINATION = 3     # "no issues or problems": a negated complaint extends the scope
 WORD_CACHE_MAX = 200_000  # distinct tokens remembered per matcher (cleared when full)
 
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*|\d+(?:[.,:]\d+)*|[.!?;:,()\[\]…]|[-–—]{1,2}")
@@ -134,12 +136,12 @@ def normalize(token: str) -> str:
 class Entry:
     """Everything one lexicon term (a word or a phrase) does; roles merged."""
 
-    __slots__ = ("length", "neg", "lack", "intens", "excess", "brk", "failure", "wish",
+    __slots__ = ("length", "neg", "lack", "intens", "excess", "brk", "failure", "wish", "cond",
                  "polar", "aspects", "ctx", "bound")
 
     def __init__(self, length: int) -> None:
         self.length = length
-        self.neg = self.lack = self.excess = self.brk = self.failure = self.wish = False
+        self.neg = self.lack = self.excess = self.brk = self.failure = self.wish = self.cond = False
         self.intens = 0.0
         self.polar: list[tuple[str | None, float, bool]] = []  # (category, value, problem)
         self.aspects: list[str] = []
@@ -359,6 +361,8 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
         add(t, setattr_("failure", True))
     for t in lex.wish:
         add(t, setattr_("wish", True))
+    for t in lex.conditional:
+        add(t, setattr_("cond", True))
     for t, w in lex.positive.items():
         add(t, lambda e, w=w: e.polar.append((None, w, False)))
     for t, w in lex.negative.items():
@@ -492,6 +496,10 @@ def analyse(
     int_until = -1
     intens = 1.0
     excess_at = -1
+    cond = False
+    wish_until = -1
+    neg_cues: list[int] = []
+    sentence_ends: list[int] = []
     skip_to = 0
     positions = [i for i, x in enumerate(infos) if x is not None]
     for i in positions:
@@ -506,7 +514,10 @@ def analyse(
         if info.punct:
             clause += 1
             clause_of_break.append(i)
-            neg_until = lack_until = int_until = excess_at = -1
+            if toks[i] in SENTENCE_END:
+                sentence_ends.append(i)
+            neg_until = lack_until = int_until = excess_at = wish_until = -1
+            cond = False
             continue
         entry = info.entry
         b = i
@@ -529,11 +540,16 @@ def analyse(
         if entry.brk and not (entry.polar or entry.aspects or entry.ctx):
             clause += 1
             clause_of_break.append(i)
-            neg_until = lack_until = int_until = excess_at = -1
+            neg_until = lack_until = int_until = excess_at = wish_until = -1
+            cond = False
+            continue
+        if entry.cond:
+            cond = True
             continue
         consumed_neg = False
         if entry.neg:
             neg_until, neg_from, neg_tok = b + NEGATION_SCOPE, i, b
+            neg_cues.append(b)
             if entry.lack:
                 lack_until = b + LACK_SCOPE
             consumed_neg = True
@@ -544,12 +560,13 @@ def analyse(
             continue
         elif entry.wish:
             events.append((i, 1, None, WISH_VALUE, False, i, b))
+            wish_until = b + NEGATION_SCOPE
         negated = not consumed_neg and i <= neg_until
         polar = entry.polar
         polar_done = False
         if negated and entry.failure and i - neg_tok <= FAILURE_SCOPE and not any(v < 0 for _, v, _ in polar):
             # "doesn't work": the failure wins over the word's own (mild) polarity
-            events.append((i, 1, None, FAILURE_VALUE, True, neg_from, b))
+            events.append((i, 1, None, FAILURE_VALUE * (CONDITIONAL_FACTOR if cond else 1.0), True, neg_from, b))
             polar_done = True
             polar = ()
         if entry.aspects:
@@ -567,9 +584,15 @@ def analyse(
                 if ex and v < 0:
                     v *= EXCESS_BOOST
                 if negated:
+                    if v < 0:
+                        neg_until = max(neg_until, b + NEG_COORDINATION)
                     v = _flip(v)
                     a0 = neg_from
                     prob = prob and v < 0
+                if cond:
+                    v *= CONDITIONAL_FACTOR
+                if v > 0 and i <= wish_until and not entry.wish:
+                    v = 0.0  # "could be more durable": the wished-for quality is missing
                 events.append((i, 1, c, v, prob, a0, b))
             polar_done = True
         elif excess_at == i and entry.aspects:
@@ -589,23 +612,37 @@ def analyse(
         events.append((excess_at, 1, None, EXCESS_VALUE, False, excess_at, excess_at))
 
     if pattern_events:
+        if neg_cues:
+            pattern_events = [_negate_pattern(ev, neg_cues, clause_of_break) for ev in pattern_events]
         events.extend(pattern_events)
     if not events:
         return out
     events.sort(key=_pos)
     if not events:
         return out
-    _score(out, events, clause_of_break, m.problems_only)
+    _score(out, events, clause_of_break, sentence_ends, m.problems_only)
     if out.pains or out.unattributed:
         _resolve_spans(out, tok_offsets())
     return out
+
+
+def _negate_pattern(ev: tuple, neg_cues: list[int], breaks: list[int]) -> tuple:
+    """A regex hit right after a negation cue of the same clause is flipped ("doesn't run hot")."""
+    ti = ev[0]
+    k = bisect_left(neg_cues, ti) - 1
+    if k < 0 or ti - neg_cues[k] > NEGATION_SCOPE:
+        return ev
+    if bisect_left(breaks, neg_cues[k]) != bisect_left(breaks, ti):
+        return ev
+    return (ti, ev[1], ev[2], _flip(ev[3]), False, ev[5], ev[6])
 
 
 def _pos(ev: tuple) -> int:
     return ev[0]
 
 
-def _score(out: Aggregate, events: list[tuple], breaks: list[int], problems_only: bool) -> None:
+def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends: list[int],
+           problems_only: bool) -> None:
     """Clause-level scoring (same rules as :func:`.scoring.aggregate`)."""
     # group events by clause (events are sorted by token position)
     groups: list[list[tuple]] = []
@@ -621,7 +658,9 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], problems_only
     if cur:
         groups.append(cur)
     pos_sum = neg_sum = 0.0
+    candidates: list[tuple[str | None, float, list, int]] = []
     for group in groups:
+        sent = bisect_left(sentence_ends, group[0][0]) if sentence_ends else 0
         anchors = [(ev[0], ev[2]) for ev in group if ev[2] is not None and ev[1] != 2]
         totals: dict[str | None, float] = {}
         spans: dict[str | None, list[tuple[int, int]]] = {}
@@ -654,14 +693,16 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], problems_only
         for cid, total in totals.items():
             if total > -PAIN_THRESHOLD:
                 continue
-            if cid is None:
-                if problems_only:
-                    if problem_total > -PAIN_THRESHOLD:
-                        continue
-                    total = max(total, problem_total)
-                out.unattributed.append((-total, spans[cid]))
-            else:
-                out.pains[cid].append((-total, spans[cid]))
+            if cid is None and problems_only:
+                if problem_total > -PAIN_THRESHOLD:
+                    continue
+                total = max(total, problem_total)
+            candidates.append((cid, total, spans[cid], sent))
+    for cid, total, sp, sent in candidates:
+        if cid is None:
+            out.unattributed.append((-total, sp))
+        else:
+            out.pains[cid].append((-total, sp))
     out.positive += pos_sum
     out.negative += neg_sum
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .model import Sentiment
 
-POSITIVE_THRESHOLD = 0.2
-NEGATIVE_THRESHOLD = -0.2
+POSITIVE_THRESHOLD = 0.3
+NEGATIVE_THRESHOLD = -0.3
 NUMERIC_WEIGHT = 0.6      # weight of a numeric score when the text also has sentiment words
 DEFAULT_SCALE = (1.0, 5.0)  # stars / CSAT when no scale is given
 
@@ -43,15 +43,27 @@ def satisfaction_gap(
     return _clip((float(score) - float(expectation_score)) / (hi - lo))
 
 
-TEXT_SMOOTHING = 0.6  # evidence mass that pulls a thin text score towards 0
+TEXT_SMOOTHING = 1.0  # evidence mass that pulls a thin text score towards 0
+MIXED_MIN = 1.0       # a text with at least this much praise AND complaint ...
+MIXED_RATIO = 0.3     # ... the weaker side at least this share of the stronger: mixed -> neutral
+NEUTRAL_BAND = 0.29   # |score| of a mixed text is kept inside the neutral band
 
 
 def text_sentiment(positive: float, negative: float) -> float | None:
-    """Text sentiment in -1..1 from summed positive / negative evidence; None without any."""
+    """Text sentiment in -1..1 from summed positive / negative evidence; None without any.
+
+    (positive - negative) / (positive + negative + TEXT_SMOOTHING); a *mixed* text
+    (clear praise and clear complaint, e.g. "love the sound, but it drops wifi every
+    day") is labelled neutral: its score keeps its sign but stays inside the neutral band.
+    """
     total = positive + negative
     if total <= 0:
         return None
-    return (positive - negative) / (total + TEXT_SMOOTHING)
+    score = (positive - negative) / (total + TEXT_SMOOTHING)
+    lo, hi = min(positive, negative), max(positive, negative)
+    if lo >= MIXED_MIN and lo >= MIXED_RATIO * hi:
+        score = max(-NEUTRAL_BAND, min(NEUTRAL_BAND, score))
+    return score
 
 
 def label_for(score: float) -> str:

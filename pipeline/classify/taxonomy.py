@@ -71,6 +71,7 @@ class LanguageLexicon:
     stemmer: str | None = None              # snowball stemmer name (latin-script languages)
     problem: Mapping[str, float] = field(default_factory=dict)  # fault words: fallback-eligible negatives
     fallback: str = "all"                   # "all" | "problems": which aspect-less negatives fall back
+    conditional: tuple[str, ...] = ()       # "if", "in case": damp the polar words after them in the clause
 
 
 @dataclass
@@ -227,6 +228,7 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
         negative_patterns=_patterns(raw.get("negative_patterns"), f"{where}.negative_patterns"),
         stemmer=raw.get("stemmer"),
         problem=_weights(raw.get("problem"), f"{where}.problem"),
+        conditional=_strings(raw.get("conditional"), f"{where}.conditional"),
         fallback=_lang_fallback(raw.get("fallback", "all"), where),
     )
 

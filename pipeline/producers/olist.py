@@ -367,3 +367,14 @@ def _copy(event: Event) -> Event:
     if "items" in out:
         out["items"] = [dict(item) for item in out["items"]]
     return out
+
+
+def last_due(data_dir: Path, tz: str = "America/Sao_Paulo") -> float:
+    """The latest promised delivery time in the dataset (epoch seconds): where a replay's clock must go."""
+    from ..ingest.timeparse import parse_timestamp
+
+    return max(
+        parse_timestamp(e["promised_delivery_at"])
+        for k, e in iter_olist_events(data_dir, tz)
+        if k == "order" and "promised_delivery_at" in e
+    )

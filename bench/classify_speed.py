@@ -1,0 +1,110 @@
+"""Classifier speed: texts per second per language, classifier alone, one core.
+
+    python bench/classify_speed.py              # default: ~3 s per language
+    python bench/classify_speed.py --seconds 10 --json
+
+Real texts from ../shared/data:
+  en  SemEval-2016 laptop + restaurant sentences and Bitext customer-service utterances
+      (short texts, 4,500 + 7,290); language detection included (``classify(text)``);
+  ko  Korean Smartstore reviews (315 reviews, with Kiwi morphological analysis).
+Also ``en (language given)`` skips detection. Each language is warmed up first (builds
+Kiwi and the compiled lexicons, fills the per-token caches), then timed over whole passes
+of the text list until ``--seconds`` have elapsed. Single process, single thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.classify import classify, default_taxonomy  # noqa: E402
+
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
+
+
+def english_texts(data_dir: Path) -> list[str]:
+    out: list[str] = []
+    for name in ("ABSA16_Laptops_Train_SB1_v2.xml", "ABSA16_Restaurants_Train_SB1_v2.xml"):
+        p = data_dir / "semeval2016_absa_en" / name
+        if p.exists():
+            out.extend((s.findtext("text") or "") for s in ET.parse(p).iter("sentence"))
+    p = data_dir / "bitext_customer_support" / "Bitext_Sample_Customer_Service_Training_Dataset.csv"
+    if p.exists():
+        with p.open(encoding="utf-8", newline="") as fh:
+            out.extend(row["utterance"] for row in csv.DictReader(fh))
+    return [t for t in out if t.strip()]
+
+
+def korean_texts(data_dir: Path) -> list[str]:
+    p = data_dir / "korean_smartstore_reviews" / "reviews_dev.csv"
+    if not p.exists():
+        return []
+    with p.open(encoding="utf-8", newline="") as fh:
+        return [row["review"] for row in csv.DictReader(fh) if row["review"].strip()]
+
+
+def measure(texts: list[str], seconds: float, language: str | None = None) -> dict:
+    tax = default_taxonomy()
+    for t in texts[: min(len(texts), 2000)]:  # warm-up
+        classify(t, language=language, taxonomy=tax)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        for t in texts:
+            classify(t, language=language, taxonomy=tax)
+        n += len(texts)
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            break
+    chars = sum(len(t) for t in texts) / len(texts)
+    return {"texts": n, "seconds": round(dt, 2), "texts_per_s": round(n / dt), "us_per_text": round(1e6 * dt / n, 1),
+            "mean_chars": round(chars, 1), "distinct_texts": len(texts)}
+
+
+def run(data_dir: Path = DEFAULT_DATA_DIR, seconds: float = 3.0, langs: tuple[str, ...] = ("en", "ko")) -> dict:
+    out: dict[str, dict] = {}
+    if "en" in langs:
+        en = english_texts(data_dir)
+        if en:
+            out["en"] = measure(en, seconds)
+            out["en (language given)"] = measure(en, seconds, language="en")
+    if "ko" in langs:
+        ko = korean_texts(data_dir)
+        if ko:
+            out["ko"] = measure(ko, seconds)
+    return out
+
+
+def render(res: dict) -> str:
+    lines = ["| language | texts/s (one core) | µs/text | mean chars | texts timed |", "|---|---:|---:|---:|---:|"]
+    for lang, v in res.items():
+        lines.append(f"| {lang} | {v['texts_per_s']:,} | {v['us_per_text']} | {v['mean_chars']} | {v['texts']:,} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per language")
+    ap.add_argument("--lang", action="append", choices=["en", "ko"], help="only these languages")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.data_dir.exists():
+        print(f"data directory not found: {args.data_dir}", file=sys.stderr)
+        return 2
+    res = run(args.data_dir, args.seconds, tuple(args.lang or ("en", "ko")))
+    print(json.dumps(res, indent=2) if args.json else render(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

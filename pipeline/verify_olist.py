@@ -1,0 +1,92 @@
+"""Check the commitment alerts of an Olist replay against the truth computed from the CSV files.
+
+Truth, straight from ``olist_orders_dataset.csv`` (dates are local, no zone):
+
+* **unmet** (delivery): delivered on a calendar day after the estimated delivery
+  date, plus orders never delivered whose status is not ``canceled`` / ``unavailable``;
+* **at risk**: delivered after ``end of the estimated day − warning offset``, plus
+  the never-delivered ones above (the warning time passed while still open).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from .config import Settings
+from .summary import read_topic
+
+NOT_DELIVERABLE = {"canceled", "unavailable"}
+
+
+def _parse(value: str) -> datetime | None:
+    value = (value or "").strip()
+    return datetime.strptime(value, "%m/%d/%Y %H:%M") if value else None
+
+
+@dataclass
+class Truth:
+    unmet: set[str]
+    at_risk: set[str]
+    orders: set[str]
+
+
+def truth_from_csv(olist_dir: Path, warn_seconds: float) -> Truth:
+    unmet: set[str] = set()
+    at_risk: set[str] = set()
+    orders: set[str] = set()
+    with open(olist_dir / "olist_orders_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            oid = row["order_id"]
+            orders.add(oid)
+            estimated = _parse(row["order_estimated_delivery_date"])
+            delivered = _parse(row["order_delivered_customer_date"])
+            if estimated is None:
+                continue
+            end_of_day = datetime.combine(estimated.date(), datetime.max.time()).replace(microsecond=0)
+            if delivered is None:
+                if row["order_status"] not in NOT_DELIVERABLE:
+                    unmet.add(oid)
+                    at_risk.add(oid)
+                continue
+            if delivered.date() > estimated.date():
+                unmet.add(oid)
+            if delivered > end_of_day - timedelta(seconds=warn_seconds):
+                at_risk.add(oid)
+    return Truth(unmet, at_risk, orders)
+
+
+def alerted_orders(settings: Settings) -> tuple[dict[str, set[str]], int, int]:
+    """({alert type: order ids} for delivery commitments, alerts read, duplicate alert ids)."""
+    by_type: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    total = dupes = 0
+    for _, value in read_topic(settings, settings.topics.alerts_commitments):
+        a = orjson.loads(value)
+        total += 1
+        if a["alert_id"] in seen:
+            dupes += 1
+        seen.add(a["alert_id"])
+        c = a.get("commitment") or {}
+        if c.get("kind") == "delivery":
+            by_type.setdefault(a["type"], set()).add(str(c["id"]).split(":", 1)[1])
+    return by_type, total, dupes
+
+
+def verify(settings: Settings, warn_seconds: float) -> tuple[bool, str]:
+    truth = truth_from_csv(settings.data_dir / "olist_subset_5k", warn_seconds)
+    by_type, total, dupes = alerted_orders(settings)
+    lines = [f"commitment alerts read: {total} (duplicate alert ids: {dupes})"]
+    ok = dupes == 0
+    for label, typ, expected in (("unmet delivery", "unmet_commitment", truth.unmet),
+                                 ("at-risk delivery", "commitment_at_risk", truth.at_risk)):
+        got = by_type.get(typ, set()) & truth.orders  # other traffic (simulated orders) is not judged here
+        missing, extra = sorted(expected - got), sorted(got - expected)
+        ok = ok and not missing and not extra
+        lines.append(f"{label:17s}: from CSV {len(expected):5d} | alerted {len(got):5d} | "
+                     f"missing {len(missing)} {missing[:3]} | extra {len(extra)} {extra[:3]}")
+    return ok, "\n".join(lines)

@@ -64,6 +64,9 @@ def make_faust_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_in_thread=False,
         table_cleanup_interval=30.0,
+        # A killed worker's partitions move after this long (Kafka's group session timeout).
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
     )
 
 

@@ -95,6 +95,7 @@ class Settings:
     batch_size: int = 500
     batch_within_seconds: float = 0.02
     clock: str = "event"  # event | wall
+    session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 5.0
 
     @property
@@ -165,5 +166,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=int(_get(env, "PIPELINE_BATCH_SIZE", str(d.batch_size))),
         batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
+        session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
     )

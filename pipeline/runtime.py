@@ -167,7 +167,7 @@ class WorkerProcess:
         except Exception:
             return None
 
-    def wait_ready(self, timeout: float = 90.0) -> dict:
+    def wait_ready(self, timeout: float = 180.0) -> dict:
         """Wait until the worker owns partitions and its tables are recovered."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

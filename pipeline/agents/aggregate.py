@@ -39,7 +39,7 @@ from ..aggregate.surge import SurgeConfig
 from ..config import Settings
 from ..metrics import Metrics
 from ..scheduling import DueIndex
-from .common import Sender, log, partition_of
+from .common import Sender, json_table, log, partition_of
 
 
 @dataclass
@@ -47,6 +47,7 @@ class AggregateParts:
     table: Any
     watermarks: dict[int, Watermark] = field(default_factory=dict)
     index: DueIndex = field(default_factory=DueIndex)
+    advances: dict[tuple[int, float], set[int]] = field(default_factory=dict)
 
     def query(self, dimension: str, value: str, window: str) -> dict[str, Any]:
         key = f"{dimension}={value}"
@@ -68,9 +69,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     t = settings.topics
     source = app.topic(settings.partials_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
-    table = app.Table("segment_windows", key_type=str, partitions=settings.partitions, use_partitioner=True,
-                      help="Per dimension=value: event-time windows of pain-point counts and surge baselines.")
-    table.key_serializer, table.value_serializer = "raw", "orjson"
+    table = json_table(app, "segment_windows", settings.partitions,
+                       "Per dimension=value: event-time windows of pain-point counts and surge baselines.")
     parts = AggregateParts(table=table)
     sender = Sender(app, metrics, counters)
 
@@ -102,8 +102,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     continue
                 control = doc.get("control")
                 if control == "advance":
-                    parts.watermarks[p] = wm = watermark(p)
-                    wm.max_event_time = max(wm.max_event_time or 0.0, float(doc["to"]) + grace)
+                    # every stage-1 partition forwards the advance after its last partial:
+                    # move the watermark once all of them have.
+                    to = float(doc["to"])
+                    senders = parts.advances.setdefault((p, to), set())
+                    senders.add(int(doc.get("from", 0)))
+                    if len(senders) >= int(doc.get("of", 1)):
+                        wm = watermark(p)
+                        wm.max_event_time = max(wm.max_event_time or 0.0, to + grace)
+                        del parts.advances[(p, to)]
                     continue
                 if control == "tick":
                     if settings.clock == "wall":

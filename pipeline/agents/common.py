@@ -44,3 +44,21 @@ class Sender:
         fut = await producer.send(topic, key, value, partition, None, None)
         fut.add_done_callback(self.on_sent)
         self.metrics.produced.labels(topic).inc()
+
+
+def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
+    """A table keyed by ``str`` with orjson values, its changelog partitioned by the key partitioner.
+
+    ``use_partitioner``: the changelog partition is chosen by the producer's key
+    partitioner (murmur2, as for the keyed source topics), so a table write is
+    correct outside the per-event stream context (batched writes).  Faust derives
+    serializers from the types and builds the changelog topic eagerly, so both the
+    table's and the changelog topic's serializers are set here (reading the
+    changelog back with other codecs than it was written with breaks recovery).
+    """
+    table = app.Table(name, key_type=str, partitions=partitions, use_partitioner=True, help=help)
+    table.key_serializer, table.value_serializer = "raw", "orjson"
+    topic = table.changelog_topic
+    for obj in (topic, topic.schema):
+        obj.key_serializer, obj.value_serializer = "raw", "orjson"
+    return table

@@ -35,7 +35,7 @@ from ..ingest.validate import Problem
 from ..metrics import Metrics
 from ..process import Processor, Record, Step
 from ..scheduling import DueIndex
-from .common import Sender, log, partition_of
+from .common import Sender, json_table, log, partition_of
 
 
 class Clocks:
@@ -74,20 +74,16 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         *t.inputs, t.rekeyed, t.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
         value_serializer="raw",
     )
-    # use_partitioner: the changelog partition is chosen by the producer's key
-    # partitioner (murmur2, as for the keyed input topics), so a table write is
-    # correct outside the per-event stream context (batched writes).
-    customers = app.Table(
-        "customers", key_type=str, partitions=settings.partitions, use_partitioner=True,
-        help="Per-customer state: segment, commitments, churn.",
-    )
-    customers.key_serializer, customers.value_serializer = "raw", "orjson"
+    customers = json_table(app, "customers", settings.partitions,
+                           "Per-customer state: segment, commitments, churn.")
     processor = Processor(settings)
     sender = Sender(app, metrics, counters)
     windows = windows_from_env(os.environ)
     min_conf = min_confidence_from_env(os.environ)
     index = DueIndex()
     clocks = Clocks()
+    positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
+    pending_advances: dict[int, list[dict[str, Any]]] = {}
     kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
     n_parts = settings.partitions
 
@@ -145,6 +141,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if msg.topic == t.ticks:
                     handle_tick(p, msg.value)
                     continue
+                positions[(msg.topic, p)] = msg.offset + 1
                 now = time.time()
                 step = run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
                 if step.state is not None:
@@ -160,6 +157,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 observe(step, msg.topic, msg.timestamp, now)
             for key, partial in partials.partials().items():
                 await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
+            await apply_advances(touched)
             await sweep(touched, get_state, pending)
             for key, value in pending.items():
                 customers[key] = value
@@ -172,9 +170,29 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             metrics.errors.labels("tick").inc()
             return
         if "advance_to" in doc:
-            clocks.force(p, float(doc["advance_to"]))
+            pending_advances.setdefault(p, []).append(doc)
         elif settings.clock == "wall" and "now" in doc:
             clocks.force(p, float(doc["now"]))
+
+    def processed_up_to(topic: str, p: int) -> int:
+        from faust.types import TP
+
+        committed = app.consumer._committed_offset.get(TP(topic, p)) or 0
+        return max(positions.get((topic, p), 0), committed)
+
+    async def apply_advances(partitions: set[int]) -> None:
+        """Apply advance_to ticks whose preceding records (``after`` offsets) have been processed."""
+        for p in partitions:
+            waiting = pending_advances.get(p) or []
+            ready = [d for d in waiting
+                     if all(processed_up_to(topic, p) >= int(off) for topic, off in (d.get("after") or {}).items())]
+            for doc in ready:
+                waiting.remove(doc)
+                to = float(doc["advance_to"])
+                clocks.force(p, to)
+                body = orjson.dumps({"control": "advance", "to": to, "from": p, "of": n_parts})
+                for q in range(n_parts):
+                    await sender.send(settings.partials_topic, b"clock", body, q)
 
     async def sweep(partitions: set[int], get_state: Any, pending: dict[str, Any]) -> None:
         for p in partitions:

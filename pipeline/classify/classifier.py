@@ -44,8 +44,9 @@ def analyse_text(
         if taxonomy.lexicon(code) is None:
             continue
         if code == "ko":
-            sigs = korean.analyse(text, taxonomy, code)
-            agg = aggregate(sigs, following_penalty=KOREAN_FOLLOWING_PENALTY)
+            contrast: set[int] = set()
+            sigs = korean.analyse(text, taxonomy, code, contrast=contrast)
+            agg = aggregate(sigs, following_penalty=KOREAN_FOLLOWING_PENALTY, contrast_before=contrast)
         else:
             agg = english.analyse(text, taxonomy, code, tokens=tokens if code == lang else None)
         if total is None:

@@ -46,7 +46,7 @@ try:  # Python 3.11+
 except ImportError:  # pragma: no cover
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-from .scoring import PAIN_THRESHOLD, Aggregate
+from .scoring import PAIN_THRESHOLD, Aggregate, contrast_weight
 from .taxonomy import Taxonomy
 
 try:  # optional dependency: better stems for Portuguese and other languages
@@ -65,11 +65,16 @@ LACK_VALUE = -0.7
 EXCESS_VALUE = -0.7
 EXCESS_BOOST = 1.3       # "too slow" is worse than "slow"
 WISH_VALUE = -0.6
-CONDITIONAL_FACTOR = 0.3  # "in case it breaks", "if it ever fails": hypothetical, weak evidence
+COMPARATIVE_FACTOR = 0.3  # "much more expensive than a PC": a comparison, not a verdict
+COMPARATIVE_SCOPE = 3     # the comparative word must follow within this many tokens
+CONDITIONAL_FACTOR = 0.2  # "in case it breaks", "if it ever fails": hypothetical, weak evidence
+SENTENCE_ATTACH = 6       # a clause with no aspect borrows the nearest one of its sentence within N tokens
 NEG_COORDINATION = 3     # "no issues or problems": a negated complaint extends the scope
 WORD_CACHE_MAX = 200_000  # distinct tokens remembered per matcher (cleared when full)
 
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*|\d+(?:[.,:]\d+)*|[.!?;:,()\[\]…]|[-–—]{1,2}")
+# the same tokens for lower-cased ASCII text, faster
+ASCII_TOKEN_RE = re.compile(r"[a-z]+(?:['\-][a-z]+)*|\d+(?:[.,:]\d+)*|[.!?;:,()\[\]]|-{1,2}")
 PUNCT = frozenset(".!?;:,()[]…-–—")
 SENTENCE_END = frozenset(".!?…")
 
@@ -136,12 +141,13 @@ def normalize(token: str) -> str:
 class Entry:
     """Everything one lexicon term (a word or a phrase) does; roles merged."""
 
-    __slots__ = ("length", "neg", "lack", "intens", "excess", "brk", "failure", "wish", "cond",
+    __slots__ = ("length", "neg", "lack", "intens", "excess", "brk", "failure", "wish", "cond", "contrast",
                  "polar", "aspects", "ctx", "bound")
 
     def __init__(self, length: int) -> None:
         self.length = length
         self.neg = self.lack = self.excess = self.brk = self.failure = self.wish = self.cond = False
+        self.contrast = False
         self.intens = 0.0
         self.polar: list[tuple[str | None, float, bool]] = []  # (category, value, problem)
         self.aspects: list[str] = []
@@ -217,13 +223,38 @@ def _literal_prefixes(items, limit: int = 64):  # noqa: ANN001 - sre parse tree
     return prefixes, True
 
 
-def pattern_anchors(pattern: re.Pattern[str]) -> tuple[list[str], list[str]] | None:
-    """(word anchors, substring anchors) one of which every match must start with.
+def _is_space_item(item) -> bool:  # noqa: ANN001
+    """``\\s+`` or a literal space: what follows starts a new word."""
+    op, av = item
+    name = str(op)
+    if name == "LITERAL":
+        return av == 32
+    if name == "MAX_REPEAT" and av[0] >= 1 and len(av[2]) == 1:
+        iop, iav = av[2][0]
+        if str(iop) == "IN":
+            return any(str(o) == "CATEGORY" and "SPACE" in str(a) for o, a in iav)
+        return str(iop) == "LITERAL" and iav == 32
+    return False
 
-    Word anchors are the first word fragment of a match that begins at a word
-    boundary: a token starting with the fragment can trigger the pattern.
-    Substring anchors (emoji, ":)") are looked for in the lower-cased text.
-    ``None``: unknown, run the pattern on every text with a lexicon hit.
+
+def _word_fragment(p: str) -> str:
+    frag = ""
+    for ch in p:
+        if ch.isalnum() or ch in "'’":
+            frag += ch
+        else:
+            break
+    return frag
+
+
+def pattern_anchors(pattern: re.Pattern[str]) -> tuple[list[str], list[str]] | None:
+    """(word anchors, substring anchors): text that every match must contain.
+
+    Word anchors: one of these word fragments starts a word of every match (at the
+    beginning after ``\\b`` or after ``\\s+``), so a token starting with one of them
+    triggers the pattern. Of all such required positions the most selective is
+    used ("loose" rather than "is|are|was"). Substring anchors (emoji, ":)") are
+    looked for in the lower-cased text. ``None``: unknown, always run the pattern.
     """
     try:
         tree = _sre_parse.parse(pattern.pattern, pattern.flags)
@@ -231,28 +262,35 @@ def pattern_anchors(pattern: re.Pattern[str]) -> tuple[list[str], list[str]] | N
         return None
     items = list(tree)
     boundary = bool(items) and str(items[0][0]) == "AT"
+    best: tuple[tuple[int, int], list[str]] | None = None
+    word_start = boundary
+    for k in range(len(items)):
+        op = str(items[k][0])
+        if op == "AT":
+            continue
+        if word_start:
+            res = _literal_prefixes(items[k:])
+            if res is not None:
+                frags = {_word_fragment(p.lower()) for p in res[0]}
+                if frags and "" not in frags:
+                    score = (min(len(f) for f in frags), -len(frags))
+                    if best is None or score > best[0]:
+                        best = (score, sorted(frags))
+        optional = op in ("MAX_REPEAT", "MIN_REPEAT") and items[k][1][0] == 0
+        word_start = _is_space_item(items[k]) or (optional and word_start)
+    if best is not None:
+        return best[1], []
+    # no word anchor: the literal beginning of the match as a substring (emoji, ":)")
     res = _literal_prefixes(items)
     if res is None:
         return None
-    words, subs = set(), set()
+    subs = set()
     for p in res[0]:
         p = p.lower()
         if not p:
             return None
-        if p[0].isalnum():
-            frag = ""
-            for ch in p:
-                if ch.isalnum() or ch in "'’":
-                    frag += ch
-                else:
-                    break
-            if boundary:
-                words.add(frag)
-            else:
-                subs.add(frag)
-        else:
-            subs.add(p)
-    return sorted(words), sorted(subs)
+        subs.add(_word_fragment(p) if p[0].isalnum() else p)
+    return [], sorted(subs)
 
 
 class LatinMatcher:
@@ -270,6 +308,7 @@ class LatinMatcher:
         self.always: tuple[int, ...] = ()
         self.word_cache: dict[str, Tok | None] = {}
         self.key_cache: dict[str, str] = {}
+        self.comparative: frozenset[str] = frozenset()
 
     # -- building
     def key(self, token: str) -> str:
@@ -338,6 +377,7 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
     if lex is None:
         return None
     m = LatinMatcher(lang, _stemmer(lex.stemmer), tuple(lex.negation), lex.fallback == "problems")
+    m.comparative = frozenset(t.lower() for t in lex.comparative)
 
     def add(term: str, fn) -> None:  # noqa: ANN001
         e = m.entry(term)
@@ -363,6 +403,8 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
         add(t, setattr_("wish", True))
     for t in lex.conditional:
         add(t, setattr_("cond", True))
+    for t in lex.contrast:
+        add(t, lambda e: (setattr(e, "brk", True), setattr(e, "contrast", True)))
     for t, w in lex.positive.items():
         add(t, lambda e, w=w: e.polar.append((None, w, False)))
     for t, w in lex.negative.items():
@@ -402,6 +444,8 @@ def matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
 def tokenize(text: str) -> tuple[str, list[str]]:
     """(lower-cased text, its tokens); the lower-cased text keeps the offsets of ``text``."""
     low = text.lower()
+    if low.isascii():
+        return low, ASCII_TOKEN_RE.findall(low)
     if len(low) != len(text):  # rare: a character whose lower case is longer (İ)
         low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
     return low, TOKEN_RE.findall(low)
@@ -461,7 +505,8 @@ def analyse(
     def tok_offsets() -> list[tuple[int, int]]:
         nonlocal offsets
         if offsets is None:
-            offsets = [mt.span() for mt in TOKEN_RE.finditer(low)]
+            rx = ASCII_TOKEN_RE if low.isascii() else TOKEN_RE
+            offsets = [mt.span() for mt in rx.finditer(low)]
         return offsets
 
     # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context
@@ -499,7 +544,9 @@ def analyse(
     cond = False
     wish_until = -1
     neg_cues: list[int] = []
+    comparative = m.comparative
     sentence_ends: list[int] = []
+    contrast_before: set[int] = set()
     skip_to = 0
     positions = [i for i, x in enumerate(infos) if x is not None]
     for i in positions:
@@ -538,6 +585,8 @@ def analyse(
             continue
         skip_to = b + 1
         if entry.brk and not (entry.polar or entry.aspects or entry.ctx):
+            if entry.contrast:
+                contrast_before.add(len(clause_of_break))
             clause += 1
             clause_of_break.append(i)
             neg_until = lack_until = int_until = excess_at = wish_until = -1
@@ -577,6 +626,8 @@ def analyse(
                 lack_until = -1
         if polar:
             boost = intens if i <= int_until else 1.0
+            if comparative and not comparative.isdisjoint(toks[b + 1 : b + 1 + COMPARATIVE_SCOPE]):
+                boost *= COMPARATIVE_FACTOR
             ex = excess_at == i
             for c, v, prob in polar:
                 v *= boost
@@ -620,7 +671,7 @@ def analyse(
     events.sort(key=_pos)
     if not events:
         return out
-    _score(out, events, clause_of_break, sentence_ends, m.problems_only)
+    _score(out, events, clause_of_break, sentence_ends, m.problems_only, contrast_before)
     if out.pains or out.unattributed:
         _resolve_spans(out, tok_offsets())
     return out
@@ -642,7 +693,7 @@ def _pos(ev: tuple) -> int:
 
 
 def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends: list[int],
-           problems_only: bool) -> None:
+           problems_only: bool, contrast_before: set[int] = frozenset()) -> None:  # type: ignore[assignment]
     """Clause-level scoring (same rules as :func:`.scoring.aggregate`)."""
     # group events by clause (events are sorted by token position)
     groups: list[list[tuple]] = []
@@ -659,9 +710,19 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
         groups.append(cur)
     pos_sum = neg_sum = 0.0
     candidates: list[tuple[str | None, float, list, int]] = []
+    sent_anchors: dict[int, list[tuple[int, str]]] = {}
+    if SENTENCE_ATTACH and len(groups) > 1:
+        for ev in events:
+            if ev[2] is not None and ev[1] != 2:
+                sent = bisect_left(sentence_ends, ev[0]) if sentence_ends else 0
+                sent_anchors.setdefault(sent, []).append((ev[0], ev[2]))
     for group in groups:
+        sw = contrast_weight(bisect_left(breaks, group[0][0]), contrast_before) if contrast_before else 1.0
         sent = bisect_left(sentence_ends, group[0][0]) if sentence_ends else 0
         anchors = [(ev[0], ev[2]) for ev in group if ev[2] is not None and ev[1] != 2]
+        if not anchors and sent_anchors:
+            anchors = [(p2, c2) for p2, c2 in sent_anchors.get(sent, ())
+                       if abs(p2 - group[0][0]) <= SENTENCE_ATTACH]
         totals: dict[str | None, float] = {}
         spans: dict[str | None, list[tuple[int, int]]] = {}
         problem_total = 0.0
@@ -683,9 +744,9 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
                     if d < best_d:
                         cat, best_d = c2, d
             if val > 0:
-                pos_sum += val
+                pos_sum += val * sw
             else:
-                neg_sum -= val
+                neg_sum -= val * sw
             totals[cat] = totals.get(cat, 0.0) + val
             spans.setdefault(cat, []).append((a, b))
             if cat is None and prob:

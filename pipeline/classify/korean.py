@@ -37,6 +37,8 @@ WISH_VALUE = -0.6
 PRE_NEG_SCOPE = 2     # content units after 안/못
 POST_NEG_SCOPE = 3    # content units before 않다/없다/아니다
 INTENSIFIER_SCOPE = 2
+WELL_ADVERBS = frozenset({"잘"})  # "잘 받았어요", "잘 터져요": done well -> mildly positive
+WELL_VALUE = 0.5
 
 _N = {"NNG", "NNP", "NNB", "NR", "XR", "SL", "SH"}
 _V = {"VV", "VA", "VX", "VCN"}
@@ -47,6 +49,12 @@ _WISH_EC = {"면", "으면"}
 _WISH_VERBS = {"하", "바라", "싶"}
 _NOT_YET = {"아직"}
 _TRAILING = " \t\r\n.,!?~…;:)]}\"'ㅋㅎㅠㅜ^*"
+
+# Kiwi options: the default model without the typo-correction and multi-word dictionaries.
+# Measured on the 315 Smartstore reviews: ~16 % faster (527 -> 612 texts/s of CPU time for
+# the whole classifier), 5 of 315 analyses differ, pain-point micro-F1 and sentiment
+# balanced accuracy unchanged. Set before the first Korean text to change them.
+KIWI_OPTIONS: dict = {"load_typo_dict": False, "load_multi_dict": False}
 
 _kiwi = None
 _kiwi_lock = threading.Lock()
@@ -60,7 +68,7 @@ def get_kiwi():
             if _kiwi is None:
                 from kiwipiepy import Kiwi
 
-                _kiwi = Kiwi()
+                _kiwi = Kiwi(**KIWI_OPTIONS)
     return _kiwi
 
 
@@ -88,6 +96,7 @@ class KoreanMatcher:
     lack: frozenset[str] = frozenset()
     negation_prefixes: frozenset[str] = frozenset()
     breaks: frozenset[str] = frozenset()
+    contrast: frozenset[str] = frozenset()
 
     def add(self, term: str, role: tuple) -> None:
         key = _term_key(term)
@@ -128,6 +137,7 @@ def build_matcher(tax: Taxonomy, lang: str = "ko") -> KoreanMatcher | None:
         lack=frozenset(lex.lack),
         negation_prefixes=frozenset(lex.negation_prefixes),
         breaks=frozenset(lex.clause_breaks),
+        contrast=frozenset(lex.contrast),
     )
     for t, w in lex.intensifiers.items():
         m.add(t, ("intens", w))
@@ -170,6 +180,7 @@ class _Unit:
     polar: bool = False
     neg_start: int | None = None  # start of the negation cue that applies
     neg_end: int | None = None
+    well: bool = False  # positive only through a preceding 잘 ("잘 돼요")
 
 
 def _eojeol_end(text: str, pos: int) -> int:
@@ -187,7 +198,10 @@ def _flip(v: float) -> float:
     return v * (FLIP_POSITIVE if v > 0 else FLIP_NEGATIVE)
 
 
-def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 0) -> list[Signal]:
+def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 0,
+            contrast: set[int] | None = None) -> list[Signal]:
+    """Signals of ``text``; ``contrast`` (if given) receives the ids of clauses that end
+    with a contrast cue (-지만, -는데, 근데, 하지만 ...)."""
     m: KoreanMatcher | None = tax.compiled(f"kiwi:{lang}", lambda t: build_matcher(t, lang))
     if m is None:
         return []
@@ -208,8 +222,12 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
         if tg in _BREAK_TAGS or tg == "EF":
             clause += 1
         elif tg == "EC" and f in m.breaks and nxt != "VX":
+            if contrast is not None and f in m.contrast:
+                contrast.add(clause)
             clause += 1
         elif tg == "MAJ" and f in m.breaks:
+            if contrast is not None and f in m.contrast:
+                contrast.add(clause)
             clause_of[i] = clause + 1
             clause += 1
 
@@ -286,6 +304,7 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
     neg_cue: _Unit | None = None
     pending_int, intens = 0, 1.0
     pending_prefix = False
+    well_pending = False
     for ui, u in enumerate(units):
         roles = {r[0] for r in u.roles}
         f0, t0 = forms[u.first], tags[u.first]
@@ -314,6 +333,13 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
         if not u.polar and (f0 in m.negation_post or f0 in m.lack) and "failure" not in roles:
             _negate_back(units, ui, u, f0 in m.lack and f0 not in m.negation_post, _eojeol_end(text, u.start), m)
             continue
+        if well_pending:
+            well_pending = False
+            hada = u.cls == "N" and u.last + 1 < len(tags) and tags[u.last + 1] == "XSV"  # 잘 구입했다
+            if (u.cls == "V" or hada) and not u.polar and not pending_neg and f0 not in m.negation_pre:
+                u.value, u.polar, u.category, u.well = WELL_VALUE, True, None, True
+        if f0 in WELL_ADVERBS and not u.polar:
+            well_pending = True
         if "intens" in roles and not u.polar:
             intens = max(r[1] for r in u.roles if r[0] == "intens")
             pending_int = INTENSIFIER_SCOPE
@@ -391,6 +417,9 @@ def _negate_back(units: list[_Unit], ui: int, cue: _Unit, lack_only: bool, cue_e
     while j >= 0 and seen < POST_NEG_SCOPE and units[j].clause == cue.clause:
         t = units[j]
         roles = {r[0] for r in t.roles}
+        if t.well and "failure" in roles and not lack_only:
+            t.value, t.neg_end, t.well = FAILURE_VALUE, cue_end, False  # "잘 되지 않아요"
+            return
         if t.polar:
             t.value = _flip(t.value)
             t.neg_end = cue_end

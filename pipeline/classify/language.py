@@ -152,27 +152,20 @@ _LANG_ORDER = ("en", "pt", "es", "fr", "de")  # ties: the earlier wins
 
 
 def latin_language_from_tokens(tokens: list[str], default: str = "en") -> str:
-    """Fast path for ASCII text already tokenized and lower-cased: stop-word votes.
-
-    ``und`` when no token has a letter.
-    """
-    get = _WORD_LANGS.get
-    votes: dict[str, int] = {}
-    letters = False
-    for t in tokens:
-        langs = get(t)
-        if langs is not None:
-            for lang in langs:
-                votes[lang] = votes.get(lang, 0) + 1
-        elif not letters and t[0].isalpha():
-            letters = True
-    if not votes:
-        return default if letters else UNDETERMINED
-    best = max(votes.values())
+    """Fast path for ASCII text already tokenized and lower-cased: stop-word votes
+    (distinct words), ties to the earlier of en, pt, es, fr, de. ``und`` without letters."""
+    words = set(tokens)
+    best, best_n = None, 0
     for lang in _LANG_ORDER:
-        if votes.get(lang) == best:
-            return lang
-    return default
+        n = len(words & _STOPWORDS[lang])
+        if n > best_n:
+            best, best_n = lang, n
+    if best is not None:
+        return best
+    for t in words:
+        if t[0].isalpha():
+            return default
+    return UNDETERMINED
 
 
 def detect_language(text: str | None) -> str:

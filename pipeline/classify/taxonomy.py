@@ -72,6 +72,8 @@ class LanguageLexicon:
     problem: Mapping[str, float] = field(default_factory=dict)  # fault words: fallback-eligible negatives
     fallback: str = "all"                   # "all" | "problems": which aspect-less negatives fall back
     conditional: tuple[str, ...] = ()       # "if", "in case": damp the polar words after them in the clause
+    contrast: tuple[str, ...] = ()          # "but", "-지만": for sentiment, the clause after it outweighs the one before
+    comparative: tuple[str, ...] = ()       # "than": "more expensive than X" is a comparison, weak evidence
 
 
 @dataclass
@@ -229,6 +231,8 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
         stemmer=raw.get("stemmer"),
         problem=_weights(raw.get("problem"), f"{where}.problem"),
         conditional=_strings(raw.get("conditional"), f"{where}.conditional"),
+        contrast=_strings(raw.get("contrast"), f"{where}.contrast"),
+        comparative=_strings(raw.get("comparative"), f"{where}.comparative"),
         fallback=_lang_fallback(raw.get("fallback", "all"), where),
     )
 

@@ -170,6 +170,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(simulated=args.simulated, quiet=args.quiet)
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify_cli import run_classify
+
+    return run_classify(sys.stdin, sys.stdout, args.taxonomy)
+
+
+def cmd_classify_bench(args: argparse.Namespace) -> int:
+    from .classify_cli import run_classify_bench
+
+    return run_classify_bench(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .classify_cli import run_eval
+
+    return run_eval(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -220,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--window", default="1h")
     top.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PIPELINE_WEB_PORT', '6066')}")
     top.set_defaults(func=cmd_top)
+
+    c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
+    c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")
+    c.set_defaults(func=cmd_classify)
+    cb = sub.add_parser("classify-bench", help="classifier texts/s per language on real texts (../shared/data)")
+    from .classify_cli import add_classify_bench_arguments, add_eval_arguments
+    add_classify_bench_arguments(cb)
+    cb.set_defaults(func=cmd_classify_bench)
+    ev = sub.add_parser("evaluate", help="classifier P/R/F1 and sentiment accuracy on ../shared/data, Markdown summary")
+    add_eval_arguments(ev)
+    ev.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("demo", help="local Kafka + worker + Olist replay + simulated events, then a summary")
     d.add_argument("--simulated", type=int, default=2000, help="simulated events after the Olist replay")

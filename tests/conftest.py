@@ -42,7 +42,7 @@ def fresh_settings(bootstrap: str, **overrides) -> Settings:
     """Settings with a unique app id and unique topic names (one test, one namespace)."""
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(**{f.name: f"t-{suffix}.{f.default}" for f in dataclasses.fields(Topics)})
-    base = load_settings({k: v for k, v in os.environ.items() if k == "PIPELINE_CACHE_DIR"})
+    base = load_settings({k: v for k, v in os.environ.items() if k in ("PIPELINE_CACHE_DIR", "PIPELINE_DATA_DIR")})
     return dataclasses.replace(
         base, bootstrap_servers=bootstrap, app_id=f"test-{suffix}", topics=topics, **overrides
     )

@@ -8,8 +8,15 @@ evidence offsets still index the original text (the analysed part is a prefix).
 from __future__ import annotations
 
 from . import english, korean
-from .language import UNDETERMINED, detect_language, languages_present, latin_language_from_tokens
-from .model import Classification, PainPoint, Sentiment
+from .language import (
+    UNDETERMINED,
+    ScriptProfile,
+    detect_language,
+    languages_present,
+    latin_language_from_tokens,
+    script_profile,
+)
+from .model import Classification, PainPoint
 from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
 from .sentiment import combine, satisfaction_gap, text_sentiment
 from .taxonomy import Taxonomy, default_taxonomy
@@ -27,7 +34,11 @@ def analysed_part(text: str, limit: int = MAX_ANALYSED_CHARS) -> str:
 
 
 def analyse_text(
-    text: str, lang: str, taxonomy: Taxonomy, tokens: tuple[str, list[str]] | None = None
+    text: str,
+    lang: str,
+    taxonomy: Taxonomy,
+    tokens: tuple[str, list[str]] | None = None,
+    profile: ScriptProfile | None = None,
 ) -> Aggregate:
     """Run the analysers for ``lang`` and any second script in ``text``; merge the scores.
 
@@ -38,7 +49,7 @@ def analyse_text(
     if tokens is not None or text.isascii():
         codes = [lang]
     else:
-        codes = languages_present(text, lang)
+        codes = languages_present(text, lang, profile)
     total: Aggregate | None = None
     for code in codes:
         if taxonomy.lexicon(code) is None:
@@ -54,6 +65,18 @@ def analyse_text(
         else:
             total.merge(agg)
     return total if total is not None else Aggregate()
+
+
+def _symbols_only(text: str, taxonomy: Taxonomy) -> Aggregate:
+    """A text without letters ("😍", "👎👎"): sentiment from the emoji patterns of the first
+    Latin-script lexicon; pain points need words, so none."""
+    for code in ("en", *taxonomy.languages):
+        if code != "ko" and taxonomy.lexicon(code) is not None:
+            agg = english.analyse(text, taxonomy, code)
+            agg.pains.clear()
+            agg.unattributed.clear()
+            return agg
+    return Aggregate()
 
 
 def pain_points_from(agg: Aggregate, text: str, taxonomy: Taxonomy) -> list[PainPoint]:
@@ -100,12 +123,16 @@ def classify(
     text = text if isinstance(text, str) else ""
     work = analysed_part(text)
     tokens = None
+    profile = None
     if language != "ko" and work.isascii():
         tokens = english.tokenize(work)
         lang = language or latin_language_from_tokens(tokens[1])
     else:
-        lang = language or detect_language(work)
-    agg = analyse_text(work, lang, tax, tokens)
+        profile = script_profile(work) if work else None  # one character pass for both uses
+        lang = language or detect_language(work, profile)
+    agg = analyse_text(work, lang, tax, tokens, profile)
+    if lang == UNDETERMINED and work and not work.isascii():
+        agg = _symbols_only(work, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
     sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
@@ -119,4 +146,4 @@ def classify(
     )
 
 
-__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from", "Sentiment"]
+__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from"]

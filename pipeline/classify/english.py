@@ -60,13 +60,14 @@ LACK_SCOPE = 2           # "no (working) charger"
 INTENSIFIER_SCOPE = 2
 FLIP_POSITIVE = -0.85    # "not good" is almost as bad as "bad"
 FLIP_NEGATIVE = -0.5     # "not bad" is only mildly good
+FLIP_PROBLEM = -0.8      # "no problems at all", "never had any issues": clearly good
 FAILURE_VALUE = -1.0
 LACK_VALUE = -0.7
 EXCESS_VALUE = -0.7
 EXCESS_BOOST = 1.3       # "too slow" is worse than "slow"
 WISH_VALUE = -0.6
 COMPARATIVE_FACTOR = 0.3  # "much more expensive than a PC": a comparison, not a verdict
-COMPARATIVE_SCOPE = 3     # the comparative word must follow within this many tokens
+COMPARATIVE_SCOPE = 1     # the comparative word must follow right after ("more expensive than")
 CONDITIONAL_FACTOR = 0.2  # "in case it breaks", "if it ever fails": hypothetical, weak evidence
 SENTENCE_ATTACH = 6       # a clause with no aspect borrows the nearest one of its sentence within N tokens
 NEG_COORDINATION = 3     # "no issues or problems": a negated complaint extends the scope
@@ -515,9 +516,10 @@ def analyse(
     pattern_events: list[tuple] = []
     if trig:
         offs = None
+        ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
         for idx in sorted(trig):
             pat, cat, val, prob = m.patterns[idx]
-            for mt in pat.finditer(text):
+            for mt in pat.finditer(ptext):
                 s, e = mt.span()
                 if e <= s:
                     continue
@@ -637,7 +639,7 @@ def analyse(
                 if negated:
                     if v < 0:
                         neg_until = max(neg_until, b + NEG_COORDINATION)
-                    v = _flip(v)
+                    v = v * FLIP_PROBLEM if (prob and v < 0) else _flip(v)
                     a0 = neg_from
                     prob = prob and v < 0
                 if cond:

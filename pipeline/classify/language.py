@@ -19,7 +19,8 @@ _STOPWORDS: dict[str, frozenset[str]] = {
     "en": frozenset(
         "the and is was it to of a an in for this that with not my i you on are be have has had "
         "but they we at so very just from or would will can if all its it's me were been do does "
-        "did what when there their than too get got no one out about after item product".split()
+        "did what when there their than too get got no one out about after item product as good great "
+        "love like very thanks works work easy nice new use well bought buy".split()
     ),
     "pt": frozenset(
         "o a os as de do da dos das e é em um uma não que para com por no na nos nas mais muito "
@@ -168,11 +169,11 @@ def latin_language_from_tokens(tokens: list[str], default: str = "en") -> str:
     return UNDETERMINED
 
 
-def detect_language(text: str | None) -> str:
+def detect_language(text: str | None, profile: ScriptProfile | None = None) -> str:
     """ISO 639-1 code of the dominant language, or ``und`` when there are no letters."""
     if not text:
         return UNDETERMINED
-    prof = script_profile(text)
+    prof = profile if profile is not None else script_profile(text)
     dom = prof.dominant
     if dom is None:
         return UNDETERMINED
@@ -188,11 +189,11 @@ def detect_language(text: str | None) -> str:
     return _SCRIPT_LANG.get(dom, UNDETERMINED)
 
 
-def languages_present(text: str, dominant: str) -> list[str]:
+def languages_present(text: str, dominant: str, profile: ScriptProfile | None = None) -> list[str]:
     """Languages worth analysing in ``text``: the dominant one first, then any
     second script with real content (mixed Korean/English reviews)."""
     langs = [dominant]
-    prof = script_profile(text)
+    prof = profile if profile is not None else script_profile(text)
     if dominant != "ko" and prof.counts.get("hangul", 0) >= 2:
         langs.append("ko")
     if dominant == "ko":

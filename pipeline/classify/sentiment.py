@@ -44,7 +44,7 @@ def satisfaction_gap(
 
 
 TEXT_SMOOTHING = 1.0  # evidence mass that pulls a thin text score towards 0
-MIXED_MIN = 1.0       # a text with at least this much praise AND complaint ...
+MIXED_MIN = 0.5       # a text with at least this much praise AND complaint ...
 MIXED_RATIO = 0.3     # ... the weaker side at least this share of the stronger: mixed -> neutral
 NEUTRAL_BAND = 0.29   # |score| of a mixed text is kept inside the neutral band
 

@@ -36,7 +36,8 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     olist = s.data_dir / "olist_subset_5k"
     if not olist.exists():
         pytest.skip("Olist data missing")
-    w = worker_factory(s)
+    eos = {"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"}
+    w = worker_factory(s, **eos)
     t = s.topics
     inputs = [*t.inputs, t.rekeyed]
     sent = publish(iter_olist_events(olist), s, progress=False)
@@ -44,7 +45,7 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
         _wait_progress(s, inputs, 0.4)
         w.kill()
         print(f"\nkilled worker (SIGKILL) with {group_lag(s, s.app_id, inputs)} records not yet committed")
-        worker_factory(s, PIPELINE_LOG_LEVEL="INFO")
+        worker_factory(s, **eos)
     advance_clock(s, last_due(olist) + 7 * 86400)
     wait_for_group(s, s.app_id, [*inputs, t.ticks, s.partials_topic], timeout=600)
     truth = truth_from_csv(olist, CommitmentConfig.from_env().warn_delivery_seconds)

@@ -67,6 +67,7 @@ class Output:
     topic: str
     key: bytes
     value: bytes
+    dedup_id: str | None = None  # deterministic id; emitted at most once per id (alerts)
 
 
 @dataclass
@@ -197,7 +198,7 @@ class Processor:
         """Commitment alerts, churn update and churn alerts; returns (state, risk snapshot)."""
         key = customer_id.encode()
         for alert in alerts_for(transitions, segment, self.cm_playbook, now):
-            step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert)))
+            step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert), alert["alert_id"]))
             step.alerts.append(alert)
         churn = state.get("churn")
         for tr in transitions:
@@ -207,7 +208,7 @@ class Processor:
             state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now,
         )
         for alert in churn_alert_docs:
-            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert)))
+            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"]))
             step.alerts.append(alert)
         step.churn_score = rs.score
         step.next_due = tracker.due_soonest(state.get("cm"))

@@ -6,8 +6,11 @@ event).  Table ``segment_windows`` (same key, changelog partitioned by the same
 murmur2 partitioner) holds each key's open and recently closed windows and its
 surge baselines.
 
-Time: each partition keeps a :class:`~pipeline.aggregate.state.Watermark` (max
-event time seen − grace).  Control records on the same topic move it too:
+Time: each partition keeps a :class:`~pipeline.aggregate.state.Watermark`: the
+*lowest*, over the stage-1 source partitions that sent partials here, of the
+greatest event time each has sent, minus grace — so a source partition that runs
+ahead in event time (a fast replay) cannot close windows another one is still
+filling.  Control records on the same topic move it too:
 ``{"control": "advance", "to": t}`` (end of a replay) and, with
 ``PIPELINE_CLOCK=wall``, ``{"control": "tick", "now": t}`` from the timer.  A
 :class:`~pipeline.scheduling.DueIndex` says which keys have a window to close.
@@ -48,6 +51,7 @@ class AggregateParts:
     watermarks: dict[int, Watermark] = field(default_factory=dict)
     index: DueIndex = field(default_factory=DueIndex)
     advances: dict[tuple[int, float], set[int]] = field(default_factory=dict)
+    source_times: dict[int, dict[int, float]] = field(default_factory=dict)  # partition -> source -> max time
 
     def query(self, dimension: str, value: str, window: str) -> dict[str, Any]:
         key = f"{dimension}={value}"
@@ -127,7 +131,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if late.dropped:
                     metrics.late_events.labels("window_no_longer_held").inc(late.dropped)
                     log.warning("late partial for purged window", extra={"windows": list(late.dropped_windows)})
-                watermark(p).observe(doc.get("max_event_time"))
+                src_time = doc.get("max_event_time")
+                if src_time is not None:
+                    per_src = parts.source_times.setdefault(p, {})
+                    src = int(doc.get("src", -1))
+                    per_src[src] = max(per_src.get(src, float("-inf")), float(src_time))
+                    watermark(p).observe(min(per_src.values()))
                 pending[key] = state
                 parts.index.set(p, key, next_close_time(state))
             now = time.time()
@@ -158,5 +167,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if tp.topic == settings.partials_topic:
                 parts.index.drop(tp.partition)
                 parts.watermarks.pop(tp.partition, None)
+                parts.source_times.pop(tp.partition, None)
 
     return parts

@@ -21,6 +21,7 @@ Clocks (``PIPELINE_CLOCK``)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..commitments import tracker
 from ..config import Settings
 from ..ingest.validate import Problem
 from ..metrics import Metrics
+from ..outputs.emitted import load_ids
 from ..process import Processor, Record, Step
 from ..scheduling import DueIndex
 from .common import Sender, json_table, log, partition_of
@@ -84,6 +86,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     clocks = Clocks()
     positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
     pending_advances: dict[int, list[dict[str, Any]]] = {}
+    emitted: dict[int, set[str]] = {}  # alert ids already on this partition of the alert topics
     kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
     n_parts = settings.partitions
 
@@ -95,6 +98,23 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                           extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset})
             metrics.errors.labels("process").inc()
             return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
+
+    async def ensure_emitted(p: int) -> None:
+        if p not in emitted:
+            loop = asyncio.get_running_loop()
+            ids: set[str] = set()
+            for topic in (t.alerts_commitments, t.alerts_churn):
+                ids |= await loop.run_in_executor(None, load_ids, settings, topic, p, "alert_id")
+            emitted[p] = ids
+
+    async def emit(p: int, out: Any) -> None:
+        if out.dedup_id is not None:
+            await ensure_emitted(p)
+            if out.dedup_id in emitted[p]:
+                metrics.errors.labels("duplicate_alert_suppressed").inc()
+                return
+            emitted[p].add(out.dedup_id)
+        await sender.send(out.topic, out.key, out.value)
 
     def ensure_index(p: int) -> None:
         if not index.known(p):
@@ -128,7 +148,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
             pending: dict[str, Any] = {}
             touched: set[int] = set()
-            partials = PartialsBuilder(windows, min_conf)
+            partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
 
             def get_state(key: str) -> Any:
                 return pending[key] if key in pending else customers.get(key)
@@ -149,14 +169,19 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if step.state_key is not None:
                     index.set(p, step.state_key, step.next_due)
                 for out in step.outputs:
-                    await sender.send(out.topic, out.key, out.value)
+                    await emit(p, out)
                 if step.enriched is not None:
-                    partials.add(step.enriched)
+                    builder = partials.get(p)
+                    if builder is None:
+                        builder = partials[p] = PartialsBuilder(windows, min_conf)
+                    builder.add(step.enriched)
                     clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
                 counters[step.outcome] = counters.get(step.outcome, 0) + 1
                 observe(step, msg.topic, msg.timestamp, now)
-            for key, partial in partials.partials().items():
-                await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
+            for src, builder in partials.items():
+                for key, partial in builder.partials().items():
+                    partial["src"] = src
+                    await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
             await apply_advances(touched)
             await sweep(touched, get_state, pending)
             for key, value in pending.items():
@@ -205,7 +230,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     pending[key] = step.state
                 index.set(p, key, step.next_due)
                 for out in step.outputs:
-                    await sender.send(out.topic, out.key, out.value)
+                    await emit(p, out)
                 for alert in step.alerts:
                     metrics.alerts.labels(alert["type"], alert["severity"]).inc()
 
@@ -227,6 +252,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if tp.topic in t.inputs:
                 index.drop(tp.partition)
                 clocks.drop(tp.partition)
+                emitted.pop(tp.partition, None)
 
     return customers, processor
 

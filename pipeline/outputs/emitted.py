@@ -1,0 +1,42 @@
+"""Which output ids are already on a topic partition (idempotent output after a crash).
+
+Under at-least-once processing, a worker killed after producing an alert but
+before committing its input offsets re-processes those inputs after the restart
+and would emit the same (deterministic) ``alert_id`` again.  Before a worker
+emits on a partition for the first time, it reads the ids already written to
+that partition of the output topic and skips them.  Output topics are keyed
+like their source, so the partition numbers match.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ..config import Settings
+
+
+def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout: float = 60.0) -> set[str]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    ids: set[str] = set()
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        import time
+
+        deadline = time.monotonic() + timeout
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                for r in records:
+                    try:
+                        value = orjson.loads(r.value)[field]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue
+                    ids.add(str(value))
+    finally:
+        consumer.close()
+    return ids

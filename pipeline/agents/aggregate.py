@@ -130,7 +130,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     metrics.late_events.labels("counted_in_held_window").inc(late.held)
                 if late.dropped:
                     metrics.late_events.labels("window_no_longer_held").inc(late.dropped)
-                    log.warning("late partial for purged window", extra={"windows": list(late.dropped_windows)})
+                    log.debug("late partial for purged window", extra={"windows": list(late.dropped_windows)})
                 src_time = doc.get("max_event_time")
                 if src_time is not None:
                     per_src = parts.source_times.setdefault(p, {})

@@ -37,7 +37,7 @@ WORKER_ENV = {"PIPELINE_WINDOWS": "1h=3600"}
 TEXTS: dict[str, frozenset[str]] = {
     "The delivery was very late and the parcel never arrived": frozenset({"delivery"}),
     "배송이 너무 늦어요": frozenset({"delivery"}),
-    "I was charged twice for my order and nobody answers the phone": frozenset({"billing_payment"}),
+    "I was charged twice for my order and nobody answers the phone": frozenset({"billing_payment", "customer_service"}),
     "The price is great and delivery was fast": frozenset(),
 }
 DELIVERY_TEXTS = ["The delivery was very late and the parcel never arrived", "배송이 너무 늦어요"]

@@ -128,6 +128,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     ok, report = verify(s, CommitmentConfig.from_env().warn_delivery_seconds)
     print(report)
     print("OK: alert sets equal the CSV truth" if ok else "MISMATCH")
+    from .verify_olist import churn_table
+
+    print("\nchurn_risk alerts vs everyone else (late deliveries and review scores from the CSV):")
+    print(churn_table(s)[0])
     return 0 if ok else 1
 
 

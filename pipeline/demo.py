@@ -67,6 +67,9 @@ def run_demo(simulated: int = 2000, quiet: bool = False) -> int:
         print(summarise(settings).render())
         ok, report = verify(settings, CommitmentConfig.from_env().warn_delivery_seconds)
         print("\nOlist delivery commitments vs the CSV truth:\n" + report)
+        from .verify_olist import churn_table
+
+        print("\nCustomers with a churn_risk alert vs everyone else (Olist CSV figures):\n" + churn_table(settings)[0])
         print(f"\ntotal {time.monotonic() - t0:.1f}s")
         return 0
     finally:

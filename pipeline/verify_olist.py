@@ -90,3 +90,48 @@ def verify(settings: Settings, warn_seconds: float) -> tuple[bool, str]:
         lines.append(f"{label:17s}: from CSV {len(expected):5d} | alerted {len(got):5d} | "
                      f"missing {len(missing)} {missing[:3]} | extra {len(extra)} {extra[:3]}")
     return ok, "\n".join(lines)
+
+
+def churn_table(settings: Settings) -> tuple[str, dict[str, dict[str, float]]]:
+    """Customers with a ``churn_risk`` alert vs everyone else: late-delivery share and mean review score.
+
+    Late deliveries and review scores come straight from the CSV files (customers are
+    Olist's ``customer_unique_id``, as in the adapter).
+    """
+    olist = settings.data_dir / "olist_subset_5k"
+    crossed = set()
+    for _, value in read_topic(settings, settings.topics.alerts_churn):
+        a = orjson.loads(value)
+        if a["type"] == "churn_risk":
+            crossed.add(a["subject"]["customer_id"])
+    with open(olist / "olist_customers_dataset.csv", newline="", encoding="utf-8") as f:
+        person = {r["customer_id"]: r["customer_unique_id"] for r in csv.DictReader(f)}
+    owner: dict[str, str] = {}
+    late: dict[str, list[int]] = {}
+    with open(olist / "olist_orders_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            cid = person.get(row["customer_id"], row["customer_id"])
+            owner[row["order_id"]] = cid
+            est, got = _parse(row["order_estimated_delivery_date"]), _parse(row["order_delivered_customer_date"])
+            if est is not None and got is not None:
+                late.setdefault(cid, []).append(int(got.date() > est.date()))
+    scores: dict[str, list[int]] = {}
+    with open(olist / "olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            cid = owner.get(row["order_id"])
+            if cid is not None and row["review_score"]:
+                scores.setdefault(cid, []).append(int(row["review_score"]))
+    everyone = set(owner.values())
+    rows: dict[str, dict[str, float]] = {}
+    for label, group in (("crossed threshold", everyone & crossed), ("everyone else", everyone - crossed)):
+        deliveries = [x for c in group for x in late.get(c, [])]
+        reviews = [x for c in group for x in scores.get(c, [])]
+        rows[label] = {
+            "customers": len(group),
+            "late_share": sum(deliveries) / len(deliveries) if deliveries else 0.0,
+            "mean_review": sum(reviews) / len(reviews) if reviews else 0.0,
+        }
+    lines = [f"{'group':18s} {'customers':>9s} {'late deliveries':>16s} {'mean review':>12s}"]
+    for label, r in rows.items():
+        lines.append(f"{label:18s} {int(r['customers']):9d} {r['late_share']:16.1%} {r['mean_review']:12.2f}")
+    return "\n".join(lines), rows

@@ -64,3 +64,11 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     assert unmet == truth.unmet
     assert at_risk == truth.at_risk
     assert dupes == 0
+    # Issue 6: customers crossing the churn threshold vs everyone else.
+    from pipeline.verify_olist import churn_table
+
+    table, rows = churn_table(s)
+    print(table)
+    crossed, rest = rows["crossed threshold"], rows["everyone else"]
+    assert crossed["customers"] > 0
+    assert crossed["late_share"] > rest["late_share"] and crossed["mean_review"] < rest["mean_review"]

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from ..ingest.timeparse import format_timestamp
+from ..yamlfile import read_mapping
 from .score import Factor, RiskScore
 from .state import DAY
 
@@ -131,10 +130,10 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
     keys replace the default's.  Raises ``ValueError`` if a section is not a list of strings."""
     env = os.environ if env is None else env
     chosen = Path(path) if path is not None else (Path(env[ENV_PLAYBOOK_FILE]) if env.get(ENV_PLAYBOOK_FILE) else None)
-    data = _read(DEFAULT_PLAYBOOK_PATH)
+    data = read_mapping(DEFAULT_PLAYBOOK_PATH, "churn playbook")
     source = str(DEFAULT_PLAYBOOK_PATH)
     if chosen is not None and chosen.resolve() != DEFAULT_PLAYBOOK_PATH:
-        over = _read(chosen)
+        over = read_mapping(chosen, "churn playbook")
         factors = dict(data.get("factors") or {})
         factors.update(over.get("factors") or {})
         data = {**data, **over, "factors": factors}
@@ -154,15 +153,6 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
         cleared=lines(data.get("cleared"), "cleared"),
         source=source,
     )
-
-
-def _read(path: Path) -> dict[str, Any]:
-    with Path(path).open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"churn playbook: {path} is not a mapping")
-    return data
-
 
 def new_alert_state() -> AlertState:
     """Alert state of a customer never evaluated: armed, episode 1."""

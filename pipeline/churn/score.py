@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
+from ..yamlfile import read_mapping
 from .state import DAY, State, cadence_days
 
 DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent / "default_weights.yaml"
@@ -131,10 +130,10 @@ def load_weights(path: str | Path | None = None, env: Mapping[str, str] | None =
     """
     env = os.environ if env is None else env
     chosen = Path(path) if path is not None else (Path(env[ENV_WEIGHTS_FILE]) if env.get(ENV_WEIGHTS_FILE) else None)
-    data = _read_yaml(DEFAULT_WEIGHTS_PATH)
+    data = read_mapping(DEFAULT_WEIGHTS_PATH, "churn weights")
     source = str(DEFAULT_WEIGHTS_PATH)
     if chosen is not None and chosen.resolve() != DEFAULT_WEIGHTS_PATH:
-        data = _merge(data, _read_yaml(chosen))
+        data = _merge(data, read_mapping(chosen, "churn weights"))
         source = f"{DEFAULT_WEIGHTS_PATH} + {chosen}"
     return weights_from_mapping(data, source)
 
@@ -163,15 +162,6 @@ def weights_from_mapping(data: Mapping[str, Any], source: str = "") -> Weights:
         min_cadence_days=float(data.get("min_cadence_days", 7.0)),
         source=source,
     )
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    with Path(path).open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"churn weights: {path} is not a mapping")
-    return data
-
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)

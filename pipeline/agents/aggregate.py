@@ -37,12 +37,15 @@ from ..aggregate import (
     surge_alert,
     top_pain_points,
 )
-from ..aggregate.state import grace_from_env, retention_from_env
+from ..aggregate.state import already_merged, grace_from_env, note_merged, retention_from_env
 from ..aggregate.surge import SurgeConfig
 from ..config import Settings
 from ..metrics import Metrics
 from ..scheduling import DueIndex
-from .common import Sender, json_table, log, partition_of
+import asyncio
+
+from ..outputs.emitted import load_ids
+from .common import Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 @dataclass
@@ -77,6 +80,42 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                        "Per dimension=value: event-time windows of pain-point counts and surge baselines.")
     parts = AggregateParts(table=table)
     sender = Sender(app, metrics, counters)
+    meta_keys = {p: partition_meta_key(p, settings.partitions) for p in range(settings.partitions)}
+    emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
+    recovery_tail = int(os.environ.get("PIPELINE_RECOVERY_TAIL_RECORDS") or 100_000)
+
+    async def ensure_emitted(p: int) -> set[str]:
+        """Ids of the finals and surge alerts the last records of partition ``p``'s outputs hold.
+
+        A window closed just before a crash (its final sent, the state flagged
+        closed not yet stored) closes again after the restart: its final and
+        alert ids are found here and not sent twice.
+        """
+        ids = emitted.get(p)
+        if ids is None:
+            loop = asyncio.get_running_loop()
+            ids = await loop.run_in_executor(None, load_ids, settings, t.aggregates, p, "record_id", 60.0,
+                                             recovery_tail)
+            ids |= await loop.run_in_executor(None, load_ids, settings, t.alerts_pain_points, p, "alert_id", 60.0,
+                                              recovery_tail)
+            emitted[p] = ids
+        return ids
+
+    def save_meta(p: int, pending: dict[str, Any]) -> None:
+        pending[meta_keys[p]] = {
+            "source_times": {str(k): v for k, v in (parts.source_times.get(p) or {}).items()},
+            "advances": [[to, sorted(senders)] for (q, to), senders in parts.advances.items() if q == p],
+        }
+
+    def restore_meta(p: int) -> None:
+        doc = table.get(meta_keys[p]) or {}
+        per_src = parts.source_times.setdefault(p, {})
+        for src, t_ in (doc.get("source_times") or {}).items():
+            per_src[int(src)] = max(per_src.get(int(src), float("-inf")), float(t_))
+        if per_src:
+            watermark(p).observe(min(per_src.values()))
+        for to, senders in doc.get("advances") or ():
+            parts.advances.setdefault((p, float(to)), set()).update(int(s_) for s_ in senders)
 
     def watermark(p: int) -> Watermark:
         wm = parts.watermarks.get(p)
@@ -87,7 +126,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     def ensure_index(p: int) -> None:
         if not parts.index.known(p):
             n = settings.partitions
-            parts.index.rebuild(p, ((k, next_close_time(v)) for k, v in table.items() if partition_of(k, n) == p))
+            parts.index.rebuild(p, ((k, next_close_time(v)) for k, v in table.items()
+                                    if not is_meta_key(k) and partition_of(k, n) == p))
+            restore_meta(p)
 
     @app.agent(source, concurrency=1, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
@@ -125,6 +166,10 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if state is None:
                     dim, value = split_group_key(key)
                     state = new_state(dim, value)
+                if already_merged(state, doc):
+                    metrics.errors.labels("replayed_partial_skipped").inc()
+                    continue
+                note_merged(state, doc)
                 state, late = merge_partial(state, doc, grace, watermark(p).value, retention_windows=retention)
                 if late.held:
                     metrics.late_events.labels("counted_in_held_window").inc(late.held)
@@ -150,14 +195,24 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                         continue
                     state, finals = close_windows(state, wm, retention_windows=retention)
                     state, result = process_finals(state, finals, surge_cfg)
+                    sent = await ensure_emitted(p)
                     for final in finals:
+                        if final["record_id"] in sent:
+                            metrics.errors.labels("duplicate_final_suppressed").inc()
+                            continue
                         await sender.send(t.aggregates, key.encode(), orjson.dumps(final))
                     for final, surge in result.alerts:
                         alert = surge_alert(final, surge, playbook, now)
+                        if alert["alert_id"] in sent:
+                            metrics.errors.labels("duplicate_alert_suppressed").inc()
+                            continue
                         await sender.send(t.alerts_pain_points, key.encode(), orjson.dumps(alert))
                         metrics.alerts.labels(alert["type"], alert["severity"]).inc()
                     pending[key] = state
                     parts.index.set(p, key, next_close_time(state))
+            for p in touched:
+                save_meta(p, pending)
+            await flush(app)  # outputs first: a stored state then implies its finals are in Kafka
             for key, state in pending.items():
                 table[key] = state
 
@@ -168,5 +223,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 parts.index.drop(tp.partition)
                 parts.watermarks.pop(tp.partition, None)
                 parts.source_times.pop(tp.partition, None)
+                emitted.pop(tp.partition, None)
+                for adv in [a for a in parts.advances if a[0] == tp.partition]:
+                    del parts.advances[adv]
 
     return parts

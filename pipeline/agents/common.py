@@ -62,3 +62,33 @@ def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
     for obj in (topic, topic.schema):
         obj.key_serializer, obj.value_serializer = "raw", "orjson"
     return table
+
+
+def partition_meta_key(partition: int, partitions: int) -> str:
+    """A table key that the murmur2 partitioner maps to ``partition``: the partition's own metadata.
+
+    Agents keep per-partition bookkeeping (clocks, watermarks) in their table under
+    this key, so it is restored from the changelog with the partition's other keys.
+    Keys start with ``"\\x00"``, never a customer id or a ``dimension=value`` key.
+    """
+    i = 0
+    while True:
+        key = f"\x00partition/{partition}/{i}"
+        if partition_of(key, partitions) == partition:
+            return key
+        i += 1
+
+
+def is_meta_key(key: str) -> bool:
+    return key.startswith("\x00")
+
+
+async def flush(app: Any) -> None:
+    """Wait until every record produced so far is acknowledged by the broker.
+
+    Called before a batch's table writes: a table value in the changelog then
+    implies the batch's outputs are in Kafka too, which is what lets a restarted
+    worker skip records whose state it finds already applied.
+    """
+    producer = await app.maybe_start_producer()
+    await producer.flush()

@@ -35,9 +35,10 @@ from ..config import Settings
 from ..ingest.validate import Problem
 from ..metrics import Metrics
 from ..outputs.emitted import load_ids
+from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..scheduling import DueIndex
-from .common import Sender, json_table, log, partition_of
+from .common import Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 class Clocks:
@@ -67,6 +68,44 @@ class Clocks:
         self._max.pop(partition, None)
         self._forced.pop(partition, None)
 
+    def snapshot(self, partition: int) -> dict[str, Any]:
+        """Plain data to persist (in the table's per-partition metadata key)."""
+        return {"max": dict(self._max.get(partition) or {}), "forced": self._forced.get(partition)}
+
+    def restore(self, partition: int, doc: dict[str, Any] | None) -> None:
+        """Merge a :meth:`snapshot` back (after a restart or a rebalance)."""
+        if not doc:
+            return
+        for topic, t in (doc.get("max") or {}).items():
+            self.observe(partition, topic, float(t))
+        if doc.get("forced") is not None:
+            self.force(partition, float(doc["forced"]))
+
+
+def already_applied(prior: dict[str, Any] | None, topic: str, offset: int, event_id: str | None,
+                    rekeyed_topic: str) -> bool:
+    """Whether a customer's stored state already includes this record (re-read after a crash).
+
+    The state keeps, per input topic, the last offset applied to it (``"off"``)
+    and the ids of the last re-keyed events (``"rk"``: a re-keyed record can be
+    forwarded twice, at two offsets).
+    """
+    if not prior:
+        return False
+    if topic == rekeyed_topic and event_id is not None and event_id in (prior.get("rk") or ()):
+        return True
+    mark = (prior.get("off") or {}).get(topic)
+    return mark is not None and offset <= int(mark)
+
+
+def mark_applied(state: dict[str, Any], prior: dict[str, Any] | None, topic: str, offset: int,
+                 event_id: str | None, rekeyed_topic: str, keep_ids: int = 64) -> None:
+    """Record in ``state`` that the record ``topic``/``offset`` is applied (see :func:`already_applied`)."""
+    prior = prior or {}
+    state["off"] = {**(prior.get("off") or {}), topic: offset}
+    if topic == rekeyed_topic and event_id is not None:
+        state["rk"] = [*(prior.get("rk") or ()), event_id][-keep_ids:]
+
 
 def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> tuple[Any, Processor]:
     import os
@@ -89,6 +128,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     emitted: dict[int, set[str]] = {}  # alert ids already on this partition of the alert topics
     kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
     n_parts = settings.partitions
+    record_topics = [*t.inputs, t.rekeyed]  # inputs whose offsets partials account for
+    committed: dict[int, dict[str, int]] = {}  # per partition: committed offsets when it was assigned
+    frontiers: dict[int, Frontier] = {}  # per partition: what partials already counted (after a crash)
+    frontier_max: dict[int, dict[str, int]] = {}
+    meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
 
     def run_step(rec: Record, get_state: Any) -> Step:
         try:
@@ -119,7 +163,39 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     def ensure_index(p: int) -> None:
         if not index.known(p):
             index.rebuild(p, ((k, tracker.due_soonest((v or {}).get("cm")))
-                              for k, v in customers.items() if partition_of(k, n_parts) == p))
+                              for k, v in customers.items() if not is_meta_key(k) and partition_of(k, n_parts) == p))
+            clocks.restore(p, customers.get(meta_keys[p]))
+
+    async def ensure_recovered(p: int) -> None:
+        """First batch of a newly assigned partition: learn what a previous owner already sent."""
+        if p in committed:
+            return
+        loop = asyncio.get_running_loop()
+        offsets = await loop.run_in_executor(None, committed_offsets, settings, record_topics, p)
+        frontier = await loop.run_in_executor(None, load_frontier, settings, settings.partials_topic, p, offsets)
+        committed[p] = offsets
+        if frontier:
+            frontiers[p] = frontier
+            highest: dict[str, int] = {}
+            for upto in frontier.values():
+                for topic, off in upto.items():
+                    highest[topic] = max(highest.get(topic, -1), off)
+            frontier_max[p] = highest
+            log.info("resuming partition after an unclean stop",
+                     extra={"partition": p, "keys_with_frontier": len(frontier)})
+
+    def counts_for(p: int, topic: str, offset: int) -> Any:
+        """``accept(key)`` for the partials builder: leave out what partials already counted."""
+        high = frontier_max.get(p)
+        if high is None or offset > high.get(topic, -1):
+            return None
+        frontier = frontiers[p]
+        return lambda key: key not in frontier or offset > frontier[key].get(topic, -1)
+
+    def upto(p: int) -> dict[str, int]:
+        """Last processed offset of each input topic on ``p`` (the frontier a partial carries)."""
+        base = committed.get(p) or {}
+        return {topic: positions.get((topic, p), base.get(topic, 0)) - 1 for topic in record_topics}
 
     def observe(step: Step, topic: str, record_time: float | None, now: float) -> None:
         metrics.consumed.labels(topic, step.kind or kind_of.get(topic, "unknown")).inc()
@@ -157,6 +233,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 msg = event.message
                 p = msg.partition
                 ensure_index(p)
+                await ensure_recovered(p)
                 touched.add(p)
                 if msg.topic == t.ticks:
                     handle_tick(p, msg.value)
@@ -164,6 +241,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 positions[(msg.topic, p)] = msg.offset + 1
                 now = time.time()
                 step = run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+                if step.state_key is not None:
+                    prior = get_state(step.state_key)
+                    eid = step.enriched.get("event_id") if step.enriched is not None else None
+                    if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
+                        # re-read after a crash: state, outputs and partials are already in Kafka
+                        metrics.errors.labels("replayed_record_skipped").inc()
+                        continue
+                    if step.state is not None:
+                        mark_applied(step.state, prior, msg.topic, msg.offset, eid, t.rekeyed)
                 if step.state is not None:
                     pending[step.state_key] = step.state
                 if step.state_key is not None:
@@ -174,16 +260,20 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     builder = partials.get(p)
                     if builder is None:
                         builder = partials[p] = PartialsBuilder(windows, min_conf)
-                    builder.add(step.enriched)
+                    builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
                     clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
                 counters[step.outcome] = counters.get(step.outcome, 0) + 1
                 observe(step, msg.topic, msg.timestamp, now)
             for src, builder in partials.items():
                 for key, partial in builder.partials().items():
                     partial["src"] = src
+                    partial["upto"] = upto(src)
                     await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
             await apply_advances(touched)
             await sweep(touched, get_state, pending)
+            for p in touched:
+                pending[meta_keys[p]] = clocks.snapshot(p)
+            await flush(app)  # outputs first: a stored state then implies its outputs are in Kafka
             for key, value in pending.items():
                 customers[key] = value
             metrics.batch_size.observe(len(events))
@@ -253,6 +343,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 index.drop(tp.partition)
                 clocks.drop(tp.partition)
                 emitted.pop(tp.partition, None)
+                committed.pop(tp.partition, None)
+                frontiers.pop(tp.partition, None)
+                frontier_max.pop(tp.partition, None)
+            if tp.topic in record_topics:
+                positions.pop((tp.topic, tp.partition), None)
 
     return customers, processor
 

@@ -38,7 +38,7 @@ Counting rules:
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pipeline.ingest.timeparse import parse_timestamp
 
@@ -134,8 +134,12 @@ class PartialsBuilder:
         self._seen: set[str] = set()
         self._partials: dict[str, Partial] = {}
 
-    def add(self, enriched: Mapping[str, Any]) -> bool:
-        """Count one enriched event; ``False`` if it was skipped or a duplicate."""
+    def add(self, enriched: Mapping[str, Any], accept: Callable[[str], bool] | None = None) -> bool:
+        """Count one enriched event; ``False`` if it was skipped or a duplicate.
+
+        ``accept(key)`` (optional) says whether the event still counts for the
+        ``"dimension=value"`` key ``key`` (``False``: already counted before a restart).
+        """
         try:
             t = parse_timestamp(str(enriched["occurred_at"]))
         except (KeyError, TypeError, ValueError):
@@ -151,6 +155,8 @@ class PartialsBuilder:
         pains = _pain_ids(enriched, self.min_confidence)
         for dimension, value in dimensions_of(enriched):
             key = group_key(dimension, value)
+            if accept is not None and not accept(key):
+                continue
             partial = self._partials.get(key)
             if partial is None:
                 partial = {"dimension": dimension, "value": value, "windows": {}, "max_event_time": t}

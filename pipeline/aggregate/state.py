@@ -340,3 +340,33 @@ def top_pain_points(state: Mapping[str, Any], window_name: str, now_watermark: f
         out[label] = summary["rows"] if summary else []
         out[f"{label}_window"] = summary["totals"] if summary else None
     return out
+
+
+def already_merged(state: Mapping[str, Any], partial: Mapping[str, Any]) -> bool:
+    """Whether ``partial`` is one ``state`` has merged already (re-read after a stage-2 restart).
+
+    Stage 1 stamps each partial with its source partition (``"src"``) and the last
+    input offset per topic it had processed (``"upto"``); those only grow, and
+    stage 1 never puts an event into two partials of the same key
+    (:mod:`pipeline.outputs.frontier`).  A partial whose ``upto`` is nowhere ahead
+    of what the key has seen from that source is therefore a repeat.
+    """
+    upto, src = partial.get("upto"), partial.get("src")
+    if not isinstance(upto, Mapping) or src is None:
+        return False
+    seen = (state.get("seen") or {}).get(str(src))
+    if not seen:
+        return False
+    return all(int(off) <= int(seen.get(topic, -1)) for topic, off in upto.items())
+
+
+def note_merged(state: State, partial: Mapping[str, Any]) -> None:
+    """Remember ``partial``'s ``upto`` in ``state`` (see :func:`already_merged`)."""
+    upto, src = partial.get("upto"), partial.get("src")
+    if not isinstance(upto, Mapping) or src is None:
+        return
+    seen_all = state.setdefault("seen", {})
+    seen = dict(seen_all.get(str(src)) or {})
+    for topic, off in upto.items():
+        seen[topic] = max(int(off), int(seen.get(topic, -1)))
+    seen_all[str(src)] = seen

@@ -15,7 +15,9 @@ import orjson
 from ..config import Settings
 
 
-def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout: float = 60.0) -> set[str]:
+def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout: float = 60.0,
+             tail: int | None = None) -> set[str]:
+    """Ids (``field``) on one partition of ``topic``; only the last ``tail`` records if given."""
     from kafka import KafkaConsumer, TopicPartition
 
     tp = TopicPartition(topic, partition)
@@ -24,8 +26,8 @@ def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout
     ids: set[str] = set()
     try:
         consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        end = consumer.end_offsets([tp])[tp]
+        begin, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+        consumer.seek(tp, begin if tail is None else max(begin, end - tail))
         import time
 
         deadline = time.monotonic() + timeout

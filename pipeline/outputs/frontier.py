@@ -1,0 +1,105 @@
+"""What a stage-1 partition has already sent to the partials topic (exact aggregates after a crash).
+
+Stage 1 pre-aggregates a batch into one *partial* per ``"dimension=value"`` key
+and sends it to the partials topic before it commits the batch's input offsets.
+A worker killed in between re-processes those inputs after the restart; without
+care their counts would reach stage 2 twice.
+
+Every partial carries ``"src"`` (the stage-1 partition) and ``"upto"``: for each
+input topic, the last offset of that partition the sender had processed when it
+sent the partial.  Partials of one key from one source land on one partials
+partition in the order they were sent, so the *last* partial of key ``k`` from
+source ``p`` is a frontier: every event of ``p`` at or below ``upto[topic]``
+that touches ``k`` is already counted.  Before a worker processes a partition
+for the first time it reads that frontier back (:func:`load_frontier`) and
+leaves out of its partials every event at or below it.
+
+The read goes backwards from the end of each partials partition and stops at the
+first partial of ``p`` sent before any uncommitted input was processed (all its
+``upto`` below the committed offsets): everything older is covered by the
+committed offsets already.  So its cost is bounded by the uncommitted window,
+not by the topic's history.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import orjson
+
+from ..config import Settings
+
+Frontier = dict[str, dict[str, int]]  # key -> topic -> last offset counted
+CHUNK = 2000
+
+
+def committed_offsets(settings: Settings, topics: list[str], partition: int) -> dict[str, int]:
+    """The consumer group's committed offsets of ``partition`` of each topic (0 if none)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id,
+                             enable_auto_commit=False)
+    try:
+        out = {}
+        for topic in topics:
+            committed = consumer.committed(TopicPartition(topic, partition))
+            out[topic] = int(committed) if committed is not None else 0
+        return out
+    finally:
+        consumer.close()
+
+
+def _is_older(upto: Mapping[str, int] | None, committed: Mapping[str, int]) -> bool:
+    """True when a partial was sent before any input past ``committed`` was processed."""
+    if not isinstance(upto, Mapping):
+        return True  # a partial without offsets predates this scheme
+    return all(int(upto.get(topic, -1)) < offset for topic, offset in committed.items())
+
+
+def load_frontier(settings: Settings, partials_topic: str, source: int, committed: Mapping[str, int],
+                  chunk: int = CHUNK, timeout: float = 120.0) -> Frontier:
+    """``{key: {topic: offset}}``: the newest ``upto`` of every key source ``source`` sent after ``committed``."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    frontier: Frontier = {}
+    deadline = time.monotonic() + timeout
+    try:
+        parts = consumer.partitions_for_topic(partials_topic) or set()
+        tps = [TopicPartition(partials_topic, q) for q in sorted(parts)]
+        if not tps:
+            return frontier
+        begins, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        for tp in tps:
+            hi, done = ends[tp], False
+            while hi > begins[tp] and not done:
+                lo = max(begins[tp], hi - chunk)
+                consumer.assign([tp])
+                consumer.seek(tp, lo)
+                records = []
+                while consumer.position(tp) < hi:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"reading back {partials_topic} took longer than {timeout} s")
+                    for batch in consumer.poll(timeout_ms=500, max_records=chunk).values():
+                        records.extend(r for r in batch if r.offset < hi)
+                for r in reversed(records):  # newest first
+                    try:
+                        doc = orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if not isinstance(doc, dict) or doc.get("src") != source:
+                        continue
+                    upto = doc.get("upto")
+                    if _is_older(upto, committed):
+                        done = True
+                        break
+                    key = r.key.decode() if r.key else ""
+                    if key not in frontier:
+                        frontier[key] = {str(t): int(o) for t, o in upto.items()}
+                hi = lo
+    finally:
+        consumer.close()
+    return frontier

@@ -50,8 +50,8 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
         metrics.assigned_partitions.set(len(assignment))
         metrics.consumer_lag.clear()
         for tp in assignment:
-            if tp.topic.endswith("-changelog"):
-                continue  # table changelogs are read by recovery, not by the agents
+            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
+                continue  # table changelogs (read by recovery) and Faust's leader topic
             high = consumer.highwater(tp)
             if high is None:
                 continue

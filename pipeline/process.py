@@ -212,7 +212,8 @@ class Processor:
             state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now,
         )
         for alert in churn_alert_docs:
-            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"], step.kind))
+            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"],
+                                       step.kind))
             step.alerts.append(alert)
         step.churn_score = rs.score
         step.next_due = tracker.due_soonest(state.get("cm"))

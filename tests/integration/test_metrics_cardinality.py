@@ -7,8 +7,9 @@ and after the second: families with fixed label sets must not change at all; fam
 from data (pain point x language, segment value x pain point, kinds) may gain combinations the
 earlier traffic happened not to produce (e.g. more customers become ``at_risk`` as event time
 moves on), but must stay within the bound of their closed label sets, so the whole exposition
-stays under a ceiling computed from those sets, whatever the number of customers.  Every label value must come from a closed vocabulary,
-and no customer id, order id, complaint id, event id or text may appear anywhere in the body.
+stays under a ceiling computed from those sets, whatever the number of customers.  Every label
+value must come from a closed vocabulary, and no customer id, order id, complaint id, event id
+or text may appear anywhere in the body.
 """
 
 from __future__ import annotations

@@ -111,3 +111,17 @@ def test_ports_are_loopback_and_match_the_configs():
 def test_dockerfile_listens_on_all_interfaces_inside_the_container():
     text = (ROOT / "Dockerfile").read_text()
     assert "PIPELINE_WEB_HOST=0.0.0.0" in text and "EXPOSE 6066" in text
+
+
+def test_kubernetes_worker_manifest():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s/worker.yaml").read_text())}
+    assert set(docs) == {"ConfigMap", "Deployment", "Service"}
+    env = docs["ConfigMap"]["data"]
+    pod = docs["Deployment"]["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    assert c["args"] == ["worker"] and c["envFrom"][0]["configMapRef"]["name"] == docs["ConfigMap"]["metadata"]["name"]
+    port = c["ports"][0]["containerPort"]
+    assert port == int(env["PIPELINE_WEB_PORT"]) == int(pod["metadata"]["annotations"]["prometheus.io/port"])
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health" and env["PIPELINE_WEB_HOST"] == "0.0.0.0"
+    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert docs["Service"]["spec"]["clusterIP"] == "None"

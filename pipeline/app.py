@@ -72,7 +72,7 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 def build(settings: Settings) -> Pipeline:
     app = make_faust_app(settings)
-    metrics = Metrics()
+    metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
     customers, processor = ingest.register(app, settings, metrics, counters)
     agg = aggregate.register(app, settings, metrics, counters)

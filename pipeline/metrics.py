@@ -1,53 +1,130 @@
 """Prometheus metrics of one worker (served on ``/metrics`` by the worker's web server).
 
-Label values are bounded by construction: topic labels are the configured topic
-names, ``kind`` the four event kinds, ``reason`` the dead-letter codes,
-``pain_point`` the taxonomy ids, and segment labels only the dimensions with a
-closed value set (value tier, lifecycle, channel, relationship level); anything
-else becomes ``other``.  No customer id, order id or text ever becomes a label.
+Every worker exposes its own registry; Prometheus scrapes each worker and
+``sum by (…)`` adds them up.  Names follow the Prometheus conventions: counters
+end in ``_total``, durations are ``_seconds`` (base unit), other gauges and
+histograms count things (records, keys, commitments, score points).
+
+Label values are bounded by construction and never carry customer data:
+
+=================  ==========================================================================
+label              values
+=================  ==========================================================================
+``topic``          the configured topic names (inputs, outputs, internal topics)
+``kind``           :data:`RECORD_KINDS` (event kinds + ``unknown`` + ``internal``)
+``reason``         :data:`DEADLETTER_REASONS` (dead-letter codes), else ``other``
+``language``       :data:`LANGUAGES` (what the classifier can return), else ``other``
+``pain_point``     the taxonomy's category ids (at most :data:`MAX_PAIN_POINTS`, then ``other``)
+``dimension``      ``tier``, ``lifecycle``, ``channel``, ``relationship`` (closed value sets
+                   :data:`SEGMENT_VALUES`; ``region``, ``category``, ``seller``, ``carrier``
+                   are deliberately *not* labels: open-ended)
+``type``           :data:`ALERT_TYPES`, else ``other``;  ``severity``: :data:`SEVERITIES`
+``status``         ``open``, ``warned``, ``breached`` (commitment gauges)
+``partition``      partition numbers of the topics this worker consumes
+``table``          the Faust table names (``customers``, ``segment_windows``)
+=================  ==========================================================================
+
+No customer id, order id, complaint id or text ever becomes a label value.
+Known label combinations are created at zero on start, so dashboards and alert
+expressions see a series (value 0) before the first event of that kind.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+import time
+from typing import Any, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-EVENT_AGE_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
+# No ``*_created`` series: they would double the series count and no dashboard uses them.
+disable_created_metrics()
 
-BOUNDED_SEGMENT_VALUES = {
-    "value_tier": {"key", "regular", "general", "unknown"},
-    "lifecycle": {"new", "active", "at_risk", "lapsed", "unknown"},
-    "channel": {"phone", "web", "app", "store", "marketplace", "email", "chat", "social", "other", "unknown"},
-    "relationship_level": {"transactional", "preferred_supplier", "partner", "strategic_alliance", "unknown"},
+# Ingest (Kafka record time) -> output: milliseconds to a minute.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Event time -> output: includes producer delay and replay age (seconds to a year).
+EVENT_LATENCY_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
+CHURN_SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000)
+
+OTHER = "other"
+UNKNOWN = "unknown"
+EVENT_KINDS = ("order", "complaint", "feedback", "customer_profile")
+# ``unknown``: the kind could not be determined (unreadable record); ``internal``: records the
+# pipeline makes itself (partials, ticks, clock controls, aggregates, clock-driven alerts).
+RECORD_KINDS = frozenset({*EVENT_KINDS, UNKNOWN, "internal"})
+DEADLETTER_REASONS = (
+    "not_utf8", "not_json", "not_an_object", "oversize", "unknown_schema_version", "missing_field",
+    "wrong_type", "invalid_value", "invalid_format", "unknown_field", "out_of_range", "schema_violation",
+    "processing_failed",
+)
+ALERT_TYPES = (
+    "pain_point_surge", "commitment_at_risk", "unmet_commitment", "commitment_fulfilled_late",
+    "commitment_breach_retracted", "churn_risk", "churn_risk_cleared",
+)
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+LANGUAGES = frozenset({"ko", "en", "pt", "es", "fr", "de", "ja", "zh", "ru", "ar", "th", "el", "he", "hi", "und"})
+COMMITMENT_KINDS = ("delivery", "response", "resolution", "callback", "refund")
+COMMITMENT_STATUSES = ("open", "warned", "breached")
+ERROR_STAGES = ("process", "produce", "tick", "aggregate", "duplicate_alert_suppressed")
+LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
+MAX_PAIN_POINTS = 64
+
+# metric label ``dimension`` -> (field of the enriched event's ``segment``, closed value set)
+SEGMENT_VALUES: dict[str, tuple[str, frozenset[str]]] = {
+    "tier": ("value_tier", frozenset({"key", "regular", "general", UNKNOWN})),
+    "lifecycle": ("lifecycle", frozenset({"new", "active", "at_risk", "lapsed", UNKNOWN})),
+    "channel": ("channel", frozenset({"phone", "web", "app", "store", "marketplace", "email", "chat", "social",
+                                      UNKNOWN})),
+    "relationship": ("relationship_level", frozenset({"transactional", "preferred_supplier", "partner",
+                                                      "strategic_alliance", UNKNOWN})),
 }
-KINDS = {"order", "complaint", "feedback", "customer_profile"}
 
 
 def bounded(value: object, allowed: Iterable[str]) -> str:
+    """``value`` if it is one of ``allowed``, else ``"other"``."""
     v = str(value)
-    return v if v in allowed else "other"
+    return v if v in allowed else OTHER
+
+
+class _CappedLabel:
+    """Label values taken as they come (e.g. taxonomy ids) up to ``cap`` distinct ones, then ``other``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.seen: set[str] = set()
+
+    def __call__(self, value: object) -> str:
+        v = str(value)
+        if v in self.seen:
+            return v
+        if len(self.seen) >= self.cap or len(v) > 64:
+            return OTHER
+        self.seen.add(v)
+        return v
 
 
 class Metrics:
     """All metrics of the pipeline in one registry (one per worker process)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, settings: Any = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.consumed = Counter("pipeline_events_consumed_total", "Records consumed, by topic and event kind.",
+        self.consumed = Counter("pipeline_events_consumed_total",
+                                "Records consumed by the per-customer agent, by topic and event kind.",
                                 ["topic", "kind"], registry=r)
-        self.produced = Counter("pipeline_events_produced_total", "Records produced, by topic.", ["topic"],
-                                registry=r)
+        self.produced = Counter("pipeline_events_produced_total",
+                                "Records produced, by topic and the kind of the input event that caused them "
+                                "(internal: partials, ticks, aggregates, clock-driven alerts).",
+                                ["topic", "kind"], registry=r)
         self.deadletters = Counter("pipeline_deadletters_total", "Records dead-lettered, by reason code.",
                                    ["reason"], registry=r)
         self.classified = Counter("pipeline_classifications_total", "Classified events by language.",
                                   ["language"], registry=r)
-        self.pain_points = Counter("pipeline_pain_points_total", "Pain points found, by id.", ["pain_point"],
-                                   registry=r)
+        self.pain_points = Counter("pipeline_pain_points_total",
+                                   "Pain points found in enriched events, by taxonomy id and language.",
+                                   ["pain_point", "language"], registry=r)
         self.segment_pain_points = Counter(
             "pipeline_segment_pain_points_total",
-            "Pain points by bounded segment dimension and value.",
+            "Pain points by segment dimension (tier, lifecycle, channel, relationship) and value.",
             ["dimension", "value", "pain_point"], registry=r,
         )
         self.alerts = Counter("pipeline_alerts_total", "Alerts emitted, by type and severity.", ["type", "severity"],
@@ -58,27 +135,112 @@ class Metrics:
                                    ["outcome"], registry=r)
         self.latency = Histogram(
             "pipeline_processing_latency_seconds",
-            "Ingest (Kafka record time) to output produced.", ["output"], buckets=LATENCY_BUCKETS, registry=r,
+            "Ingest (Kafka record time of the input record) to output produced, by output.", ["output"],
+            buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.event_age = Histogram(
-            "pipeline_event_age_seconds", "Event time to output produced (includes replay age).",
-            buckets=EVENT_AGE_BUCKETS, registry=r,
+        self.event_latency = Histogram(
+            "pipeline_event_latency_seconds",
+            "Event time (occurred_at) to output produced, by output; includes replay age.", ["output"],
+            buckets=EVENT_LATENCY_BUCKETS, registry=r,
         )
-        self.batch_size = Histogram("pipeline_batch_size", "Records per processed batch.",
-                                    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000), registry=r)
-        self.consumer_lag = Gauge("pipeline_consumer_lag", "Records behind the end of the partition.",
+        self.batch_size = Histogram("pipeline_batch_records", "Records per processed batch.",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.consumer_lag = Gauge("pipeline_consumer_lag_records",
+                                  "Records behind the end of the partition (assigned partitions, at scrape time).",
                                   ["topic", "partition"], registry=r)
-        self.table_keys = Gauge("pipeline_table_keys", "Keys held in a table on this worker.", ["table"], registry=r)
-        self.commitments = Gauge("pipeline_commitments", "Commitments by kind and status on this worker.",
-                                 ["kind", "status"], registry=r)
-        self.churn_score = Histogram("pipeline_churn_risk_score", "Churn-risk score of customers at update time.",
-                                     buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), registry=r)
+        self.table_keys = Gauge("pipeline_table_keys", "Keys held in a table on this worker (at scrape time).",
+                                ["table"], registry=r)
+        self.commitments = Gauge("pipeline_commitments",
+                                 "Active commitments on this worker's partitions, by kind and status "
+                                 "(open, warned, breached; at scrape time).", ["kind", "status"], registry=r)
+        self.churn_score = Histogram("pipeline_churn_risk_score",
+                                     "Churn-risk score (0-100) of customers at update time.",
+                                     buckets=CHURN_SCORE_BUCKETS, registry=r)
         self.assigned_partitions = Gauge("pipeline_assigned_partitions", "Partitions assigned to this worker.",
                                          registry=r)
+        self._pain_point = _CappedLabel(MAX_PAIN_POINTS)
+        self._commitments_at = 0.0
+        self._init_labels(settings)
 
-    def segment_labels(self, segment: dict) -> list[tuple[str, str]]:
-        return [(dim, bounded(segment.get(dim, "unknown"), allowed))
-                for dim, allowed in BOUNDED_SEGMENT_VALUES.items()]
+    # -- label sets --------------------------------------------------------------------------------
+    def _init_labels(self, settings: Any) -> None:
+        """Create the known label combinations at 0 (a dashboard sees 0, not "no data")."""
+        for reason in DEADLETTER_REASONS:
+            self.deadletters.labels(reason)
+        for typ in ALERT_TYPES:
+            for sev in SEVERITIES:
+                self.alerts.labels(typ, sev)
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage)
+        for outcome in LATE_OUTCOMES:
+            self.late_events.labels(outcome)
+        for kind in COMMITMENT_KINDS:
+            for status in COMMITMENT_STATUSES:
+                self.commitments.labels(kind, status).set(0)
+        self.latency.labels("enriched")
+        self.event_latency.labels("enriched")
+        if settings is not None:
+            t = settings.topics
+            for topic in t.inputs:
+                self.consumed.labels(topic, t.kind_of(topic))
+            for kind in EVENT_KINDS[:3]:
+                self.produced.labels(t.enriched, kind)
+            for kind in (*EVENT_KINDS, UNKNOWN):
+                self.produced.labels(t.deadletter, kind)
+
+    def segment_labels(self, segment: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``[(dimension, bounded value)]`` of an enriched event's segment."""
+        return [(dim, bounded(segment.get(field) or UNKNOWN, allowed))
+                for dim, (field, allowed) in SEGMENT_VALUES.items()]
+
+    # -- updates -------------------------------------------------------------------------------------
+    def record_produced(self, topic: str, kind: str | None) -> None:
+        self.produced.labels(topic, bounded(kind or "internal", RECORD_KINDS)).inc()
+
+    def record_alert(self, alert: Mapping[str, Any]) -> None:
+        self.alerts.labels(bounded(alert.get("type"), ALERT_TYPES),
+                           bounded(alert.get("severity"), SEVERITIES)).inc()
+
+    def observe_step(self, step: Any, topic: str, topic_kind: str | None, record_time: float | None = None) -> None:
+        """Everything one processed record (a :class:`pipeline.process.Step`) contributes."""
+        now = time.time()
+        self.consumed.labels(topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS)).inc()
+        for code in {p.code for p in step.problems}:
+            self.deadletters.labels(bounded(code, DEADLETTER_REASONS)).inc()
+        for alert in step.alerts:
+            self.record_alert(alert)
+        if step.churn_score is not None:
+            self.churn_score.observe(step.churn_score)
+        doc = step.enriched
+        if doc is None:
+            return
+        ingested = getattr(step, "record_time", None) or record_time
+        if ingested:
+            self.latency.labels("enriched").observe(max(0.0, now - ingested))
+        if step.event_time is not None:
+            self.event_latency.labels("enriched").observe(max(0.0, now - step.event_time))
+        c = doc.get("classification")
+        if c:
+            lang = bounded(c.get("language"), LANGUAGES)
+            self.classified.labels(lang).inc()
+            seg = self.segment_labels(doc.get("segment") or {})
+            for pp in c.get("pain_points") or ():
+                pid = self._pain_point(pp["id"])
+                self.pain_points.labels(pid, lang).inc()
+                for dim, value in seg:
+                    self.segment_pain_points.labels(dim, value, pid).inc()
+
+    def set_commitments(self, summaries: Iterable[Mapping[str, Mapping[str, int]]]) -> None:
+        """Set the commitment gauges from per-customer ``tracker.summary`` dicts."""
+        totals = {(k, s): 0 for k in COMMITMENT_KINDS for s in COMMITMENT_STATUSES}
+        for summary in summaries:
+            for kind, row in summary.items():
+                for status, n in row.items():
+                    key = (kind, status)
+                    if key in totals:
+                        totals[key] += n
+        for (kind, status), n in totals.items():
+            self.commitments.labels(kind, status).set(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -68,6 +68,7 @@ class Output:
     key: bytes
     value: bytes
     dedup_id: str | None = None  # deterministic id; emitted at most once per id (alerts)
+    kind: str | None = None  # kind of the input event that caused it (metrics label); None: internal
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Step:
     churn_score: float | None = None
     next_due: float | None = None  # the customer's next commitment deadline (for the due index)
     event_time: float | None = None  # the event's time (epoch s), for the event-time clock
+    record_time: float | None = None  # Kafka record time of the original input record (latency metric)
 
 
 class Processor:
@@ -123,7 +125,7 @@ class Processor:
                 },
                 "event": decoded.event,
             }
-            out = Output(self.topics.rekeyed, cid.encode(), orjson.dumps(wrapper))
+            out = Output(self.topics.rekeyed, cid.encode(), orjson.dumps(wrapper), kind=kind)
             return Step(outputs=[out], outcome="rekeyed", kind=kind)
         return self._apply(kind, decoded.event, rec.topic, rec.partition, rec.offset, rec.timestamp, False,
                            get_state, now)
@@ -170,9 +172,10 @@ class Processor:
             ev, segment=segment, source_topic=topic, partition=partition, offset=offset,
             ingested_at=timestamp, processed_at=now, rekeyed=rekeyed, classification=classification, risk=risk,
         )
-        step.outputs.insert(0, Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc)))
+        step.outputs.insert(0, Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc), kind=kind))
         step.enriched = doc
         step.event_time = ev.occurred_at
+        step.record_time = timestamp
         step.state = state
         return step
 
@@ -198,7 +201,8 @@ class Processor:
         """Commitment alerts, churn update and churn alerts; returns (state, risk snapshot)."""
         key = customer_id.encode()
         for alert in alerts_for(transitions, segment, self.cm_playbook, now):
-            step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert), alert["alert_id"]))
+            step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert), alert["alert_id"],
+                                       step.kind))
             step.alerts.append(alert)
         churn = state.get("churn")
         for tr in transitions:
@@ -208,7 +212,8 @@ class Processor:
             state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now,
         )
         for alert in churn_alert_docs:
-            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"]))
+            step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"],
+                                       step.kind))
             step.alerts.append(alert)
         step.churn_score = rs.score
         step.next_due = tracker.due_soonest(state.get("cm"))
@@ -225,7 +230,7 @@ class Processor:
         )
         key = rec.key if rec.key is not None else doc["dead_letter_id"].encode()
         return Step(
-            outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc))],
+            outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc), kind=kind or "unknown")],
             outcome="deadletter", kind=kind, problems=list(problems),
         )
 

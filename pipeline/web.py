@@ -1,7 +1,8 @@
 """The worker's HTTP endpoints (Faust web server).
 
 * ``GET /health`` — assigned partitions, table recovery, counters (readiness).
-* ``GET /metrics`` — Prometheus exposition.
+* ``GET /metrics`` — Prometheus exposition (:mod:`pipeline.metrics`); lag, table sizes
+  and commitment gauges are read from the worker's state when scraped.
 * ``GET /segments/{dimension}={value}/top?window=1h`` — top pain points of a
   segment in the current and the last closed window; routed with Faust's
   ``table_route`` to the worker that owns the key, so any worker answers.
@@ -9,13 +10,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
 from .agents.aggregate import AggregateParts
+from .agents.common import partition_of
+from .commitments import tracker
 from .metrics import Metrics
+
+COMMITMENT_SCAN_SECONDS = 5.0
 
 
 def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts) -> None:
@@ -35,20 +41,45 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
         return web.bytes(metrics.render(), content_type="text/plain")
 
     def refresh_gauges() -> None:
+        """Gauges read from the worker's state at scrape time (no per-event cost)."""
         try:
             consumer = app.consumer
             assignment = consumer.assignment()
-        except Exception:
+        except Exception:  # not started yet
             return
         metrics.assigned_partitions.set(len(assignment))
         metrics.consumer_lag.clear()
         for tp in assignment:
+            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
+                continue  # table changelogs (read by recovery) and Faust's leader topic
             high = consumer.highwater(tp)
+            if high is None:
+                continue
             read = consumer._read_offset.get(tp)
-            if high is not None:
-                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - ((read or -1) + 1)))
+            position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
         for table in app.tables.values():
             metrics.table_keys.labels(table.name).set(len(table.data))
+        refresh_commitments()
+
+    last_scan = [float("-inf")]
+
+    def refresh_commitments() -> None:
+        """Open / warned / breached commitments of the customers on this worker's active partitions.
+
+        A scan of the ``customers`` table, at most every :data:`COMMITMENT_SCAN_SECONDS` (it
+        runs on the event loop, so it is throttled rather than done on every scrape).
+        """
+        now = time.monotonic()
+        customers = app.tables.get("customers")
+        if customers is None or now - last_scan[0] < COMMITMENT_SCAN_SECONDS:
+            return
+        last_scan[0] = now
+        changelog = customers.changelog_topic.get_topic_name()
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+        n = customers.partitions or app.conf.topic_partitions
+        metrics.set_commitments(tracker.summary((v or {}).get("cm")) for k, v in customers.items()
+                                if partition_of(k, n) in actives)
 
     table = aggregate.table
 

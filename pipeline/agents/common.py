@@ -39,11 +39,13 @@ class Sender:
         self.metrics = metrics
         self.on_sent = send_callback(metrics, counters)
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None,
+                   kind: str | None = None) -> None:
+        """``kind``: the input event kind that caused the record (metrics label; None = internal)."""
         producer = await self.app.maybe_start_producer()
         fut = await producer.send(topic, key, value, partition, None, None)
         fut.add_done_callback(self.on_sent)
-        self.metrics.produced.labels(topic).inc()
+        self.metrics.record_produced(topic, kind)
 
 
 def json_table(app: Any, name: str, partitions: int, help: str) -> Any:

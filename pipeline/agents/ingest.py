@@ -158,7 +158,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 metrics.errors.labels("duplicate_alert_suppressed").inc()
                 return
             emitted[p].add(out.dedup_id)
-        await sender.send(out.topic, out.key, out.value)
+        await sender.send(out.topic, out.key, out.value, kind=out.kind)
 
     def ensure_index(p: int) -> None:
         if not index.known(p):
@@ -198,26 +198,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         return {topic: positions.get((topic, p), base.get(topic, 0)) - 1 for topic in record_topics}
 
     def observe(step: Step, topic: str, record_time: float | None, now: float) -> None:
-        metrics.consumed.labels(topic, step.kind or kind_of.get(topic, "unknown")).inc()
-        for code in {p.code for p in step.problems}:
-            metrics.deadletters.labels(code).inc()
-        for alert in step.alerts:
-            metrics.alerts.labels(alert["type"], alert["severity"]).inc()
-        if step.churn_score is not None:
-            metrics.churn_score.observe(step.churn_score)
-        doc = step.enriched
-        if doc is None:
-            return
-        if record_time:
-            metrics.latency.labels("enriched").observe(max(0.0, now - record_time))
-        c = doc.get("classification")
-        if c:
-            metrics.classified.labels(c["language"]).inc()
-            seg = metrics.segment_labels(doc["segment"])
-            for pp in c["pain_points"]:
-                metrics.pain_points.labels(pp["id"]).inc()
-                for dim, value in seg:
-                    metrics.segment_pain_points.labels(dim, value, pp["id"]).inc()
+        metrics.observe_step(step, topic, kind_of.get(topic), record_time)  # all per-record metrics: metrics.py
 
     @app.agent(source, concurrency=1, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -322,7 +303,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 for out in step.outputs:
                     await emit(p, out)
                 for alert in step.alerts:
-                    metrics.alerts.labels(alert["type"], alert["severity"]).inc()
+                    metrics.record_alert(alert)
 
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:

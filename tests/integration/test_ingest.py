@@ -102,8 +102,10 @@ def test_valid_to_enriched_invalid_to_deadletter(settings, worker_factory):
     import urllib.request
 
     body = urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5).read().decode()
-    produced = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-                if line.startswith("pipeline_events_produced_total{")}
+    produced: Counter = Counter()  # per topic, summed over the kind label
+    for line in body.splitlines():
+        if line.startswith("pipeline_events_produced_total{"):
+            produced[line.split('topic="')[1].split('"')[0]] += float(line.rsplit(" ", 1)[1])
     assert produced[t.enriched] == sum(expected.values()) + 1
     assert produced[t.deadletter] == len(bad)
     assert "pipeline_deadletters_total{reason=\"oversize\"} 2.0" in body

@@ -1,9 +1,9 @@
 """Kafka client security (TLS, SASL/PLAIN, SASL/SCRAM) from environment variables.
 
 One place builds the security settings of every Kafka client the project
-creates: the Faust app (``broker_credentials``) and every kafka-python admin
+creates: the Faust app (``broker_credentials``), every kafka-python admin
 client, consumer and producer (:func:`admin_client`, :func:`consumer`,
-:func:`producer`, :func:`kafka_kwargs`).
+:func:`producer`, :func:`kafka_kwargs`) and aiokafka clients (:func:`aiokafka_kwargs`).
 
 Variables (all optional; the default is ``PLAINTEXT`` with no credentials):
 
@@ -220,6 +220,11 @@ def kafka_kwargs(settings: "Settings") -> dict[str, Any]:
         "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()],
         **_security(settings).kafka_python(),
     }
+
+
+def aiokafka_kwargs(settings: "Settings") -> dict[str, Any]:
+    """``bootstrap_servers`` plus the security keyword arguments for aiokafka's producer / consumer."""
+    return kafka_kwargs(settings)  # aiokafka takes the same names (security_protocol, sasl_*, ssl_context)
 
 
 def auth_error_message(sec: KafkaSecurity, detail: str = "") -> str:

@@ -156,3 +156,18 @@ def test_guarded_turns_a_logged_rejection_into_a_clear_error():
     with pytest.raises(KafkaTimeoutError):
         guarded(s, unreachable, fail_fast=True)
     assert guarded(s, lambda: "client", fail_fast=True) == "client"
+
+
+def test_aiokafka_kwargs_are_accepted(tls_files):
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from pipeline.kafka_security import aiokafka_kwargs
+
+    s = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "h1:9092", "KAFKA_SASL_USERNAME": "a", "KAFKA_SASL_PASSWORD": "b",
+                       "KAFKA_SSL_CAFILE": str(tls_files)})
+    kw = aiokafka_kwargs(s)
+    assert kw["security_protocol"] == "SASL_SSL" and isinstance(kw["ssl_context"], ssl.SSLContext)
+    for cls in (AIOKafkaConsumer, AIOKafkaProducer):
+        assert set(kw) <= set(inspect.signature(cls.__init__).parameters)

@@ -90,7 +90,8 @@ def test_scram_worker_end_to_end(secure_kafka, worker_factory):
     assert PASSWORD not in repr(s) and PASSWORD not in s.security.describe()
     t0 = time.monotonic()
     ensure_topics(s)  # kafka-python admin over SCRAM
-    worker = worker_factory(s)  # faust/aiokafka over SCRAM, configured only by the environment
+    # faust/aiokafka over SCRAM, configured only by the environment; DEBUG logs must not show the password
+    worker = worker_factory(s, PIPELINE_LOG_LEVEL="DEBUG")
     publish([("order", _order("sec-1"))], s, progress=False)
     wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=120)
     enriched = _wait_for(

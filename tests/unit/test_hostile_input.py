@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jsonschema_rs
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.classify import classify
@@ -220,6 +220,8 @@ def test_classify_with_any_scores(text, lo, width, data):
 
 @settings(max_examples=40, deadline=None)
 @given(text=st.text(max_size=50))
+@example(text="ᄀ")  # found by hypothesis: Kiwi raised UnicodeDecodeError on Hangul + a lone surrogate
+@example(text="배송이 늦어요")
 def test_classify_with_lone_surrogates_and_non_strings(text):
     """Texts that JSON input cannot carry (lone surrogates, non-strings) still do not raise."""
     for t in (text + "\ud800" + text, None, 12345, ["a"], {"t": text}):

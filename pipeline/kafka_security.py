@@ -280,19 +280,33 @@ class _AuthFailures(logging.Handler):
                 self.event.set()
 
 
+_capture_lock = threading.Lock()
+_capture_users = 0
+_saved_level = logging.NOTSET
+
+
 @contextlib.contextmanager
 def _capture_auth_failures() -> Iterator[_AuthFailures]:
+    """Listen to kafka-python's connection logger; its level is lowered to WARNING meanwhile
+    (reference-counted, so concurrent clients in several threads restore it correctly)."""
+    global _capture_users, _saved_level
     handler = _AuthFailures()
     logger = logging.getLogger("kafka.net")
-    old_level = logger.level
-    if logger.getEffectiveLevel() > logging.WARNING:
-        logger.setLevel(logging.WARNING)
+    with _capture_lock:
+        if _capture_users == 0:
+            _saved_level = logger.level
+            if logger.getEffectiveLevel() > logging.WARNING:
+                logger.setLevel(logging.WARNING)
+        _capture_users += 1
     logger.addHandler(handler)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(old_level)
+        with _capture_lock:
+            _capture_users -= 1
+            if _capture_users == 0:
+                logger.setLevel(_saved_level)
 
 
 def guarded(settings: "Settings", build: Callable[[], T], fail_fast: bool = False) -> T:

@@ -171,3 +171,29 @@ def test_aiokafka_kwargs_are_accepted(tls_files):
     assert kw["security_protocol"] == "SASL_SSL" and isinstance(kw["ssl_context"], ssl.SSLContext)
     for cls in (AIOKafkaConsumer, AIOKafkaProducer):
         assert set(kw) <= set(inspect.signature(cls.__init__).parameters)
+
+
+def test_capture_restores_the_kafka_logger_level_with_concurrent_users():
+    import threading
+
+    from pipeline.kafka_security import _capture_auth_failures
+
+    logger = logging.getLogger("kafka.net")
+    old = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        barrier = threading.Barrier(4)
+
+        def use():
+            with _capture_auth_failures():
+                assert logger.getEffectiveLevel() <= logging.WARNING
+                barrier.wait(5)
+
+        threads = [threading.Thread(target=use) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert logger.level == logging.CRITICAL
+    finally:
+        logger.setLevel(old)

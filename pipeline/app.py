@@ -67,6 +67,8 @@ def make_faust_app(settings: Settings) -> faust.App:
         # A killed worker's partitions move after this long (Kafka's group session timeout).
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
+        # KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* (None = PLAINTEXT)
+        broker_credentials=settings.security.faust_credentials(),
     )
 
 

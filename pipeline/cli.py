@@ -262,5 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .kafka_security import KafkaAuthError, KafkaSecurityError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (KafkaAuthError, KafkaSecurityError) as exc:  # one clear line; no secrets in it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

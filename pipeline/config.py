@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .kafka_security import KafkaSecurity
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -97,6 +99,7 @@ class Settings:
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 5.0
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
 
     @property
     def partials_topic(self) -> str:
@@ -168,4 +171,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
+        security=KafkaSecurity.from_env(env),
     )

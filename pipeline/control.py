@@ -18,13 +18,12 @@ from .config import Settings
 
 
 def advance_clock(settings: Settings, to: float) -> int:
-    from kafka import KafkaProducer
-
+    from .kafka_security import producer as make_producer
     from .runtime import end_offsets
 
     t = settings.topics
     ends = end_offsets(settings, [*t.inputs, t.rekeyed])
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = make_producer(settings, acks="all")
     sent = 0
     try:
         for p in sorted(producer.partitions_for(t.ticks)):

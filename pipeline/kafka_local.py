@@ -68,6 +68,44 @@ class KafkaUnavailable(RuntimeError):
     """The broker could not be obtained or did not come up."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and a broker key pair for ``localhost`` / 127.0.0.1."""
+
+    ca_cert: Path  # PEM: clients trust this (KAFKA_SSL_CAFILE)
+    keystore: Path  # PKCS12: the broker's key and certificate chain
+    store_password: str
+
+
+def make_test_tls(directory: Path, days: int = 2) -> TlsFiles:
+    """Generate a throw-away CA and a broker certificate with ``openssl`` (tests only)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise KafkaUnavailable("openssl is needed to generate test certificates")
+    directory.mkdir(parents=True, exist_ok=True)
+    d = directory
+    password = uuid.uuid4().hex
+    (d / "san.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", str(days), "-subj", "/CN=feedback-pipeline test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+         "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "broker.pem", "-days", str(days), "-extfile", "san.ext"],
+        ["pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
+         "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{password}"],
+    ]
+    for args in steps:
+        proc = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KafkaUnavailable(f"openssl {args[0]} failed: {proc.stderr[-1000:]}")
+    return TlsFiles(ca_cert=d / "ca.pem", keystore=d / "broker.p12", store_password=password)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -152,6 +190,13 @@ class LocalKafka:
     die_with_parent: bool = True
     port: int = 0
     controller_port: int = 0
+    # Security tests: users (name → password) created for SCRAM-SHA-256 and -512 at format
+    # time, served on an extra SASL_PLAINTEXT listener on loopback (``sasl_bootstrap``).
+    scram_users: dict[str, str] | None = None
+    sasl_port: int = 0
+    # TLS: a keystore/truststore (see :func:`make_test_tls`) served on an extra SSL listener.
+    tls: "TlsFiles | None" = None
+    ssl_port: int = 0
     process: subprocess.Popen | None = None
     start_seconds: float = 0.0
     _own_workdir: bool = False
@@ -160,15 +205,53 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT (SCRAM) listener; only with ``scram_users``."""
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        """The TLS listener; only with ``tls``."""
+        return f"localhost:{self.ssl_port}"
+
+    def _listeners(self) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}"]
+        advertised = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        proto = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        extra: dict[str, str] = {}
+        if self.scram_users:
+            listeners.append(f"SASL://127.0.0.1:{self.sasl_port}")
+            advertised.append(f"SASL://127.0.0.1:{self.sasl_port}")
+            proto.append("SASL:SASL_PLAINTEXT")
+            extra["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+            for mech in ("scram-sha-256", "scram-sha-512"):
+                extra[f"listener.name.sasl.{mech}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+        if self.tls is not None:
+            listeners.append(f"SSL://localhost:{self.ssl_port}")
+            advertised.append(f"SSL://localhost:{self.ssl_port}")
+            proto.append("SSL:SSL")
+            extra.update({
+                "listener.name.ssl.ssl.keystore.type": "PKCS12",
+                "listener.name.ssl.ssl.keystore.location": str(self.tls.keystore),
+                "listener.name.ssl.ssl.keystore.password": self.tls.store_password,
+                "listener.name.ssl.ssl.key.password": self.tls.store_password,
+                "listener.name.ssl.ssl.client.auth": "none",
+            })
+        return listeners, advertised, proto, extra
+
     def _properties(self, log_dir: Path) -> str:
+        listeners, advertised, proto, extra = self._listeners()
         cfg = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": ",".join(listeners),
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(proto),
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(log_dir),
             "num.partitions": "4",
@@ -185,6 +268,7 @@ class LocalKafka:
             "message.max.bytes": str(8 * 1024 * 1024),
             "replica.fetch.max.bytes": str(8 * 1024 * 1024),
         }
+        cfg.update(extra)
         cfg.update(self.extra_config or {})
         return "".join(f"{k}={v}\n" for k, v in cfg.items())
 
@@ -197,6 +281,10 @@ class LocalKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        if self.scram_users:
+            self.sasl_port = self.sasl_port or free_port()
+        if self.tls is not None:
+            self.ssl_port = self.ssl_port or free_port()
         data = self.workdir / "data"
         logs = self.workdir / "logs"
         fresh = not (data / "meta.properties").exists()
@@ -213,12 +301,19 @@ class LocalKafka:
             "-cp", cp,
         ]
         if fresh:
+            scram: list[str] = []
+            for name, password in (self.scram_users or {}).items():
+                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                    scram += ["--add-scram", f"{mech}=[name={name},password={password}]"]
             fmt = subprocess.run(
-                jvm + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+                jvm + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props), *scram],
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
-                raise KafkaUnavailable(f"storage format failed: {fmt.stdout}{fmt.stderr}")
+                out = f"{fmt.stdout}{fmt.stderr}"
+                for password in (self.scram_users or {}).values():
+                    out = out.replace(password, "***")
+                raise KafkaUnavailable(f"storage format failed: {out}")
         out = open(logs / "stdout.log", "ab")
         self.process = subprocess.Popen(
             jvm + ["kafka.Kafka", str(props)], stdout=out, stderr=subprocess.STDOUT,

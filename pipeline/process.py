@@ -45,6 +45,7 @@ from .ingest.normalise import Event, normalise
 from .ingest.validate import Problem, decode
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
+from .outputs.redact import Redactor
 from .segment.customer import apply_event as segment_apply
 from .segment.customer import promised_delivery
 from .segment.segments import derive_segment
@@ -100,6 +101,7 @@ class Processor:
         self.churn_weights = load_weights(None, env)
         self.churn_policy = churn_alerts.ChurnPolicy.from_env(env)
         self.churn_playbook = churn_alerts.load_playbook(None, env)
+        self.redactor = Redactor.from_env(env)  # PIPELINE_REDACT, PIPELINE_REDACT_KINDS
 
     # -- records ---------------------------------------------------------------------------------
     def process(
@@ -171,6 +173,7 @@ class Processor:
         doc = enriched_event(
             ev, segment=segment, source_topic=topic, partition=partition, offset=offset,
             ingested_at=timestamp, processed_at=now, rekeyed=rekeyed, classification=classification, risk=risk,
+            redactor=self.redactor,
         )
         step.outputs.insert(0, Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc), kind=kind))
         step.enriched = doc

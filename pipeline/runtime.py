@@ -54,9 +54,14 @@ def run_worker(settings: Settings) -> None:
 
     from .app import build
     from .logs import logging_config
+    from .kafka_security import KafkaAuthError, probe
     from .topics import ensure_topics
 
-    ensure_topics(settings)
+    try:
+        probe(settings)  # a wrong password is one clear line, not a worker retrying forever
+        ensure_topics(settings)
+    except KafkaAuthError as exc:
+        raise SystemExit(f"error: {exc}") from None
     pipe = build(settings)
     worker = faust.Worker(
         pipe.app,
@@ -69,9 +74,11 @@ def run_worker(settings: Settings) -> None:
 
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    from .kafka_security import consumer as make_consumer
+
+    consumer = make_consumer(settings, enable_auto_commit=False)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
         return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(tps).items()}
@@ -81,10 +88,10 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
 
 def group_lag(settings: Settings, group: str, topics: list[str], slack: dict[str, int] | None = None) -> int:
     """Records behind, summed over partitions; ``slack[topic]`` records per partition are forgiven."""
-    from kafka import KafkaAdminClient
+    from .kafka_security import admin_client
 
     ends = end_offsets(settings, topics)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = admin_client(settings)
     try:
         committed = admin.list_group_offsets(group).get(group, {})
     finally:
@@ -138,6 +145,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIPELINE_PROCESSING_GUARANTEE": settings.processing_guarantee,
         "PIPELINE_STORE": settings.store,
         "PIPELINE_DATA_DIR": str(settings.data_dir),
+        **settings.security.env(),
     }
 
 

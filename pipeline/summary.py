@@ -13,10 +13,12 @@ from .config import Settings
 
 def read_topic(settings: Settings, topic: str, timeout: float = 60.0) -> Iterator[tuple[bytes | None, bytes]]:
     """Yield (key, value) of every record currently in ``topic`` (up to its end offsets)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+    from .kafka_security import consumer as make_consumer
+
+    consumer = make_consumer(
+        settings, enable_auto_commit=False,
         auto_offset_reset="earliest", isolation_level="read_committed",
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
     )

@@ -16,6 +16,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from .config import Settings
+from .kafka_security import admin_client as _secure_admin
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=15000)
+    return _secure_admin(settings, request_timeout_ms=15000)
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30.0) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.outputs.redact import redact_alert
 
 from .surge import Surge
 
@@ -157,7 +158,7 @@ def surge_alert(
         "rate_per_100_orders": final_record.get("rate_per_100_orders"),
         "share_of_feedback": final_record.get("share_of_feedback"),
     }
-    return {
+    return redact_alert({
         "schema_version": 1,
         "alert_id": alert_id(final_record),
         "type": ALERT_TYPE,
@@ -172,4 +173,4 @@ def surge_alert(
         ),
         "pain_point": pid,
         "details": details,
-    }
+    })

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..ingest.timeparse import format_timestamp
+from ..outputs.redact import redact_alert
 from ..yamlfile import read_mapping
 from .score import Factor, RiskScore
 from .state import DAY
@@ -181,13 +182,13 @@ def evaluate(
     alerts: list[dict[str, Any]] = []
     if not st["armed"] and value < policy.lower_threshold:
         if policy.emit_cleared:
-            alerts.append(_cleared(st, score, now, customer_id, segment, policy, playbook, emitted_at))
+            alerts.append(redact_alert(_cleared(st, score, now, customer_id, segment, policy, playbook, emitted_at)))
         st["episode"] += 1
         st["armed"] = True
     elif st["armed"] and value >= policy.threshold:
         last = st["last_alert_at"]
         if last is None or now - last >= policy.cooldown_days * DAY:
-            alerts.append(_risk(st, score, now, customer_id, segment, policy, playbook, emitted_at))
+            alerts.append(redact_alert(_risk(st, score, now, customer_id, segment, policy, playbook, emitted_at)))
             st.update(armed=False, last_alert_at=now, last_alert_score=value)
     st["last_score"] = value
     st["last_at"] = now

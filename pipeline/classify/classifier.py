@@ -7,6 +7,8 @@ evidence offsets still index the original text (the analysed part is a prefix).
 
 from __future__ import annotations
 
+import re
+
 from . import english, korean
 from .language import (
     UNDETERMINED,
@@ -23,6 +25,9 @@ from .taxonomy import Taxonomy, default_taxonomy
 
 KOREAN_FOLLOWING_PENALTY = 0.5  # Korean predicates follow their subject: prefer the aspect before
 MAX_ANALYSED_CHARS = 20_000     # analysis cap for very long texts (documented in the README)
+# Lone surrogates cannot come from JSON input (orjson refuses them) but can from library callers;
+# Kiwi fails on them.  Replaced one for one by U+FFFD, so offsets are unchanged.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def analysed_part(text: str, limit: int = MAX_ANALYSED_CHARS) -> str:
@@ -121,6 +126,8 @@ def classify(
     """
     tax = taxonomy or default_taxonomy()
     text = text if isinstance(text, str) else ""
+    if not text.isascii() and _SURROGATES.search(text):
+        text = _SURROGATES.sub("\ufffd", text)
     work = analysed_part(text)
     tokens = None
     profile = None

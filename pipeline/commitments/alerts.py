@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..ingest.timeparse import format_timestamp
+from ..outputs.redact import redact_alert
 from .model import BREACHED, FULFILLED, FULFILLED_LATE, VOIDED, WARNED, Transition
 from .playbook import Playbook
 
@@ -210,7 +211,7 @@ def alerts_for(
         evidence = list(c.get("evidence", []))
         if len(evidence) > MAX_EVIDENCE:
             evidence = evidence[:1] + evidence[-(MAX_EVIDENCE - 1):]
-        out.append({
+        out.append(redact_alert({
             "schema_version": SCHEMA_VERSION,
             "alert_id": alert_id(typ, t.commitment_id, t.generation),
             "type": typ,
@@ -229,5 +230,5 @@ def alerts_for(
                 "severity_factors": factors,
                 "playbook_version": playbook.version if playbook is not None else None,
             },
-        })
+        }))
     return out

@@ -18,11 +18,12 @@ from ..config import Settings
 def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout: float = 60.0,
              tail: int | None = None) -> set[str]:
     """Ids (``field``) on one partition of ``topic``; only the last ``tail`` records if given."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from ..kafka_security import consumer as make_consumer
 
     tp = TopicPartition(topic, partition)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             isolation_level="read_committed")
+    consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
     ids: set[str] = set()
     try:
         consumer.assign([tp])

@@ -1,4 +1,9 @@
-"""Enriched events: the original event + kind, segment, processing metadata."""
+"""Enriched events: the original event + kind, segment, processing metadata.
+
+Personal data in the free-text fields (the event's text, the classification's
+evidence) is masked on the way out (:mod:`pipeline.outputs.redact`, on by
+default); the classification itself ran on the original text.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Any
 
 from ..ingest.normalise import Event
 from ..ingest.timeparse import format_timestamp
+from .redact import Redactor, default_redactor
 
 SCHEMA_VERSION = 1
 
@@ -22,6 +28,7 @@ def enriched_event(
     rekeyed: bool = False,
     classification: dict[str, Any] | None = None,
     risk: dict[str, Any] | None = None,
+    redactor: Redactor | None = None,
 ) -> dict[str, Any]:
     processing: dict[str, Any] = {
         "source_topic": source_topic,
@@ -32,13 +39,18 @@ def enriched_event(
     }
     if ingested_at is not None:
         processing["ingested_at"] = format_timestamp(ingested_at)
+    redactor = redactor or default_redactor()
+    event = ev.event
+    if redactor.enabled:
+        event = redactor.event(ev.event)
+        classification = redactor.classification(classification, ev.text)
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": ev.event_id,
         "kind": ev.kind,
         "customer_id": ev.customer_id,
         "occurred_at": format_timestamp(ev.occurred_at),
-        "event": ev.event,
+        "event": event,
         "segment": segment,
         "processing": processing,
         "classification": classification,

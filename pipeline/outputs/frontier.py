@@ -35,10 +35,11 @@ CHUNK = 2000
 
 def committed_offsets(settings: Settings, topics: list[str], partition: int) -> dict[str, int]:
     """The consumer group's committed offsets of ``partition`` of each topic (0 if none)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id,
-                             enable_auto_commit=False)
+    from ..kafka_security import consumer as make_consumer
+
+    consumer = make_consumer(settings, group_id=settings.app_id, enable_auto_commit=False)
     try:
         out = {}
         for topic in topics:
@@ -61,10 +62,11 @@ def load_frontier(settings: Settings, partials_topic: str, source: int, committe
     """``{key: {topic: offset}}``: the newest ``upto`` of every key source ``source`` sent after ``committed``."""
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             isolation_level="read_committed")
+    from ..kafka_security import consumer as make_consumer
+
+    consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
     frontier: Frontier = {}
     deadline = time.monotonic() + timeout
     try:

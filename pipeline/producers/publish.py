@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 from tqdm import tqdm
 
 from pipeline.config import Settings
+from pipeline.kafka_security import guarded, kafka_kwargs
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -46,15 +47,15 @@ def topic_for(kind: str, settings: Settings) -> str:
 
 def make_producer(settings: Settings) -> Any:
     """A KafkaProducer for ``settings`` (bytes in, bytes out)."""
-    return KafkaProducer(
-        bootstrap_servers=(settings.bootstrap_servers or DEFAULT_BOOTSTRAP).split(","),
+    return guarded(settings, lambda: KafkaProducer(
+        **kafka_kwargs(settings),  # bootstrap servers + KAFKA_SECURITY_PROTOCOL / SASL / TLS
         client_id=f"{settings.app_id}-producer",
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
         compression_type=None,
         max_request_size=max(1024 * 1024, settings.max_event_bytes * 2),
-    )
+    ), fail_fast=True)
 
 
 class _Pacer:

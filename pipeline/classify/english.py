@@ -25,6 +25,14 @@ is a complaint by itself; "no"/"without" before an aspect ("no refund", "no
 reply") marks it as lacking. Intensifiers ("very", "extremely" / "slightly")
 scale the next polar word; "too" + a neutral word is negative ("too small").
 
+General lexicon (sentiment only): words none of the taxonomy's lists has get the valence of a
+broad general-purpose lexicon (``general_lexicon``, VADER's ~7,200 human-rated words via the
+``vaderSentiment`` package; exact word forms, a short exclude list) plus hand-written
+``sentiment_only`` review idioms ("blown away", "fell apart", "sent it back"). They move the
+text's sentiment (half weight when the own lexicon found evidence: it knows the domain's word
+senses better) but never make a pain point. Only the lexicon data is used; matching, negation,
+intensifiers and contrast are this module's, so the speed is unchanged (cached per token).
+
 Scoring (per clause, as in :mod:`.scoring`): a free polar word counts for the
 nearest aspect of the clause; a category-bound word ("overpriced", "rude")
 counts for its own category. A clearly negative clause total is a pain-point

@@ -25,6 +25,14 @@ is a complaint by itself; "no"/"without" before an aspect ("no refund", "no
 reply") marks it as lacking. Intensifiers ("very", "extremely" / "slightly")
 scale the next polar word; "too" + a neutral word is negative ("too small").
 
+General lexicon (sentiment only): words none of the taxonomy's lists has get the valence of a
+broad general-purpose lexicon (``general_lexicon``, VADER's ~7,200 human-rated words via the
+``vaderSentiment`` package; exact word forms, a short exclude list) plus hand-written
+``sentiment_only`` review idioms ("blown away", "fell apart", "sent it back"). They move the
+text's sentiment (half weight when the own lexicon found evidence: it knows the domain's word
+senses better) but never make a pain point. Only the lexicon data is used; matching, negation,
+intensifiers and contrast are this module's, so the speed is unchanged (cached per token).
+
 Scoring (per clause, as in :mod:`.scoring`): a free polar word counts for the
 nearest aspect of the clause; a category-bound word ("overpriced", "rude")
 counts for its own category. A clearly negative clause total is a pain-point
@@ -71,6 +79,7 @@ COMPARATIVE_SCOPE = 1     # the comparative word must follow right after ("more 
 CONDITIONAL_FACTOR = 0.2  # "in case it breaks", "if it ever fails": hypothetical, weak evidence
 SENTENCE_ATTACH = 6       # a clause with no aspect borrows the nearest one of its sentence within N tokens
 NEG_COORDINATION = 3     # "no issues or problems": a negated complaint extends the scope
+GENERAL_WITH_OWN = 0.5   # weight of general-lexicon evidence in a text that has own-lexicon evidence
 WORD_CACHE_MAX = 200_000  # distinct tokens remembered per matcher (cleared when full)
 
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*|\d+(?:[.,:]\d+)*|[.!?;:,()\[\]…]|[-–—]{1,2}")
@@ -143,12 +152,13 @@ class Entry:
     """Everything one lexicon term (a word or a phrase) does; roles merged."""
 
     __slots__ = ("length", "neg", "lack", "intens", "excess", "brk", "failure", "wish", "cond", "contrast",
-                 "polar", "aspects", "ctx", "bound")
+                 "polar", "aspects", "ctx", "bound", "general")
 
     def __init__(self, length: int) -> None:
         self.length = length
         self.neg = self.lack = self.excess = self.brk = self.failure = self.wish = self.cond = False
         self.contrast = False
+        self.general = False  # polarity from the general lexicon: sentiment only, never a pain point
         self.intens = 0.0
         self.polar: list[tuple[str | None, float, bool]] = []  # (category, value, problem)
         self.aspects: list[str] = []
@@ -310,6 +320,7 @@ class LatinMatcher:
         self.word_cache: dict[str, Tok | None] = {}
         self.key_cache: dict[str, str] = {}
         self.comparative: frozenset[str] = frozenset()
+        self.general: dict[str, Entry] = {}  # exact word form -> entry (general lexicon)
 
     # -- building
     def key(self, token: str) -> str:
@@ -364,6 +375,8 @@ class LatinMatcher:
         else:
             key = self.key(tok)
             entry = self.single.get(key)
+            if entry is None and self.general:
+                entry = self.general.get(normalize(tok))
             phrases = self.phrases.get(key)
             trig = tuple(i for w, i in self.word_anchors if tok.startswith(w))
             info = Tok(key, entry, phrases, trig) if (entry or phrases or trig) else None
@@ -428,12 +441,89 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
             add(t, lambda e, c=cid, w=w: e.ctx.append((c, w)))
         for p, w in cat.patterns.get(lang, ()):
             m.add_pattern(p, cid, -w, True)
+    def sentiment_only(e: Entry, w: float) -> None:
+        if not e.polar:  # a term with its own polarity elsewhere keeps that one
+            e.general = True
+            e.polar.append((None, w, False))
+
+    for t, w in lex.sentiment_only.items():
+        add(t, lambda e, w=w: sentiment_only(e, w))
+    if lex.general is not None:
+        add_general_lexicon(m, lex.general)
     for e in m.single.values():
         e.finish()
     for bucket in m.phrases.values():
         for _, e in bucket:
             e.finish()
     return m
+
+
+BOOSTER_UP = 1.3    # a degree adverb of the general lexicon ("remarkably") ...
+BOOSTER_DOWN = 0.7  # ... or a dampener ("marginally"), as an intensifier multiplier
+
+
+@lru_cache(maxsize=4)
+def general_lexicon_words(source: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(word -> valence, degree adverb -> signed increment) of a general-purpose lexicon.
+
+    ``vader``: the human-rated valence lexicon of VADER (Hutto & Gilbert 2014, MIT licence,
+    PyPI package ``vaderSentiment``): about 7,200 English words rated -4..4 by ten raters
+    each, read from the installed package's ``vader_lexicon.txt``, plus its booster words.
+    Emoticons and other non-word entries are skipped. Empty when the package is missing.
+    """
+    if source != "vader":
+        raise ValueError(f"unknown general lexicon source {source!r} (known: vader)")
+    try:
+        from importlib import resources
+
+        raw = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8")
+        from vaderSentiment.vaderSentiment import BOOSTER_DICT  # type: ignore[import-not-found]
+    except (ImportError, OSError):  # pragma: no cover - the package is a dependency
+        return {}, {}
+    words: dict[str, float] = {}
+    for line in raw.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 2:
+            continue
+        w = parts[0].strip().lower()
+        if not re.fullmatch(r"[a-z]+(?:['\-][a-z]+)*", w) or w in words:
+            continue
+        try:
+            words[w] = float(parts[1])
+        except ValueError:
+            continue
+    boosters = {str(k).lower(): float(v) for k, v in BOOSTER_DICT.items()}
+    return words, boosters
+
+
+def add_general_lexicon(m: LatinMatcher, gen) -> None:  # noqa: ANN001 - taxonomy.GeneralLexicon
+    """Give the words of the general lexicon that have no role yet a sentiment-only polarity.
+
+    The general lexicon lists word forms ("love", "loved", "loving" rated apart), so its
+    words are matched by their exact (lower-cased, accent-free) form, not by stem: a stem
+    would merge unrelated words ("made" / "mad", "huge" / "hug"). A token whose stem has a
+    role in the language's own lists never takes a general-lexicon value.
+    """
+    words, boosters = general_lexicon_words(gen.source)
+    exclude = {normalize(t) for t in gen.exclude}
+    general: dict[str, Entry] = {}
+    if gen.boosters:
+        for w, inc in boosters.items():
+            if " " in w or w in exclude or m.key(w) in m.single:
+                continue
+            e = Entry(1)
+            e.intens = BOOSTER_UP if inc > 0 else BOOSTER_DOWN
+            general[w] = e
+    for w, val in words.items():
+        if len(w) < 2 or abs(val) < gen.min_valence or val == 0 or w in exclude or w in general:
+            continue
+        if m.key(w) in m.single:
+            continue
+        e = Entry(1)
+        e.general = True
+        e.polar.append((None, val * gen.scale, False))
+        general[w] = e
+    m.general = general
 
 
 def matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
@@ -510,7 +600,8 @@ def analyse(
             offsets = [mt.span() for mt in rx.finditer(low)]
         return offsets
 
-    # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context
+    # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context,
+    # 3 polar from the general lexicon (sentiment only)
     events: list[tuple] = []
     covered: set[int] = set()
     pattern_events: list[tuple] = []
@@ -646,7 +737,7 @@ def analyse(
                     v *= CONDITIONAL_FACTOR
                 if v > 0 and i <= wish_until and not entry.wish:
                     v = 0.0  # "could be more durable": the wished-for quality is missing
-                events.append((i, 1, c, v, prob, a0, b))
+                events.append((i, 3 if entry.general else 1, c, v, prob, a0, b))
             polar_done = True
         elif excess_at == i and entry.aspects:
             events.append((i, 1, None, EXCESS_VALUE, False, i, b))
@@ -711,6 +802,7 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
     if cur:
         groups.append(cur)
     pos_sum = neg_sum = 0.0
+    gen_pos = gen_neg = 0.0  # general-lexicon evidence, weighed after the clause (see below)
     candidates: list[tuple[str | None, float, list, int]] = []
     sent_anchors: dict[int, list[tuple[int, str]]] = {}
     if SENTENCE_ATTACH and len(groups) > 1:
@@ -731,6 +823,12 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
         for pos, kind, cat, val, prob, a, b in group:
             if kind == 0:
                 spans.setdefault(cat, []).append((a, b))
+                continue
+            if kind == 3:  # general lexicon: sentiment only
+                if val > 0:
+                    gen_pos += val * sw
+                else:
+                    gen_neg -= val * sw
                 continue
             if kind == 2:
                 best, best_d = None, 1 << 30
@@ -766,6 +864,12 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
             out.unattributed.append((-total, sp))
         else:
             out.pains[cid].append((-total, sp))
+    if gen_pos or gen_neg:
+        # the general lexicon fills gaps: at full weight in a text where the language's own
+        # lists found nothing, damped where they did (they know the domain's senses better)
+        gw = 1.0 if pos_sum + neg_sum == 0 else GENERAL_WITH_OWN
+        pos_sum += gen_pos * gw
+        neg_sum += gen_neg * gw
     out.positive += pos_sum
     out.negative += neg_sum
 

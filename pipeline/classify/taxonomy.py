@@ -74,6 +74,23 @@ class LanguageLexicon:
     conditional: tuple[str, ...] = ()       # "if", "in case": damp the polar words after them in the clause
     contrast: tuple[str, ...] = ()          # "but", "-지만": for sentiment, the clause after it outweighs the one before
     comparative: tuple[str, ...] = ()       # "than": "more expensive than X" is a comparison, weak evidence
+    general: "GeneralLexicon | None" = None  # broad general-purpose valence lexicon (sentiment only)
+    sentiment_only: Mapping[str, float] = field(default_factory=dict)  # signed; sentiment, never a pain point
+
+
+@dataclass(frozen=True)
+class GeneralLexicon:
+    """A broad general-purpose word list with valences, loaded from a package (``general_lexicon``).
+
+    Its words count for the text's sentiment only (never for a pain point) and only where the
+    hand-written lists of the language do not already give the word a role.
+    """
+
+    source: str                      # "vader": VADER's human-rated valences (vaderSentiment package)
+    scale: float = 0.35              # source valence (VADER: -4..4) * scale -> lexicon weight
+    min_valence: float = 0.0         # |valence| below this is ignored (near-neutral words)
+    exclude: tuple[str, ...] = ()    # words of the source that are not opinions in feedback
+    boosters: bool = True            # also take the source's degree adverbs as intensifiers
 
 
 @dataclass
@@ -234,6 +251,31 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
         contrast=_strings(raw.get("contrast"), f"{where}.contrast"),
         comparative=_strings(raw.get("comparative"), f"{where}.comparative"),
         fallback=_lang_fallback(raw.get("fallback", "all"), where),
+        general=_general(raw.get("general_lexicon"), f"{where}.general_lexicon"),
+        sentiment_only=_weights(raw.get("sentiment_only"), f"{where}.sentiment_only", signed=True),
+    )
+
+
+def _general(raw: Any, where: str) -> GeneralLexicon | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"source": raw}
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("source"), str):
+        raise TaxonomyError(f"{where}: expected a mapping with 'source'")
+    try:
+        scale = float(raw.get("scale", 0.35))
+        min_valence = float(raw.get("min_valence", 0.0))
+    except (TypeError, ValueError) as exc:
+        raise TaxonomyError(f"{where}: scale and min_valence must be numbers") from exc
+    if scale <= 0:
+        raise TaxonomyError(f"{where}.scale must be > 0")
+    return GeneralLexicon(
+        source=raw["source"].strip().lower(),
+        scale=scale,
+        min_valence=min_valence,
+        exclude=_strings(raw.get("exclude"), f"{where}.exclude"),
+        boosters=bool(raw.get("boosters", True)),
     )
 
 

@@ -182,7 +182,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     highest[topic] = max(highest.get(topic, -1), off)
             frontier_max[p] = highest
             log.info("resuming partition after an unclean stop",
-                     extra={"partition": p, "keys_with_frontier": len(frontier)})
+                     extra={"partition": p, "count": len(frontier)})
 
     def counts_for(p: int, topic: str, offset: int) -> Any:
         """``accept(key)`` for the partials builder: leave out what partials already counted."""

@@ -130,12 +130,20 @@ def parse_vm_hwm_mb(status_text: str) -> float:
     return math.nan
 
 
-def top_frames(collapsed: Iterable[str], n: int = 10) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, float]], int]:
+ENTRY_FRAMES = ("pipeline/__main__.py", "pipeline/cli.py", "pipeline/runtime.py")
+
+
+def is_project_frame(frame: str) -> bool:
+    """A frame of the project's own code, not its entry points (which are on every stack)."""
+    return "pipeline/" in frame and "site-packages" not in frame and not any(e in frame for e in ENTRY_FRAMES)
+
+
+def top_frames(collapsed: Iterable[str], n: int = 10, keep=None) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, float]], int]:
     """Top ``n`` frames of py-spy ``--format raw`` output (``f1;f2;leaf count`` lines).
 
     Returns (by own samples, by inclusive samples, total samples); each row is
     (frame, samples, percent of all samples).  A frame appearing several times in one
-    stack counts once for the inclusive figure.
+    stack counts once for the inclusive figure; ``keep(frame)`` filters the inclusive rows.
     """
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -155,7 +163,8 @@ def top_frames(collapsed: Iterable[str], n: int = 10) -> tuple[list[tuple[str, i
         total += c
         own[frames[-1]] += c
         for f in set(frames):
-            incl[f] += c
+            if keep is None or keep(f):
+                incl[f] += c
     def rows(counter: Counter[str]) -> list[tuple[str, int, float]]:
         return [(f, c, 100.0 * c / total) for f, c in counter.most_common(n)] if total else []
     return rows(own), rows(incl), total
@@ -363,18 +372,22 @@ def start_workers(s, count: int, workdir: Path) -> list:
     return ws
 
 
-def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
-    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+def start_profiler(pid: int, seconds: int, out: Path, delay: float = 0.0) -> subprocess.Popen | None:
+    exe = str(Path(sys.executable).parent / "py-spy")
     if not Path(exe).exists():
-        _log("py-spy not found (pip install py-spy into .venv); no profile")
+        exe = shutil.which("py-spy") or exe
+    if not Path(exe).exists():
+        _log("py-spy not found (.venv/bin/pip install py-spy); no profile")
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "-d", str(seconds), "-r", "100", "--nonblocking",
-                             "--format", "raw", "-o", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    cmd = [exe, "record", "--pid", str(pid), "-d", str(seconds), "-r", "100", "--nonblocking",
+                             "--format", "raw", "-o", str(out)]
+    if delay > 0:  # skip the first seconds (one-off lazy initialisation) to see the steady state
+        cmd = ["sh", "-c", f'sleep {delay:.1f} && exec "$@"', "py-spy", *cmd]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
-                     profile: Path | None = None, profile_seconds: int = 20) -> dict:
+                     profile: Path | None = None, profile_seconds: int = 20, profile_delay: float = 0.0) -> dict:
     from pipeline.runtime import wait_for_group
 
     s = ns.settings
@@ -385,14 +398,18 @@ def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
     stats = [ProcStats(w.proc.pid) for w in ws]
     cpu0 = [p.cpu_seconds() for p in stats]
     _log(f"{workers} worker(s) ready in {(t_ready_ms - t_start_ms) / 1000:.1f}s (pids {[w.proc.pid for w in ws]})")
-    prof = start_profiler(ws[0].proc.pid, profile_seconds, profile) if profile else None
+    prof = start_profiler(ws[0].proc.pid, profile_seconds, profile, profile_delay) if profile else None
     t0 = time.monotonic()
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed], timeout=timeout, poll=0.25)
     drain_s = time.monotonic() - t0
     cpu1 = [p.cpu_seconds() for p in stats]
+    # stage 2 (segment aggregation, same worker) may still be behind on the partials topic: let it
+    # finish so that the paced latency run does not pay for the bulk load's aggregation backlog
+    wait_for_group(s, s.app_id, [s.partials_topic], timeout=timeout, poll=0.25)
+    stage2_s = time.monotonic() - t0 - drain_s
     if prof is not None:
         try:
-            _, err = prof.communicate(timeout=profile_seconds + 30)
+            _, err = prof.communicate(timeout=profile_delay + profile_seconds + 30)
             if prof.returncode:
                 _log(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
         except subprocess.TimeoutExpired:
@@ -403,7 +420,7 @@ def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
     eps, counted, span = sustained_rate(ts, since_ms=t_ready_ms)
     eps_all, _, span_all = sustained_rate(ts)
     return {"workers": ws, "stats": stats, "peak_rss_mb": max(p.peak_rss_mb() for p in stats), "eps": eps, "counted": counted, "span_s": span, "eps_all": eps_all,
-            "span_all_s": span_all, "enriched": len(enriched), "deadletters": len(dead), "drain_s": drain_s,
+            "span_all_s": span_all, "enriched": len(enriched), "deadletters": len(dead), "drain_s": drain_s, "stage2_s": stage2_s,
             "ready_s": (t_ready_ms - t_start_ms) / 1000, "cpu_s": sum(b - a for a, b in zip(cpu0, cpu1)),
             "cpu_total_s": sum(cpu1)}
 
@@ -455,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", default=os.environ.get("BENCH_PROFILE") == "1",
                     help="py-spy the first worker during the 1-worker throughput phase")
     ap.add_argument("--profile-seconds", type=int, default=20)
+    ap.add_argument("--profile-delay", type=float, default=8.0,
+                    help="start py-spy this many seconds after the worker is ready (0: include warm-up)")
     ap.add_argument("--timeout", type=float, default=240.0, help="max seconds for one drain")
     ap.add_argument("--workdir", default="", help="logs and profile (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -484,12 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"baseline: {base_res['records']} records in {base_res['seconds']:.2f}s = {_fmt(base_res['eps'])} ev/s "
              f"(median of {base_res['all_eps']}, failed {base_res['failed']})")
         profile_raw = workdir / "profile.raw.txt" if args.profile else None
-        r1 = throughput_phase(ns1, 1, workdir, args.timeout, profile_raw, args.profile_seconds)
+        r1 = throughput_phase(ns1, 1, workdir, args.timeout, profile_raw, args.profile_seconds, args.profile_delay)
         all_workers += r1["workers"]
         runs[1] = r1
         _log(f"1 worker: {r1['counted']} enriched in {r1['span_s']:.1f}s = {_fmt(r1['eps'])} ev/s "
              f"(all {r1['enriched']} enriched: {_fmt(r1['eps_all'])} ev/s), dead letters {r1['deadletters']}, "
-             f"drain {r1['drain_s']:.1f}s, cpu {r1['cpu_s']:.1f}s")
+             f"drain {r1['drain_s']:.1f}s (+{r1['stage2_s']:.1f}s stage 2), cpu {r1['cpu_s']:.1f}s")
         final, final_ns = r1, ns1
         if args.workers == 2:
             r1["peak_rss_mb"] = max(r1["peak_rss_mb"], *(p.peak_rss_mb() for p in r1["stats"]))
@@ -514,15 +533,16 @@ def main(argv: list[str] | None = None) -> int:
             w.stop()
         all_workers = []
 
-        top_own: list = []
         if profile_raw is not None and profile_raw.exists():
-            top_own, top_incl, total = top_frames(profile_raw.read_text().splitlines())
-            print(f"\npy-spy, first worker, {args.profile_seconds}s during the drain, {total} samples "
-                  f"(raw stacks: {profile_raw})")
+            lines = profile_raw.read_text().splitlines()
+            top_own, _, total = top_frames(lines)
+            _, top_incl, _ = top_frames(lines, n=15, keep=is_project_frame)
+            print(f"\npy-spy, first worker, {args.profile_seconds}s from {args.profile_delay:.0f}s after ready "
+                  f"(during the drain), {total} samples at 100 Hz (raw stacks: {profile_raw})")
             print("top by own samples:")
             for f, c, pct in top_own:
                 print(f"  {pct:5.1f}%  {f}")
-            print("top by inclusive samples:")
+            print("top project functions by inclusive samples:")
             for f, c, pct in top_incl:
                 print(f"  {pct:5.1f}%  {f}")
 

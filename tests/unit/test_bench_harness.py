@@ -78,3 +78,14 @@ def test_top_frames_own_and_inclusive():
     assert own == [("decode (c.py:3)", 6, 60.0), ("classify (k.py:9)", 3, 30.0)]
     assert incl[0] == ("main (a.py:1)", 10, 100.0)  # recursion counted once per stack
     assert incl[1] == ("loop (a.py:5)", 9, 90.0)
+
+
+def test_top_frames_project_filter():
+    raw = [
+        "_run_code (<frozen runpy>:88);main (pipeline/cli.py:269);ingest (pipeline/agents/ingest.py:224);"
+        "_tokenize (/x/site-packages/kiwipiepy/_wrap.py:1706) 4",
+        "_run_code (<frozen runpy>:88);main (pipeline/cli.py:269);select (selectors.py:468) 1",
+    ]
+    _, incl, total = pb.top_frames(raw, keep=pb.is_project_frame)
+    assert total == 5
+    assert incl == [("ingest (pipeline/agents/ingest.py:224)", 4, 80.0)]

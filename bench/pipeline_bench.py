@@ -354,11 +354,16 @@ def preload(base, label: str, n: int, seed: int, customers: int) -> Namespace:
     return Namespace(s, stream, counts)
 
 
-def start_workers(s, count: int, workdir: Path) -> list:
+def start_workers(s, count: int, workdir: Path, registry: list) -> list:
+    """Start ``count`` workers (each added to ``registry`` at once, so a failure still stops it)."""
     from pipeline.kafka_local import free_port
     from pipeline.runtime import WorkerProcess
 
-    ws = [WorkerProcess(s, free_port(), workdir / f"{s.app_id}-worker{i}.log").start() for i in range(count)]
+    ws = []
+    for i in range(count):
+        w = WorkerProcess(s, free_port(), workdir / f"{s.app_id}-worker{i}.log")
+        registry.append(w)
+        ws.append(w.start())
     deadline = time.monotonic() + 180
     for w in ws:
         w.wait_ready(max(5.0, deadline - time.monotonic()))
@@ -386,14 +391,14 @@ def start_profiler(pid: int, seconds: int, out: Path, delay: float = 0.0) -> sub
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
+def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float, registry: list,
                      profile: Path | None = None, profile_seconds: int = 20, profile_delay: float = 0.0) -> dict:
     from pipeline.runtime import wait_for_group
 
     s = ns.settings
     t = s.topics
     t_start_ms = int(time.time() * 1000)
-    ws = start_workers(s, workers, workdir)
+    ws = start_workers(s, workers, workdir, registry)
     t_ready_ms = int(time.time() * 1000)
     stats = [ProcStats(w.proc.pid) for w in ws]
     cpu0 = [p.cpu_seconds() for p in stats]
@@ -503,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"baseline: {base_res['records']} records in {base_res['seconds']:.2f}s = {_fmt(base_res['eps'])} ev/s "
              f"(median of {base_res['all_eps']}, failed {base_res['failed']})")
         profile_raw = workdir / "profile.raw.txt" if args.profile else None
-        r1 = throughput_phase(ns1, 1, workdir, args.timeout, profile_raw, args.profile_seconds, args.profile_delay)
-        all_workers += r1["workers"]
+        r1 = throughput_phase(ns1, 1, workdir, args.timeout, all_workers, profile_raw, args.profile_seconds,
+                              args.profile_delay)
         runs[1] = r1
         _log(f"1 worker: {r1['counted']} enriched in {r1['span_s']:.1f}s = {_fmt(r1['eps'])} ev/s "
              f"(all {r1['enriched']} enriched: {_fmt(r1['eps_all'])} ev/s), dead letters {r1['deadletters']}, "
@@ -515,8 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in r1["workers"]:
                 w.stop()
             ns2 = preload(base, "w2", args.events, args.seed, args.customers)
-            r2 = throughput_phase(ns2, 2, workdir, args.timeout)
-            all_workers += r2["workers"]
+            r2 = throughput_phase(ns2, 2, workdir, args.timeout, all_workers)
             runs[2] = r2
             _log(f"2 workers: {r2['counted']} enriched in {r2['span_s']:.1f}s = {_fmt(r2['eps'])} ev/s, "
                  f"cpu {r2['cpu_s']:.1f}s")
@@ -531,7 +535,6 @@ def main(argv: list[str] | None = None) -> int:
         final["peak_rss_mb"] = peak
         for w in all_workers:
             w.stop()
-        all_workers = []
 
         if profile_raw is not None and profile_raw.exists():
             lines = profile_raw.read_text().splitlines()

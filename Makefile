@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-unit test-integration kafka-start kafka-stop lint-compose clean
+.PHONY: install demo bench test test-unit test-integration kafka-start kafka-stop lint-compose clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 ## The quickstart's main job: local Kafka + worker + Olist replay + summary.
 demo: install
 	$(PY) -m pipeline demo
+
+## End-to-end benchmark (issue 9): local Kafka, N pre-loaded events, 1 worker vs a raw aiokafka
+## baseline, latency at 50 % load; ends with one JSON line.  BENCH_ARGS="--workers 2 --events 20000 --profile"
+bench: install
+	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
 
 ## The whole test suite (unit + integration against a real local Kafka).
 test: install

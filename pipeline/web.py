@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import time
 from typing import Any
 
@@ -34,6 +36,62 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
             assigned, recovered = 0, False
         return web.json({"status": "ok", "assigned_partitions": assigned, "recovered": recovered,
                          "rebalancing": bool(app.rebalancing), "counters": counters})
+
+    if os.environ.get("PIPELINE_DEBUG_TASKS") == "1":
+        @app.page("/debug/tasks")
+        async def debug_tasks(web: Any, request: Any) -> Any:
+            """Where every asyncio task of the worker is waiting (diagnostics; off by default)."""
+            import asyncio
+            import io
+
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                out.write(f"--- {task.get_name()}\n")
+                coro: Any = task.get_coro()
+                for _ in range(40):  # follow the await chain down to the innermost awaitable
+                    frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                    if frame is not None:
+                        out.write(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+                    nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                    if nxt is None:
+                        out.write(f"    awaiting {coro!r}\n"[:300])
+                        break
+                    coro = nxt
+            import gc
+            import types
+
+            c = app.consumer
+            try:
+                active = c._active_partitions
+                out.write(f"active_partitions {sorted(map(tuple, active)) if active is not None else None}\n")
+                out.write(f"paused_partitions {sorted(map(tuple, c._paused_partitions))}\n")
+                ak = c._thread._ensure_consumer()
+                out.write(f"aiokafka paused {sorted(map(tuple, ak.paused()))}\n")
+                out.write(f"aiokafka assignment {sorted(map(tuple, ak.assignment()))}\n")
+                for tp in sorted(ak.assignment()):
+                    try:
+                        out.write(f"  position {tuple(tp)} {await ak.position(tp)}\n")
+                    except Exception as exc:  # diagnostics only
+                        out.write(f"  position {tuple(tp)} error {exc!r}\n")
+            except Exception as exc:  # diagnostics only
+                out.write(f"consumer introspection failed: {exc!r}\n")
+
+            for obj in gc.get_objects():
+                if isinstance(obj, (types.CoroutineType, types.AsyncGeneratorType)):
+                    frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
+                    if frame is None or "/pipeline/" not in frame.f_code.co_filename:
+                        continue
+                    out.write(f"=== {frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}\n")
+                    coro = obj
+                    for _ in range(40):
+                        nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                        if nxt is None:
+                            break
+                        coro = nxt
+                        f = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                        where = f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" if f else repr(coro)[:200]
+                        out.write(f"    {where}\n")
+            return web.text(out.getvalue())
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:

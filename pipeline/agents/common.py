@@ -94,3 +94,60 @@ async def flush(app: Any) -> None:
     """
     producer = await app.maybe_start_producer()
     await producer.flush()
+
+
+class StallGuard:
+    """Re-seeks input partitions whose fetched records never reach the agent (a Faust rebalance bug).
+
+    Seen on faust-streaming with two rebalances in quick succession (a worker
+    restarted right after a ``kill -9``, before the dead member's session
+    expired): records fetched around the second rebalance are dropped with the
+    cleared stream queues and the fetch position is not moved back, so the
+    partition stalls — nothing processed, nothing committed, the consumer
+    position at the end of the log, the worker healthy and idle.
+
+    :meth:`check` (called from a timer) looks, per assigned partition of
+    ``topics``, at the agent's next offset to process: if records exist beyond
+    it (high watermark) and it has not moved for ``checks`` consecutive calls,
+    the partition is sought back to it, which re-delivers the records.  Records
+    delivered twice this way are recognised by the agents' idempotence checks.
+    """
+
+    def __init__(self, app: Any, topics: set[str], processed: dict[tuple[str, int], int], metrics: Metrics,
+                 checks: int = 6) -> None:
+        self.app, self.topics, self.processed, self.metrics, self.checks = app, topics, processed, metrics, checks
+        self._seen: dict[Any, tuple[int, int]] = {}  # tp -> (next offset, consecutive checks)
+
+    def next_offset(self, tp: Any) -> int | None:
+        nxt = self.processed.get((tp.topic, tp.partition))
+        if nxt is None:
+            nxt = self.app.consumer._committed_offset.get(tp)
+        return nxt
+
+    async def check(self) -> None:
+        consumer = self.app.consumer
+        try:
+            assigned = list(consumer.assignment())
+        except Exception:  # not started / rebalancing
+            return
+        for tp in assigned:
+            if tp.topic not in self.topics:
+                continue
+            nxt = self.next_offset(tp)
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                high = None
+            if nxt is None or high is None or high <= nxt:
+                self._seen.pop(tp, None)
+                continue
+            last, count = self._seen.get(tp, (None, 0))
+            count = count + 1 if last == nxt else 1
+            if count < self.checks:
+                self._seen[tp] = (nxt, count)
+                continue
+            self._seen.pop(tp, None)
+            log.warning("re-seeking a stalled partition", extra={"topic": tp.topic, "partition": tp.partition,
+                                                                 "offset": nxt})
+            self.metrics.errors.labels("stalled_partition_reseek").inc()
+            await consumer.seek(tp, nxt)

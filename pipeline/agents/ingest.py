@@ -38,7 +38,7 @@ from ..outputs.emitted import load_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..scheduling import DueIndex
-from .common import Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from .common import Sender, StallGuard, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 class Clocks:
@@ -304,6 +304,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     await emit(p, out)
                 for alert in step.alerts:
                     metrics.record_alert(alert)
+
+    guard = StallGuard(app, set(record_topics), positions, metrics)
+
+    @app.timer(5.0)
+    async def unstick() -> None:
+        await guard.check()
 
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:

@@ -34,20 +34,19 @@ CHUNK = 2000
 
 
 def committed_offsets(settings: Settings, topics: list[str], partition: int) -> dict[str, int]:
-    """The consumer group's committed offsets of ``partition`` of each topic (0 if none)."""
-    from kafka import TopicPartition
+    """The consumer group's committed offsets of ``partition`` of each topic (0 if none).
 
-    from ..kafka_security import consumer as make_consumer
+    Read with the admin API (OffsetFetch), never by a consumer in the group.
+    """
+    from ..kafka_security import admin_client
 
-    consumer = make_consumer(settings, group_id=settings.app_id, enable_auto_commit=False)
+    admin = admin_client(settings)
     try:
-        out = {}
-        for topic in topics:
-            committed = consumer.committed(TopicPartition(topic, partition))
-            out[topic] = int(committed) if committed is not None else 0
-        return out
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
     finally:
-        consumer.close()
+        admin.close()
+    done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+    return {topic: max(0, int(done.get((topic, partition), 0) or 0)) for topic in topics}
 
 
 def _is_older(upto: Mapping[str, int] | None, committed: Mapping[str, int]) -> bool:

@@ -45,7 +45,7 @@ from ..scheduling import DueIndex
 import asyncio
 
 from ..outputs.emitted import load_ids
-from .common import Sender, StallGuard, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from .common import Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 @dataclass
@@ -130,13 +130,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                                     if not is_meta_key(k) and partition_of(k, n) == p))
             restore_meta(p)
 
-    positions: dict[tuple[str, int], int] = {}  # next partials offset to process, per partition
-    guard = StallGuard(app, {settings.partials_topic}, positions, metrics)
-
-    @app.timer(5.0)
-    async def unstick() -> None:
-        await guard.check()
-
     @app.agent(source, concurrency=1, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
@@ -145,7 +138,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             for event in events:
                 msg = event.message
                 p = msg.partition
-                positions[(msg.topic, p)] = msg.offset + 1
                 ensure_index(p)
                 touched.add(p)
                 try:
@@ -231,7 +223,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 parts.index.drop(tp.partition)
                 parts.watermarks.pop(tp.partition, None)
                 parts.source_times.pop(tp.partition, None)
-                positions.pop((tp.topic, tp.partition), None)
                 emitted.pop(tp.partition, None)
                 for adv in [a for a in parts.advances if a[0] == tp.partition]:
                     del parts.advances[adv]

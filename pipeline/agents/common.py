@@ -96,58 +96,56 @@ async def flush(app: Any) -> None:
     await producer.flush()
 
 
-class StallGuard:
-    """Re-seeks input partitions whose fetched records never reach the agent (a Faust rebalance bug).
+class GapGuard:
+    """Keeps an agent's input gap-free: a record past the next expected offset triggers a seek back.
 
-    Seen on faust-streaming with two rebalances in quick succession (a worker
-    restarted right after a ``kill -9``, before the dead member's session
-    expired): records fetched around the second rebalance are dropped with the
-    cleared stream queues and the fetch position is not moved back, so the
-    partition stalls — nothing processed, nothing committed, the consumer
-    position at the end of the log, the worker healthy and idle.
-
-    :meth:`check` (called from a timer) looks, per assigned partition of
-    ``topics``, at the agent's next offset to process: if records exist beyond
-    it (high watermark) and it has not moved for ``checks`` consecutive calls,
-    the partition is sought back to it, which re-delivers the records.  Records
-    delivered twice this way are recognised by the agents' idempotence checks.
+    Faust can hand the agent records *past* a range it fetched and then dropped
+    around a rebalance (prefetched records, cleared stream queues).  The skipped
+    range is then never processed and never committed (Faust commits only a
+    contiguous run of acknowledged offsets), so the partition's committed offset
+    stops while the worker looks healthy.  :meth:`admit` is called for every
+    record in order; it returns ``False`` for a record that must not be
+    processed now because the partition is being re-read from the first missing
+    offset.  A gap that is still there after one seek (a transaction marker, a
+    compacted or deleted range) is accepted.
     """
 
-    def __init__(self, app: Any, topics: set[str], processed: dict[tuple[str, int], int], metrics: Metrics,
-                 checks: int = 6) -> None:
-        self.app, self.topics, self.processed, self.metrics, self.checks = app, topics, processed, metrics, checks
-        self._seen: dict[Any, tuple[int, int]] = {}  # tp -> (next offset, consecutive checks)
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+        self.expected: dict[tuple[str, int], int] = {}  # next offset to process
+        self._seeking: dict[tuple[str, int], int] = {}  # tp -> offset sought back to
+        self._tried: set[tuple[str, int, int, int]] = set()  # (topic, partition, from, to) gaps already re-read
 
-    def next_offset(self, tp: Any) -> int | None:
-        nxt = self.processed.get((tp.topic, tp.partition))
-        if nxt is None:
-            nxt = self.app.consumer._committed_offset.get(tp)
-        return nxt
+    def start(self, topic: str, partition: int, offset: int | None) -> None:
+        """The first offset to expect on a newly assigned partition (its committed offset)."""
+        if offset is not None and (topic, partition) not in self.expected:
+            self.expected[(topic, partition)] = offset
 
-    async def check(self) -> None:
-        consumer = self.app.consumer
-        try:
-            assigned = list(consumer.assignment())
-        except Exception:  # not started / rebalancing
-            return
-        for tp in assigned:
-            if tp.topic not in self.topics:
-                continue
-            nxt = self.next_offset(tp)
-            try:
-                high = consumer.highwater(tp)
-            except Exception:
-                high = None
-            if nxt is None or high is None or high <= nxt:
-                self._seen.pop(tp, None)
-                continue
-            last, count = self._seen.get(tp, (None, 0))
-            count = count + 1 if last == nxt else 1
-            if count < self.checks:
-                self._seen[tp] = (nxt, count)
-                continue
-            self._seen.pop(tp, None)
-            log.warning("re-seeking a stalled partition", extra={"topic": tp.topic, "partition": tp.partition,
-                                                                 "offset": nxt})
-            self.metrics.errors.labels("stalled_partition_reseek").inc()
-            await consumer.seek(tp, nxt)
+    def forget(self, topic: str, partition: int) -> None:
+        self.expected.pop((topic, partition), None)
+        self._seeking.pop((topic, partition), None)
+
+    async def admit(self, topic: str, partition: int, offset: int) -> bool:
+        key = (topic, partition)
+        want = self.expected.get(key)
+        if want is None or offset == want:
+            self._seeking.pop(key, None)
+            self.expected[key] = offset + 1
+            return True
+        if offset < want:  # re-delivered after a seek: already processed in this run
+            return False
+        if key in self._seeking:  # records queued before the seek took effect
+            return False
+        gap = (topic, partition, want, offset)
+        if gap in self._tried:  # a real gap (markers, compaction): accept it
+            self.expected[key] = offset + 1
+            return True
+        self._tried.add(gap)
+        self._seeking[key] = want
+        log.warning("input gap: re-reading from the first missing offset",
+                    extra={"topic": topic, "partition": partition, "offset": want})
+        self.metrics.errors.labels("input_gap_reseek").inc()
+        from faust.types import TP
+
+        await self.app.consumer.seek(TP(topic, partition), want)
+        return False

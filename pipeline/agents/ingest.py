@@ -38,7 +38,7 @@ from ..outputs.emitted import load_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..scheduling import DueIndex
-from .common import Sender, StallGuard, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from .common import GapGuard, Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 class Clocks:
@@ -133,6 +133,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     frontiers: dict[int, Frontier] = {}  # per partition: what partials already counted (after a crash)
     frontier_max: dict[int, dict[str, int]] = {}
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
+    gaps = GapGuard(app, metrics)
 
     def run_step(rec: Record, get_state: Any) -> Step:
         try:
@@ -174,6 +175,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         offsets = await loop.run_in_executor(None, committed_offsets, settings, record_topics, p)
         frontier = await loop.run_in_executor(None, load_frontier, settings, settings.partials_topic, p, offsets)
         committed[p] = offsets
+        for topic, off in offsets.items():
+            gaps.start(topic, p, off)
         if frontier:
             frontiers[p] = frontier
             highest: dict[str, int] = {}
@@ -218,6 +221,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 touched.add(p)
                 if msg.topic == t.ticks:
                     handle_tick(p, msg.value)
+                    continue
+                if not await gaps.admit(msg.topic, p, msg.offset):
                     continue
                 positions[(msg.topic, p)] = msg.offset + 1
                 now = time.time()
@@ -305,12 +310,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 for alert in step.alerts:
                     metrics.record_alert(alert)
 
-    guard = StallGuard(app, set(record_topics), positions, metrics)
-
-    @app.timer(5.0)
-    async def unstick() -> None:
-        await guard.check()
-
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
         """Wall-clock ticks to every partition (ignored by the event-time clock unless advance_to)."""
@@ -335,6 +334,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 frontier_max.pop(tp.partition, None)
             if tp.topic in record_topics:
                 positions.pop((tp.topic, tp.partition), None)
+                gaps.forget(tp.topic, tp.partition)
 
     return customers, processor
 

@@ -37,6 +37,7 @@ from ..metrics import Metrics
 from ..outputs.emitted import load_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
+from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
 from .common import GapGuard, Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
@@ -135,14 +136,25 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
     gaps = GapGuard(app, metrics)
 
-    def run_step(rec: Record, get_state: Any) -> Step:
-        try:
-            return processor.process(rec, get_state)
-        except Exception as exc:  # a bug must not stop the partition: dead-letter the record
-            log.exception("processing failed",
-                          extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset})
+    retry = RetryPolicy.from_env(os.environ)
+
+    def retrying(exc: BaseException, n: int) -> None:
+        metrics.errors.labels("process_retry").inc()
+        log.warning("processing failed, retrying", extra={"error": type(exc).__name__, "count": n})
+
+    async def run_step(rec: Record, get_state: Any) -> Step:
+        """Process one record; a handler that raises is retried (bounded), then dead-lettered."""
+
+        def give_up(exc: BaseException, attempts: int) -> Step:
+            # only the exception type and the coordinates are logged: its message may quote the record
+            log.error("processing failed, record dead-lettered",
+                      extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                             "error": type(exc).__name__, "count": attempts})
             metrics.errors.labels("process").inc()
-            return processor.dead(rec, [Problem("processing_failed", repr(exc)[:500])], None, time.time())
+            reason = f"processing failed after {attempts} attempt(s): {exc!r}"[:500]
+            return processor.dead(rec, [Problem("processing_failed", reason)], None, time.time())
+
+        return await attempt(lambda: processor.process(rec, get_state), retry, give_up, retrying)
 
     async def ensure_emitted(p: int) -> None:
         if p not in emitted:
@@ -226,7 +238,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     continue
                 positions[(msg.topic, p)] = msg.offset + 1
                 now = time.time()
-                step = run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+                step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
                 if step.state_key is not None:
                     prior = get_state(step.state_key)
                     eid = step.enriched.get("event_id") if step.enriched is not None else None

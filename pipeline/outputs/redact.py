@@ -44,6 +44,7 @@ TEXT_FIELDS = frozenset({"text", "reason", "comment", "comments", "title", "note
 # address ("010-1234-5678로", "kim@naver.com으로") and must not hide it.
 EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])")
 # A run of digit groups separated by single spaces or dashes; card numbers are looked for inside.
+ANY_DIGIT = re.compile(r"\d")
 DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z-])\d+(?:[ -]\d+)*(?![0-9A-Za-z])")
 PHONE_BODY = (
     r"(?<![0-9A-Za-z+.-])(?:"
@@ -139,7 +140,7 @@ class Redactor:
         found: list[tuple[int, int, str]] = []
         if "email" in self.kinds and "@" in text:
             found += [(m.start(), m.end(), "email") for m in EMAIL.finditer(text)]
-        has_digits = any(ch.isdecimal() for ch in text)
+        has_digits = ANY_DIGIT.search(text) is not None  # \d = Unicode decimal digits, as str.isdecimal
         if "card" in self.kinds and has_digits:
             for m in DIGIT_RUN.finditer(text):
                 found += _cards(m)

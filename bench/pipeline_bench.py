@@ -412,6 +412,7 @@ def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
     # finish so that the paced latency run does not pay for the bulk load's aggregation backlog
     wait_for_group(s, s.app_id, [s.partials_topic], timeout=timeout, poll=0.25)
     stage2_s = time.monotonic() - t0 - drain_s
+    batches = [worker_batches(w.web_port) for w in ws]
     if prof is not None:
         try:
             _, err = prof.communicate(timeout=profile_delay + profile_seconds + 30)
@@ -427,7 +428,30 @@ def throughput_phase(ns: Namespace, workers: int, workdir: Path, timeout: float,
     return {"workers": ws, "stats": stats, "peak_rss_mb": max(p.peak_rss_mb() for p in stats), "eps": eps, "counted": counted, "span_s": span, "eps_all": eps_all,
             "span_all_s": span_all, "enriched": len(enriched), "deadletters": len(dead), "drain_s": drain_s, "stage2_s": stage2_s,
             "ready_s": (t_ready_ms - t_start_ms) / 1000, "cpu_s": sum(b - a for a, b in zip(cpu0, cpu1)),
+            "batches": sum(b[0] for b in batches), "mean_batch": (sum(b[1] for b in batches) / max(1, sum(b[0] for b in batches))),
             "cpu_total_s": sum(cpu1)}
+
+
+def parse_batch_histogram(metrics_text: str) -> tuple[int, float]:
+    """(batches, records) from a worker's ``pipeline_batch_records`` histogram (summed over agents)."""
+    count, total = 0, 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("pipeline_batch_records_count"):
+            count += int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("pipeline_batch_records_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
+def worker_batches(port: int) -> tuple[int, float]:
+    """Batches taken and records in them so far, from the worker's /metrics (0, 0 if unreachable)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return parse_batch_histogram(r.read().decode())
+    except OSError:
+        return 0, 0.0
 
 
 def latency_phase(ns: Namespace, rate: float, seconds: float, timeout: float) -> dict:
@@ -513,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[1] = r1
         _log(f"1 worker: {r1['counted']} enriched in {r1['span_s']:.1f}s = {_fmt(r1['eps'])} ev/s "
              f"(all {r1['enriched']} enriched: {_fmt(r1['eps_all'])} ev/s), dead letters {r1['deadletters']}, "
-             f"drain {r1['drain_s']:.1f}s (+{r1['stage2_s']:.1f}s stage 2), cpu {r1['cpu_s']:.1f}s")
+             f"drain {r1['drain_s']:.1f}s (+{r1['stage2_s']:.1f}s stage 2), cpu {r1['cpu_s']:.1f}s, {r1['batches']} batches of {r1['mean_batch']:.0f} records on average")
         final, final_ns = r1, ns1
         if args.workers == 2:
             r1["peak_rss_mb"] = max(r1["peak_rss_mb"], *(p.peak_rss_mb() for p in r1["stats"]))

@@ -99,6 +99,12 @@ class Settings:
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 5.0
+    # Producer: batches may grow to 1 MiB, so a batch of state writes goes out in a few requests
+    # instead of hundreds.  Compression is off by default: on a CPU-bound worker lz4 cost 15 %
+    # throughput (measured, bench/README.md); turn it on where network or disk is the limit.
+    producer_compression: str = "none"  # none | gzip | snappy | lz4 | zstd
+    producer_batch_bytes: int = 1024 * 1024
+    producer_linger_ms: int = 5
     security: KafkaSecurity = field(default_factory=KafkaSecurity)  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
 
     @property
@@ -171,5 +177,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
+        producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
+        producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),
+        producer_linger_ms=int(_get(env, "PIPELINE_PRODUCER_LINGER_MS", str(d.producer_linger_ms))),
         security=KafkaSecurity.from_env(env),
     )
+
+
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _compression(value: str) -> str:
+    v = value.strip().lower()
+    if v not in COMPRESSIONS:
+        raise ValueError(f"PIPELINE_PRODUCER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
+    return v

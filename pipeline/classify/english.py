@@ -96,6 +96,9 @@ def _strip_accents(s: str) -> str:
 
 
 _VOWELS = frozenset("aeiouy")
+# word forms whose stem would collide with an unrelated opinion word: "please" (a politeness
+# marker, frequent in requests: "please refund me") is not "pleased"
+_STEM_KEEP = frozenset({"please"})
 
 
 def inflectional_stem(w: str) -> str:
@@ -106,7 +109,7 @@ def inflectional_stem(w: str) -> str:
     """
     if w.endswith("'s") and len(w) > 3:
         w = w[:-2]
-    if len(w) <= 3 or not w.isalpha():
+    if len(w) <= 3 or not w.isalpha() or w in _STEM_KEEP:
         return w
     stem = w
     if w.endswith("ies") and len(w) > 4:

@@ -528,3 +528,51 @@ def test_english_fast_path_speed():
         classify(t, taxonomy=tax)
     per_s = len(texts) / (time.perf_counter() - t0)
     assert per_s > 5_000, per_s  # ~25,000/s measured on one core; loose bound for slow CI machines
+
+
+# ----------------------------------------------------------------------------- review idioms (issue 3)
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Don't waste your money on this blender.",
+        "Save your money and buy a real kettle instead.",
+        "I would recommend not buying this vacuum.",
+        "Used to love this brand of headphones.",
+        "We could never get it to work with the router.",
+        "I couldn't even use it for a week.",
+        "Pressed the power button and it did nothing.",
+        "Ended up returning it after two days.",
+        "Please don't make the same mistake I did.",
+        "Shop around before you order this mattress.",
+    ],
+)
+def test_review_idioms_without_opinion_words_are_negative(text):
+    assert classify(text, language="en").sentiment.label == "negative", text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This coffee grinder is just what the doctor ordered.",
+        "I can't imagine my kitchen without it now.",
+        "Can't imagine life without this robot vacuum.",
+        "The tent is everything I wanted for our trips.",
+    ],
+)
+def test_praise_idioms_are_positive(text):
+    assert classify(text, language="en").sentiment.label == "positive", text
+
+
+def test_negation_inside_an_idiom_does_not_flip_it():
+    # the cue is part of the pattern: "don't waste your money" stays a warning
+    assert classify("don't waste your money", language="en").sentiment.score < 0
+    # while a plain negated complaint still flips
+    assert classify("it was not a waste of money", language="en").sentiment.label != "negative"
+
+
+def test_please_is_not_pleased():
+    # a request's politeness marker must not read as praise
+    assert classify("Please refund my order, it arrived broken", language="en").sentiment.label == "negative"
+    assert classify("Please call me back about my account", language="en").sentiment.label == "neutral"
+    assert classify("Very pleased with this toaster", language="en").sentiment.label == "positive"

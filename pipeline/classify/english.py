@@ -315,7 +315,7 @@ class LatinMatcher:
         self.problems_only = problems_only
         self.single: dict[str, Entry] = {}
         self.phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
-        self.patterns: list[tuple[re.Pattern[str], str | None, float, bool]] = []
+        self.patterns: list[tuple[re.Pattern[str], str | None, float, bool, int]] = []  # ..., event kind
         self.word_anchors: list[tuple[str, int]] = []
         self.sub_anchors_ascii: list[tuple[str, int]] = []
         self.sub_anchors_other: list[tuple[str, int]] = []
@@ -358,9 +358,10 @@ class LatinMatcher:
         bucket.sort(key=lambda ke: -len(ke[0]))
         return e
 
-    def add_pattern(self, pat: re.Pattern[str], cat: str | None, value: float, problem: bool) -> None:
+    def add_pattern(self, pat: re.Pattern[str], cat: str | None, value: float, problem: bool,
+                    sentiment_only: bool = False) -> None:
         idx = len(self.patterns)
-        self.patterns.append((pat, cat, value, problem))
+        self.patterns.append((pat, cat, value, problem, 3 if sentiment_only else 1))
         anchors = pattern_anchors(pat)
         if anchors is None:
             self.always = self.always + (idx,)
@@ -451,6 +452,8 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
 
     for t, w in lex.sentiment_only.items():
         add(t, lambda e, w=w: sentiment_only(e, w))
+    for p, w in lex.sentiment_only_patterns:
+        m.add_pattern(p, None, w, False, sentiment_only=True)
     if lex.general is not None:
         add_general_lexicon(m, lex.general)
     for e in m.single.values():
@@ -612,7 +615,7 @@ def analyse(
         offs = None
         ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
         for idx in sorted(trig):
-            pat, cat, val, prob = m.patterns[idx]
+            pat, cat, val, prob, kind = m.patterns[idx]
             for mt in pat.finditer(ptext):
                 s, e = mt.span()
                 if e <= s:
@@ -625,7 +628,7 @@ def analyse(
                 hi = bisect_left(starts, e)
                 covered.update(range(lo, hi))
                 ti = lo if hi > lo else max(0, lo - 1)
-                pattern_events.append((ti, 1, cat, val, prob, -1 - s, e))
+                pattern_events.append((ti, kind, cat, val, prob, -1 - s, e))
 
     n = len(toks)
     clause = 0

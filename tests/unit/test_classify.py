@@ -576,3 +576,28 @@ def test_please_is_not_pleased():
     assert classify("Please refund my order, it arrived broken", language="en").sentiment.label == "negative"
     assert classify("Please call me back about my account", language="en").sentiment.label == "neutral"
     assert classify("Very pleased with this toaster", language="en").sentiment.label == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Just don't waste your time and money on this.", "Save your money and get something better.",
+     "I would recommend not buying this product."],
+)
+def test_sentiment_only_patterns_make_no_pain_point(text):
+    r = classify(text, language="en")
+    assert r.sentiment.label == "negative"
+    assert r.pain_points == []
+
+
+def test_sentiment_only_patterns_in_a_custom_taxonomy(tmp_path):
+    from pipeline.classify import load_taxonomy
+
+    src = (Path(__file__).resolve().parents[2] / "pipeline" / "taxonomies" / "default.yaml").read_text()
+    assert "sentiment_only_patterns:" in src
+    custom = src.replace("    sentiment_only_patterns:\n",
+                         "    sentiment_only_patterns:\n      '\\bwent\\s+to\\s+the\\s+moon\\b': 1.0\n", 1)
+    f = tmp_path / "tax.yaml"
+    f.write_text(custom)
+    tax = load_taxonomy(f)
+    assert classify("Honestly my order went to the moon", language="en", taxonomy=tax).sentiment.label == "positive"
+    assert classify("Honestly my order went to the moon", language="en").sentiment.label == "neutral"

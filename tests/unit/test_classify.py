@@ -601,3 +601,21 @@ def test_sentiment_only_patterns_in_a_custom_taxonomy(tmp_path):
     tax = load_taxonomy(f)
     assert classify("Honestly my order went to the moon", language="en", taxonomy=tax).sentiment.label == "positive"
     assert classify("Honestly my order went to the moon", language="en").sentiment.label == "neutral"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I haven't been able to pair it with my phone.",
+        "We were unable to connect the printer to the network.",
+        "There is no way to turn off the beeping.",
+        "Wasn't able to install the app on my tablet.",
+    ],
+)
+def test_inability_idioms_are_negative(text):
+    r = classify(text, language="en")
+    assert r.sentiment.label == "negative", text
+
+
+def test_ability_is_not_a_complaint():
+    assert classify("I was able to set it up in five minutes.", language="en").sentiment.label != "negative"

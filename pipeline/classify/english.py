@@ -194,6 +194,8 @@ class Tok:
         self.punct = punct
 
 
+_NEGATING_PREFIXES = frozenset({"non", "un", "in", "im", "dis", "anti", "not", "no", "never", "half", "semi",
+                                 "less", "mis", "under", "de"})
 _PUNCT_TOK = Tok(None, None, None, (), punct=True)
 _MISS = object()  # never a cache value
 
@@ -372,6 +374,20 @@ class LatinMatcher:
             (self.sub_anchors_ascii if s.isascii() else self.sub_anchors_other).append((s, idx))
 
     # -- lookup
+    def _compound_head(self, tok: str) -> Entry | None:
+        """An unknown hyphenated word takes the polarity of its last part ("super-easy",
+        "rock-solid", "over-priced"), unless its first part negates ("non-responsive") or
+        the last part has another role (an aspect, a cue)."""
+        first, _, last = tok.rpartition("-")
+        if not first or not last or first.split("-")[0] in _NEGATING_PREFIXES:
+            return None
+        e = self.single.get(self.key(last))
+        if e is None and self.general:
+            e = self.general.get(normalize(last))
+        if e is None or not e.polar or e.aspects or e.ctx or e.neg or e.brk or e.intens or e.wish:
+            return None
+        return e
+
     def lookup(self, tok: str) -> Tok | None:
         """Facts about a token (cached); None when it plays no part."""
         if tok in PUNCT:
@@ -381,6 +397,8 @@ class LatinMatcher:
             entry = self.single.get(key)
             if entry is None and self.general:
                 entry = self.general.get(normalize(tok))
+            if entry is None and "-" in tok:
+                entry = self._compound_head(tok)
             phrases = self.phrases.get(key)
             trig = tuple(i for w, i in self.word_anchors if tok.startswith(w))
             info = Tok(key, entry, phrases, trig) if (entry or phrases or trig) else None

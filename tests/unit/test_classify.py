@@ -619,3 +619,29 @@ def test_inability_idioms_are_negative(text):
 
 def test_ability_is_not_a_complaint():
     assert classify("I was able to set it up in five minutes.", language="en").sentiment.label != "negative"
+
+
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Whats not to like about this speaker.", "positive"),
+        ("Everyone should have one of these fans.", "positive"),
+        ("I should have bought this years ago.", "positive"),
+        ("I wish I had bought it sooner!", "positive"),
+        ("I wish I had bought the bigger model.", "negative"),
+    ],
+)
+def test_recommendation_and_regret_idioms(text, label):
+    assert classify(text, language="en").sentiment.label == label, text
+
+
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Super-easy setup and the blender is rock-solid.", "positive"),
+    ],
+)
+def test_hyphenated_words_take_their_last_part(text, label):
+    assert classify(text, language="en").sentiment.label == label, text
+    # no polarity borrowed through a negating first part
+    assert classify("The touch screen is non-responsive half the time.", language="en").sentiment.label != "positive"

@@ -96,6 +96,9 @@ def _strip_accents(s: str) -> str:
 
 
 _VOWELS = frozenset("aeiouy")
+# word forms whose stem would collide with an unrelated opinion word: "please" (a politeness
+# marker, frequent in requests: "please refund me") is not "pleased"
+_STEM_KEEP = frozenset({"please"})
 
 
 def inflectional_stem(w: str) -> str:
@@ -106,7 +109,7 @@ def inflectional_stem(w: str) -> str:
     """
     if w.endswith("'s") and len(w) > 3:
         w = w[:-2]
-    if len(w) <= 3 or not w.isalpha():
+    if len(w) <= 3 or not w.isalpha() or w in _STEM_KEEP:
         return w
     stem = w
     if w.endswith("ies") and len(w) > 4:
@@ -191,6 +194,8 @@ class Tok:
         self.punct = punct
 
 
+_NEGATING_PREFIXES = frozenset({"non", "un", "in", "im", "dis", "anti", "not", "no", "never", "half", "semi",
+                                 "less", "mis", "under", "de"})
 _PUNCT_TOK = Tok(None, None, None, (), punct=True)
 _MISS = object()  # never a cache value
 
@@ -312,7 +317,7 @@ class LatinMatcher:
         self.problems_only = problems_only
         self.single: dict[str, Entry] = {}
         self.phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
-        self.patterns: list[tuple[re.Pattern[str], str | None, float, bool]] = []
+        self.patterns: list[tuple[re.Pattern[str], str | None, float, bool, int]] = []  # ..., event kind
         self.word_anchors: list[tuple[str, int]] = []
         self.sub_anchors_ascii: list[tuple[str, int]] = []
         self.sub_anchors_other: list[tuple[str, int]] = []
@@ -355,9 +360,10 @@ class LatinMatcher:
         bucket.sort(key=lambda ke: -len(ke[0]))
         return e
 
-    def add_pattern(self, pat: re.Pattern[str], cat: str | None, value: float, problem: bool) -> None:
+    def add_pattern(self, pat: re.Pattern[str], cat: str | None, value: float, problem: bool,
+                    sentiment_only: bool = False) -> None:
         idx = len(self.patterns)
-        self.patterns.append((pat, cat, value, problem))
+        self.patterns.append((pat, cat, value, problem, 3 if sentiment_only else 1))
         anchors = pattern_anchors(pat)
         if anchors is None:
             self.always = self.always + (idx,)
@@ -368,6 +374,20 @@ class LatinMatcher:
             (self.sub_anchors_ascii if s.isascii() else self.sub_anchors_other).append((s, idx))
 
     # -- lookup
+    def _compound_head(self, tok: str) -> Entry | None:
+        """An unknown hyphenated word takes the polarity of its last part ("super-easy",
+        "rock-solid", "over-priced"), unless its first part negates ("non-responsive") or
+        the last part has another role (an aspect, a cue)."""
+        first, _, last = tok.rpartition("-")
+        if not first or not last or first.split("-")[0] in _NEGATING_PREFIXES:
+            return None
+        e = self.single.get(self.key(last))
+        if e is None and self.general:
+            e = self.general.get(normalize(last))
+        if e is None or not e.polar or e.aspects or e.ctx or e.neg or e.brk or e.intens or e.wish:
+            return None
+        return e
+
     def lookup(self, tok: str) -> Tok | None:
         """Facts about a token (cached); None when it plays no part."""
         if tok in PUNCT:
@@ -377,6 +397,8 @@ class LatinMatcher:
             entry = self.single.get(key)
             if entry is None and self.general:
                 entry = self.general.get(normalize(tok))
+            if entry is None and "-" in tok:
+                entry = self._compound_head(tok)
             phrases = self.phrases.get(key)
             trig = tuple(i for w, i in self.word_anchors if tok.startswith(w))
             info = Tok(key, entry, phrases, trig) if (entry or phrases or trig) else None
@@ -448,6 +470,8 @@ def build_matcher(tax: Taxonomy, lang: str) -> LatinMatcher | None:
 
     for t, w in lex.sentiment_only.items():
         add(t, lambda e, w=w: sentiment_only(e, w))
+    for p, w in lex.sentiment_only_patterns:
+        m.add_pattern(p, None, w, False, sentiment_only=True)
     if lex.general is not None:
         add_general_lexicon(m, lex.general)
     for e in m.single.values():
@@ -609,7 +633,7 @@ def analyse(
         offs = None
         ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
         for idx in sorted(trig):
-            pat, cat, val, prob = m.patterns[idx]
+            pat, cat, val, prob, kind = m.patterns[idx]
             for mt in pat.finditer(ptext):
                 s, e = mt.span()
                 if e <= s:
@@ -622,7 +646,7 @@ def analyse(
                 hi = bisect_left(starts, e)
                 covered.update(range(lo, hi))
                 ti = lo if hi > lo else max(0, lo - 1)
-                pattern_events.append((ti, 1, cat, val, prob, -1 - s, e))
+                pattern_events.append((ti, kind, cat, val, prob, -1 - s, e))
 
     n = len(toks)
     clause = 0

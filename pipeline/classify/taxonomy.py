@@ -76,6 +76,7 @@ class LanguageLexicon:
     comparative: tuple[str, ...] = ()       # "than": "more expensive than X" is a comparison, weak evidence
     general: "GeneralLexicon | None" = None  # broad general-purpose valence lexicon (sentiment only)
     sentiment_only: Mapping[str, float] = field(default_factory=dict)  # signed; sentiment, never a pain point
+    sentiment_only_patterns: tuple[tuple[re.Pattern[str], float], ...] = ()  # (regex, signed weight), idem
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,10 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
-def _patterns(value: Any, where: str) -> tuple[tuple[re.Pattern[str], float], ...]:
+def _patterns(value: Any, where: str, signed: bool = False) -> tuple[tuple[re.Pattern[str], float], ...]:
     """A list of regular expressions (weight 1) or a mapping regex -> weight."""
     out = []
-    for p, w in _weights(value, where).items():
+    for p, w in _weights(value, where, signed=signed).items():
         try:
             out.append((re.compile(p, re.IGNORECASE), w))
         except re.error as exc:
@@ -253,6 +254,8 @@ def _language(code: str, raw: Any) -> LanguageLexicon:
         fallback=_lang_fallback(raw.get("fallback", "all"), where),
         general=_general(raw.get("general_lexicon"), f"{where}.general_lexicon"),
         sentiment_only=_weights(raw.get("sentiment_only"), f"{where}.sentiment_only", signed=True),
+        sentiment_only_patterns=_patterns(raw.get("sentiment_only_patterns"),
+                                          f"{where}.sentiment_only_patterns", signed=True),
     )
 
 

@@ -528,3 +528,120 @@ def test_english_fast_path_speed():
         classify(t, taxonomy=tax)
     per_s = len(texts) / (time.perf_counter() - t0)
     assert per_s > 5_000, per_s  # ~25,000/s measured on one core; loose bound for slow CI machines
+
+
+# ----------------------------------------------------------------------------- review idioms (issue 3)
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Don't waste your money on this blender.",
+        "Save your money and buy a real kettle instead.",
+        "I would recommend not buying this vacuum.",
+        "Used to love this brand of headphones.",
+        "We could never get it to work with the router.",
+        "I couldn't even use it for a week.",
+        "Pressed the power button and it did nothing.",
+        "Ended up returning it after two days.",
+        "Please don't make the same mistake I did.",
+        "Shop around before you order this mattress.",
+    ],
+)
+def test_review_idioms_without_opinion_words_are_negative(text):
+    assert classify(text, language="en").sentiment.label == "negative", text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This coffee grinder is just what the doctor ordered.",
+        "I can't imagine my kitchen without it now.",
+        "Can't imagine life without this robot vacuum.",
+        "The tent is everything I wanted for our trips.",
+    ],
+)
+def test_praise_idioms_are_positive(text):
+    assert classify(text, language="en").sentiment.label == "positive", text
+
+
+def test_negation_inside_an_idiom_does_not_flip_it():
+    # the cue is part of the pattern: "don't waste your money" stays a warning
+    assert classify("don't waste your money", language="en").sentiment.score < 0
+    # while a plain negated complaint still flips
+    assert classify("it was not a waste of money", language="en").sentiment.label != "negative"
+
+
+def test_please_is_not_pleased():
+    # a request's politeness marker must not read as praise
+    assert classify("Please refund my order, it arrived broken", language="en").sentiment.label == "negative"
+    assert classify("Please call me back about my account", language="en").sentiment.label == "neutral"
+    assert classify("Very pleased with this toaster", language="en").sentiment.label == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Just don't waste your time and money on this.", "Save your money and get something better.",
+     "I would recommend not buying this product."],
+)
+def test_sentiment_only_patterns_make_no_pain_point(text):
+    r = classify(text, language="en")
+    assert r.sentiment.label == "negative"
+    assert r.pain_points == []
+
+
+def test_sentiment_only_patterns_in_a_custom_taxonomy(tmp_path):
+    from pipeline.classify import load_taxonomy
+
+    src = (Path(__file__).resolve().parents[2] / "pipeline" / "taxonomies" / "default.yaml").read_text()
+    assert "sentiment_only_patterns:" in src
+    custom = src.replace("    sentiment_only_patterns:\n",
+                         "    sentiment_only_patterns:\n      '\\bwent\\s+to\\s+the\\s+moon\\b': 1.0\n", 1)
+    f = tmp_path / "tax.yaml"
+    f.write_text(custom)
+    tax = load_taxonomy(f)
+    assert classify("Honestly my order went to the moon", language="en", taxonomy=tax).sentiment.label == "positive"
+    assert classify("Honestly my order went to the moon", language="en").sentiment.label == "neutral"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I haven't been able to pair it with my phone.",
+        "We were unable to connect the printer to the network.",
+        "There is no way to turn off the beeping.",
+        "Wasn't able to install the app on my tablet.",
+    ],
+)
+def test_inability_idioms_are_negative(text):
+    r = classify(text, language="en")
+    assert r.sentiment.label == "negative", text
+
+
+def test_ability_is_not_a_complaint():
+    assert classify("I was able to set it up in five minutes.", language="en").sentiment.label != "negative"
+
+
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Whats not to like about this speaker.", "positive"),
+        ("Everyone should have one of these fans.", "positive"),
+        ("I should have bought this years ago.", "positive"),
+        ("I wish I had bought it sooner!", "positive"),
+        ("I wish I had bought the bigger model.", "negative"),
+    ],
+)
+def test_recommendation_and_regret_idioms(text, label):
+    assert classify(text, language="en").sentiment.label == label, text
+
+
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Super-easy setup and the blender is rock-solid.", "positive"),
+    ],
+)
+def test_hyphenated_words_take_their_last_part(text, label):
+    assert classify(text, language="en").sentiment.label == label, text
+    # no polarity borrowed through a negating first part
+    assert classify("The touch screen is non-responsive half the time.", language="en").sentiment.label != "positive"

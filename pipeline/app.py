@@ -76,6 +76,9 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 def build(settings: Settings) -> Pipeline:
     app = make_faust_app(settings)
+    # Faust pauses every stream while more than this many changelog writes wait in its producer
+    # buffer (default 100, fewer than one batch's table writes): "producer buffer full".
+    app.producer.buffer.max_messages = settings.producer_buffer_messages
     metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
     customers, processor = ingest.register(app, settings, metrics, counters)

@@ -105,6 +105,7 @@ class Settings:
     producer_compression: str = "none"  # none | gzip | snappy | lz4 | zstd
     producer_batch_bytes: int = 1024 * 1024
     producer_linger_ms: int = 5
+    producer_buffer_messages: int = 5000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
 
     @property
@@ -180,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
         producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),
         producer_linger_ms=int(_get(env, "PIPELINE_PRODUCER_LINGER_MS", str(d.producer_linger_ms))),
+        producer_buffer_messages=int(_get(env, "PIPELINE_PRODUCER_BUFFER_MESSAGES", str(d.producer_buffer_messages))),
         security=KafkaSecurity.from_env(env),
     )
 

@@ -103,6 +103,19 @@ class Processor:
         self.churn_playbook = churn_alerts.load_playbook(None, env)
         self.redactor = Redactor.from_env(env)  # PIPELINE_REDACT, PIPELINE_REDACT_KINDS
 
+    def warm(self) -> float:
+        """Build the lazy parts of the classifier now (Kiwi and the Korean matcher: ~3 s); seconds spent.
+
+        The worker calls this before it joins the group, so "ready" means the first
+        Korean record does not stall its partition.
+        """
+        from .classify import classify
+
+        t0 = time.perf_counter()
+        for text in ("배송이 늦었어요", "The delivery was late", "A entrega atrasou"):
+            classify(text, taxonomy=self.taxonomy)
+        return time.perf_counter() - t0
+
     # -- records ---------------------------------------------------------------------------------
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None

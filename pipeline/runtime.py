@@ -63,6 +63,7 @@ def run_worker(settings: Settings) -> None:
     except KafkaAuthError as exc:
         raise SystemExit(f"error: {exc}") from None
     pipe = build(settings)
+    pipe.processor.warm()  # before joining the group: ready means the classifier is built
     worker = faust.Worker(
         pipe.app,
         loglevel=settings.log_level,

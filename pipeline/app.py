@@ -76,9 +76,13 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 def build(settings: Settings) -> Pipeline:
     app = make_faust_app(settings)
-    # Faust pauses every stream while more than this many changelog writes wait in its producer
-    # buffer (default 100, fewer than one batch's table writes): "producer buffer full".
-    app.producer.buffer.max_messages = settings.producer_buffer_messages
+
+    @app.task
+    async def size_producer_buffer() -> None:
+        """Faust pauses every stream while more than this many changelog writes wait in its producer
+        buffer (default 100, fewer than one batch's table writes: "producer buffer full").  Set on
+        start, not at build time: touching ``app.producer`` early binds it before the worker's loop."""
+        app.producer.buffer.max_messages = settings.producer_buffer_messages
     metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
     customers, processor = ingest.register(app, settings, metrics, counters)

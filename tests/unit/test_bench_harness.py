@@ -89,3 +89,15 @@ def test_top_frames_project_filter():
     _, incl, total = pb.top_frames(raw, keep=pb.is_project_frame)
     assert total == 5
     assert incl == [("ingest (pipeline/agents/ingest.py:224)", 4, 80.0)]
+
+
+def test_batch_histogram_parsing_sums_count_and_records():
+    text = "\n".join([
+        "# HELP pipeline_batch_records Records per processed batch.",
+        'pipeline_batch_records_bucket{le="1.0"} 3.0',
+        "pipeline_batch_records_count 51.0",
+        "pipeline_batch_records_sum 19992.0",
+        "pipeline_batch_records_created 1.7e9",
+    ])
+    assert pb.parse_batch_histogram(text) == (51, 19992.0)
+    assert pb.parse_batch_histogram("") == (0, 0.0)

@@ -137,6 +137,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     gaps = GapGuard(app, metrics)
 
     retry = RetryPolicy.from_env(os.environ)
+    # alert ids read back from the end of each alert topic partition before the first emit
+    # (a restart re-processes only uncommitted records, whose alerts are recent)
+    recovery_tail = int(os.environ.get("PIPELINE_RECOVERY_TAIL_RECORDS") or 100_000)
 
     def retrying(exc: BaseException, n: int) -> None:
         metrics.errors.labels("process_retry").inc()
@@ -161,7 +164,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             loop = asyncio.get_running_loop()
             ids: set[str] = set()
             for topic in (t.alerts_commitments, t.alerts_churn):
-                ids |= await loop.run_in_executor(None, load_ids, settings, topic, p, "alert_id")
+                ids |= await loop.run_in_executor(None, load_ids, settings, topic, p, "alert_id", 60.0, recovery_tail)
             emitted[p] = ids
 
     async def emit(p: int, out: Any) -> None:

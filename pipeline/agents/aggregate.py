@@ -143,7 +143,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 try:
                     doc = orjson.loads(msg.value)
                 except orjson.JSONDecodeError:
+                    doc = None
+                if not isinstance(doc, dict) or msg.key is None:
+                    # internal topic, written only by stage 1: count it, never crash the agent on it
                     metrics.errors.labels("aggregate").inc()
+                    log.error("malformed partial skipped", extra={"topic": msg.topic, "partition": p,
+                                                                  "offset": msg.offset})
                     continue
                 control = doc.get("control")
                 if control == "advance":

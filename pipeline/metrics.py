@@ -65,7 +65,9 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 LANGUAGES = frozenset({"ko", "en", "pt", "es", "fr", "de", "ja", "zh", "ru", "ar", "th", "el", "he", "hi", "und"})
 COMMITMENT_KINDS = ("delivery", "response", "resolution", "callback", "refund")
 COMMITMENT_STATUSES = ("open", "warned", "breached")
-ERROR_STAGES = ("process", "produce", "tick", "aggregate", "duplicate_alert_suppressed")
+ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "duplicate_alert_suppressed",
+                "duplicate_final_suppressed", "replayed_record_skipped", "replayed_partial_skipped",
+                "input_gap_reseek")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
 MAX_PAIN_POINTS = 64
 

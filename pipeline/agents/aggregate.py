@@ -18,6 +18,7 @@ filling.  Control records on the same topic move it too:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +43,10 @@ from ..aggregate.surge import SurgeConfig
 from ..config import Settings
 from ..metrics import Metrics
 from ..scheduling import DueIndex
-import asyncio
 
 from ..outputs.emitted import load_ids
-from .common import Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from ..outputs.frontier import committed_offsets
+from .common import GapGuard, Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
 
 
 @dataclass
@@ -83,6 +84,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     meta_keys = {p: partition_meta_key(p, settings.partitions) for p in range(settings.partitions)}
     emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
     recovery_tail = int(os.environ.get("PIPELINE_RECOVERY_TAIL_RECORDS") or 100_000)
+    gaps = GapGuard(app, metrics)  # the partials topic is guarded like stage 1's inputs
+    guarded: set[int] = set()
+
+    async def ensure_guarded(p: int) -> None:
+        if p not in guarded:
+            loop = asyncio.get_running_loop()
+            offsets = await loop.run_in_executor(None, committed_offsets, settings, [settings.partials_topic], p)
+            gaps.start(settings.partials_topic, p, offsets.get(settings.partials_topic))
+            guarded.add(p)
 
     async def ensure_emitted(p: int) -> set[str]:
         """Ids of the finals and surge alerts the last records of partition ``p``'s outputs hold.
@@ -139,6 +149,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 msg = event.message
                 p = msg.partition
                 ensure_index(p)
+                await ensure_guarded(p)
+                if not await gaps.admit(msg.topic, p, msg.offset):
+                    continue
                 touched.add(p)
                 try:
                     doc = orjson.loads(msg.value)
@@ -229,6 +242,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 parts.watermarks.pop(tp.partition, None)
                 parts.source_times.pop(tp.partition, None)
                 emitted.pop(tp.partition, None)
+                gaps.forget(tp.topic, tp.partition)
+                guarded.discard(tp.partition)
                 for adv in [a for a in parts.advances if a[0] == tp.partition]:
                     del parts.advances[adv]
 

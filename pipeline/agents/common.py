@@ -106,15 +106,21 @@ class GapGuard:
     stops while the worker looks healthy.  :meth:`admit` is called for every
     record in order; it returns ``False`` for a record that must not be
     processed now because the partition is being re-read from the first missing
-    offset.  A gap that is still there after one seek (a transaction marker, a
-    compacted or deleted range) is accepted.
+    offset.
+
+    After a seek back to ``want`` (triggered by a record at ``trigger``), records
+    still queued from before the seek have offsets above ``trigger`` and are
+    refused.  The first record at or below ``trigger`` shows the seek took
+    effect: if it is ``want`` the range is re-read; if it is above ``want`` the
+    missing offsets do not exist (transaction markers, compaction, retention,
+    a committed offset below the log start) and the gap is accepted.  So a
+    partition never waits for an offset that cannot come.
     """
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
         self.expected: dict[tuple[str, int], int] = {}  # next offset to process
-        self._seeking: dict[tuple[str, int], int] = {}  # tp -> offset sought back to
-        self._tried: set[tuple[str, int, int, int]] = set()  # (topic, partition, from, to) gaps already re-read
+        self._seeking: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (sought offset, trigger offset)
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
         """The first offset to expect on a newly assigned partition (its committed offset)."""
@@ -127,21 +133,28 @@ class GapGuard:
 
     async def admit(self, topic: str, partition: int, offset: int) -> bool:
         key = (topic, partition)
+        seeking = self._seeking.get(key)
+        if seeking is not None:
+            want, trigger = seeking
+            if offset > trigger:  # queued before the seek took effect
+                return False
+            # the seek took effect: delivery restarted at the first offset that exists at or after want
+            del self._seeking[key]
+            if offset < want:  # cannot happen with a working seek; stay safe: already processed
+                return False
+            self.expected[key] = offset + 1
+            if offset > want:
+                log.info("input gap confirmed after re-reading: offsets do not exist",
+                         extra={"topic": topic, "partition": partition, "offset": want,
+                                "count": offset - want})
+            return True
         want = self.expected.get(key)
         if want is None or offset == want:
-            self._seeking.pop(key, None)
             self.expected[key] = offset + 1
             return True
         if offset < want:  # re-delivered after a seek: already processed in this run
             return False
-        if key in self._seeking:  # records queued before the seek took effect
-            return False
-        gap = (topic, partition, want, offset)
-        if gap in self._tried:  # a real gap (markers, compaction): accept it
-            self.expected[key] = offset + 1
-            return True
-        self._tried.add(gap)
-        self._seeking[key] = want
+        self._seeking[key] = (want, offset)
         log.warning("input gap: re-reading from the first missing offset",
                     extra={"topic": topic, "partition": partition, "offset": want})
         self.metrics.errors.labels("input_gap_reseek").inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 from aiokafka.partitioner import murmur2
@@ -115,12 +116,22 @@ class GapGuard:
     missing offsets do not exist (transaction markers, compaction, retention,
     a committed offset below the log start) and the gap is accepted.  So a
     partition never waits for an offset that cannot come.
+
+    Faust's seek can be undone by its own fetch loop: records of the batch it is
+    still handing over move its read offset past the sought offset again, and the
+    re-fetched range is then dropped as already seen.  The guard notices (a record
+    it already refused comes again, or ``reseek_seconds`` pass without the seek
+    taking effect) and seeks again.
     """
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, reseek_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app, self.metrics = app, metrics
+        self.reseek_seconds, self.clock = reseek_seconds, clock
         self.expected: dict[tuple[str, int], int] = {}  # next offset to process
         self._seeking: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (sought offset, trigger offset)
+        self._refused: dict[tuple[str, int], int] = {}  # tp -> highest offset refused since the seek
+        self._sought_at: dict[tuple[str, int], float] = {}
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
         """The first offset to expect on a newly assigned partition (its committed offset)."""
@@ -130,16 +141,24 @@ class GapGuard:
     def forget(self, topic: str, partition: int) -> None:
         self.expected.pop((topic, partition), None)
         self._seeking.pop((topic, partition), None)
+        self._refused.pop((topic, partition), None)
+        self._sought_at.pop((topic, partition), None)
 
     async def admit(self, topic: str, partition: int, offset: int) -> bool:
         key = (topic, partition)
         seeking = self._seeking.get(key)
         if seeking is not None:
             want, trigger = seeking
-            if offset > trigger:  # queued before the seek took effect
+            if offset > trigger:  # queued before the seek took effect, or the seek was undone
+                undone = offset <= self._refused.get(key, -1)
+                self._refused[key] = max(offset, self._refused.get(key, -1))
+                if undone or self.clock() - self._sought_at.get(key, 0.0) > self.reseek_seconds:
+                    await self._seek(topic, partition, want)
                 return False
             # the seek took effect: delivery restarted at the first offset that exists at or after want
             del self._seeking[key]
+            self._refused.pop(key, None)
+            self._sought_at.pop(key, None)
             if offset < want:  # cannot happen with a working seek; stay safe: already processed
                 return False
             self.expected[key] = offset + 1
@@ -158,7 +177,12 @@ class GapGuard:
         log.warning("input gap: re-reading from the first missing offset",
                     extra={"topic": topic, "partition": partition, "offset": want})
         self.metrics.errors.labels("input_gap_reseek").inc()
+        await self._seek(topic, partition, want)
+        return False
+
+    async def _seek(self, topic: str, partition: int, offset: int) -> None:
         from faust.types import TP
 
-        await self.app.consumer.seek(TP(topic, partition), want)
-        return False
+        self._sought_at[(topic, partition)] = self.clock()
+        self._refused[(topic, partition)] = -1  # a record refused again after this seek means it was undone
+        await self.app.consumer.seek(TP(topic, partition), offset)

@@ -83,3 +83,27 @@ def test_forget_resets_a_partition():
     g.forget("t", 0)
     g.start("t", 0, 50)
     assert run(g, [50, 51]) == [50, 51]
+
+
+def test_seek_undone_by_the_fetch_loop_is_repeated():
+    # seek to 7 after 10; Faust's fetch loop hands over 11, 12 and moves its read offset to 12,
+    # so the re-fetched 7..11 are dropped and 12 comes again: the guard must seek again
+    g, app = new_guard(start=5)
+    admitted = run(g, [5, 6, 10, 11, 12, 12, 13, 7, 8, 9, 10, 11, 12, 13])
+    assert admitted == [5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert app.consumer.seeks == [("t", 0, 7), ("t", 0, 7)]
+
+
+def test_seek_that_never_takes_effect_is_repeated_after_a_while():
+    now = [0.0]
+    app = FakeApp()
+    g = GapGuard(app, Metrics(), reseek_seconds=2.0, clock=lambda: now[0])
+    g.start("t", 0, 5)
+    assert run(g, [5, 9]) == [5]
+    now[0] = 1.0
+    assert run(g, [10]) == []
+    assert len(app.consumer.seeks) == 1
+    now[0] = 3.5
+    assert run(g, [11]) == []
+    assert app.consumer.seeks == [("t", 0, 6), ("t", 0, 6)]
+    assert run(g, [6, 7]) == [6, 7]

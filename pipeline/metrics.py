@@ -66,8 +66,8 @@ LANGUAGES = frozenset({"ko", "en", "pt", "es", "fr", "de", "ja", "zh", "ru", "ar
 COMMITMENT_KINDS = ("delivery", "response", "resolution", "callback", "refund")
 COMMITMENT_STATUSES = ("open", "warned", "breached")
 ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "duplicate_alert_suppressed",
-                "duplicate_final_suppressed", "replayed_record_skipped", "replayed_partial_skipped",
-                "input_gap_reseek")
+                "duplicate_final_suppressed", "duplicate_enriched_suppressed", "replayed_record_skipped",
+                "replayed_partial_skipped", "input_gap_reseek")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
 MAX_PAIN_POINTS = 64
 

@@ -237,6 +237,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             await flush(app)  # outputs first: a stored state then implies its finals are in Kafka
             for key, state in pending.items():
                 table[key] = state
+            if not guard_partials:  # exactly-once: see common.flush
+                await flush(app)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

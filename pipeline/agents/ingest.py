@@ -34,7 +34,7 @@ from ..commitments import tracker
 from ..config import Settings
 from ..ingest.validate import Problem
 from ..metrics import Metrics
-from ..outputs.emitted import load_ids
+from ..outputs.emitted import load_ids, recent_event_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
@@ -133,8 +133,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     committed: dict[int, dict[str, int]] = {}  # per partition: committed offsets when it was assigned
     frontiers: dict[int, Frontier] = {}  # per partition: what partials already counted (after a crash)
     frontier_max: dict[int, dict[str, int]] = {}
+    # per partition: event ids already in events.enriched past the committed offsets (after a crash)
+    enriched_written: dict[int, set[str]] = {}
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
     gaps = GapGuard(app, metrics)
+    in_transaction = settings.processing_guarantee == "exactly_once"
 
     retry = RetryPolicy.from_env(os.environ)
     # alert ids read back from the end of each alert topic partition before the first emit
@@ -189,6 +192,10 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         loop = asyncio.get_running_loop()
         offsets = await loop.run_in_executor(None, committed_offsets, settings, record_topics, p)
         frontier = await loop.run_in_executor(None, load_frontier, settings, settings.partials_topic, p, offsets)
+        written = await loop.run_in_executor(None, recent_event_ids, settings, t.enriched, p, offsets, 2000, 120.0,
+                                             recovery_tail)
+        if written:
+            enriched_written[p] = written
         committed[p] = offsets
         for topic, off in offsets.items():
             gaps.start(topic, p, off)
@@ -242,9 +249,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 positions[(msg.topic, p)] = msg.offset + 1
                 now = time.time()
                 step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+                eid = step.enriched.get("event_id") if step.enriched is not None else None
                 if step.state_key is not None:
                     prior = get_state(step.state_key)
-                    eid = step.enriched.get("event_id") if step.enriched is not None else None
                     if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
                         # re-read after a crash: state, outputs and partials are already in Kafka
                         metrics.errors.labels("replayed_record_skipped").inc()
@@ -256,6 +263,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if step.state_key is not None:
                     index.set(p, step.state_key, step.next_due)
                 for out in step.outputs:
+                    if out.topic == t.enriched and eid is not None and eid in enriched_written.get(p, ()):
+                        metrics.errors.labels("duplicate_enriched_suppressed").inc()
+                        continue  # written before the crash, its state was not stored yet
                     await emit(p, out)
                 if step.enriched is not None:
                     builder = partials.get(p)
@@ -277,6 +287,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             await flush(app)  # outputs first: a stored state then implies its outputs are in Kafka
             for key, value in pending.items():
                 customers[key] = value
+            if in_transaction:
+                await flush(app)  # hand the changelog writes to this batch's transactions (see common.flush)
             metrics.batch_size.observe(len(events))
 
     def handle_tick(p: int, raw: bytes) -> None:
@@ -345,6 +357,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 clocks.drop(tp.partition)
                 emitted.pop(tp.partition, None)
                 committed.pop(tp.partition, None)
+                enriched_written.pop(tp.partition, None)
                 frontiers.pop(tp.partition, None)
                 frontier_max.pop(tp.partition, None)
             if tp.topic in record_topics:

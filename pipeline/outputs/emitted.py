@@ -10,6 +10,8 @@ like their source, so the partition numbers match.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import orjson
 
 from ..config import Settings
@@ -40,6 +42,61 @@ def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout
                     except (orjson.JSONDecodeError, KeyError, TypeError):
                         continue
                     ids.add(str(value))
+    finally:
+        consumer.close()
+    return ids
+
+
+def recent_event_ids(settings: Settings, topic: str, partition: int, committed: Mapping[str, int],
+                     chunk: int = 2000, timeout: float = 120.0, limit: int | None = None) -> set[str]:
+    """``event_id``s of the enriched records written after the last commit of ``committed`` offsets.
+
+    Reads ``topic``/``partition`` backwards in chunks and stops at the first
+    record (newest first) processed before that commit: one whose source offset
+    (``processing.offset`` of ``processing.source_topic``) is below the committed
+    offset of its topic.  Records of re-keyed events carry their original
+    coordinates and do not decide the stop; ``limit`` bounds the read anyway.
+    Everything older is covered by the committed offsets, so the cost is bounded
+    by the uncommitted window, not by the topic's history.
+    """
+    import time
+
+    from kafka import TopicPartition
+
+    from ..kafka_security import consumer as make_consumer
+
+    tp = TopicPartition(topic, partition)
+    consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
+    ids: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([tp])
+        begin, hi = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+        floor = begin if limit is None else max(begin, hi - limit)
+        done = False
+        while hi > floor and not done:
+            lo = max(floor, hi - chunk)
+            consumer.seek(tp, lo)
+            records = []
+            while consumer.position(tp) < hi:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading back {topic} took longer than {timeout} s")
+                for batch in consumer.poll(timeout_ms=500, max_records=chunk).values():
+                    records.extend(r for r in batch if r.offset < hi)
+            for r in reversed(records):  # newest first
+                try:
+                    doc = orjson.loads(r.value)
+                    proc = doc["processing"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+                if not proc.get("rekeyed"):
+                    source, offset = proc.get("source_topic"), proc.get("offset")
+                    if source in committed and isinstance(offset, int) and offset < committed[source]:
+                        done = True
+                        break
+                if isinstance(doc.get("event_id"), str):
+                    ids.add(doc["event_id"])
+            hi = lo
     finally:
         consumer.close()
     return ids

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -147,8 +148,18 @@ def test_wrong_password_fails_clearly(secure_kafka, mechanism):
         assert took < 20, f"took {took:.1f}s"
 
 
+def _join_leftover_probes(timeout: float = 60.0) -> None:
+    """The rejected clients of the tests above keep retrying their bootstrap in daemon threads until
+    their bootstrap timeout; their failed logins make this broker drop the next client's connection
+    without an authentication error.  Wait for them first (a process that exits has none)."""
+    deadline = time.monotonic() + timeout
+    for t in [t for t in threading.enumerate() if t.name == "kafka-auth-probe"]:
+        t.join(max(0.0, deadline - time.monotonic()))
+
+
 def test_worker_with_wrong_password_exits_with_clear_error(secure_kafka, tmp_path):
     broker, _ = secure_kafka
+    _join_leftover_probes()
     s = _secured(broker.sasl_bootstrap, KAFKA_SASL_USERNAME=USER, KAFKA_SASL_PASSWORD=WRONG)
     env = {**os.environ, **settings_env(s), "PIPELINE_WEB_PORT": "0"}
     t0 = time.monotonic()

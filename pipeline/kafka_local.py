@@ -143,7 +143,13 @@ def fetch_kafka(version: str, cache_dir: Path) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id (22 url-safe base64 characters).  Like Kafka's own
+    ``Uuid.randomUuid`` it never starts with "-": ``kafka-storage format -t -abc...`` would
+    read the id as an option and fail (about one broker start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

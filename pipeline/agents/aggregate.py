@@ -240,6 +240,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if not guard_partials:  # exactly-once: see common.flush
                 await flush(app)
 
+    @app.timer(1.0)
+    async def partials_gap_watch() -> None:
+        """Repeat seeks on the partials topic that Faust undid while it was idle (GapGuard)."""
+        await gaps.retry_stalled()
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         for tp in revoked:

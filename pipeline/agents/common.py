@@ -128,7 +128,7 @@ class GapGuard:
     still handing over move its read offset past the sought offset again, and the
     re-fetched range is then dropped as already seen.  The guard notices (a record
     it already refused comes again, or ``reseek_seconds`` pass without the seek
-    taking effect) and seeks again.
+    taking effect: :meth:`retry_stalled`, run by a timer) and seeks again.
     """
 
     def __init__(self, app: Any, metrics: Metrics, reseek_seconds: float = 2.0,
@@ -186,6 +186,19 @@ class GapGuard:
         self.metrics.errors.labels("input_gap_reseek").inc()
         await self._seek(topic, partition, want)
         return False
+
+    async def retry_stalled(self) -> None:
+        """Seek again where a seek has not taken effect for ``reseek_seconds``.
+
+        Called by a timer: when Faust dropped the re-fetched range and no newer
+        record arrives (the input is idle), :meth:`admit` is never called, so only
+        a timer can notice.
+        """
+        now = self.clock()
+        for (topic, partition), (want, _) in list(self._seeking.items()):
+            if now - self._sought_at.get((topic, partition), 0.0) > self.reseek_seconds:
+                log.info("input gap: seeking again", extra={"topic": topic, "partition": partition, "offset": want})
+                await self._seek(topic, partition, want)
 
     async def _seek(self, topic: str, partition: int, offset: int) -> None:
         from faust.types import TP

@@ -337,6 +337,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 for alert in step.alerts:
                     metrics.record_alert(alert)
 
+    @app.timer(1.0)
+    async def gap_watch() -> None:
+        """Repeat seeks that Faust undid while the input was idle (GapGuard)."""
+        await gaps.retry_stalled()
+
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
         """Wall-clock ticks to every partition (ignored by the event-time clock unless advance_to)."""

@@ -107,3 +107,20 @@ def test_seek_that_never_takes_effect_is_repeated_after_a_while():
     assert run(g, [11]) == []
     assert app.consumer.seeks == [("t", 0, 6), ("t", 0, 6)]
     assert run(g, [6, 7]) == [6, 7]
+
+
+def test_a_seek_undone_while_the_input_is_idle_is_repeated_by_the_timer():
+    now = [0.0]
+    app = FakeApp()
+    g = GapGuard(app, Metrics(), reseek_seconds=2.0, clock=lambda: now[0])
+    g.start("t", 0, 5)
+    assert run(g, [5, 9]) == [5]  # seek to 6; Faust drops the re-fetch and nothing else arrives
+    asyncio.run(g.retry_stalled())
+    assert len(app.consumer.seeks) == 1  # too early
+    now[0] = 2.5
+    asyncio.run(g.retry_stalled())
+    assert app.consumer.seeks == [("t", 0, 6), ("t", 0, 6)]
+    assert run(g, [6, 7, 8, 9]) == [6, 7, 8, 9]
+    now[0] = 10.0
+    asyncio.run(g.retry_stalled())
+    assert len(app.consumer.seeks) == 2  # nothing pending any more

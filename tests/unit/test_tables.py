@@ -12,3 +12,4 @@ def test_changelog_codecs_match_table_codecs():
         assert (topic.key_serializer, topic.value_serializer) == ("raw", "orjson")
         assert (topic.schema.key_serializer, topic.schema.value_serializer) == ("raw", "orjson")
         assert table.use_partitioner
+

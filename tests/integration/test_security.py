@@ -105,6 +105,35 @@ def test_scram_worker_end_to_end(secure_kafka, worker_factory):
     print(f"SCRAM-SHA-256 worker: topics + worker + 1 order enriched in {time.monotonic() - t0:.1f}s")
 
 
+def _join_leftover_probes(timeout: float = 60.0) -> None:
+    """The worker test runs before the other wrong-password tests on purpose: their rejected
+    clients keep retrying their bootstrap in daemon threads until the bootstrap timeout, and those
+    failed logins can make this broker drop the next client's connection without an
+    authentication error.  Any still running are waited for."""
+    deadline = time.monotonic() + timeout
+    for t in [t for t in threading.enumerate() if t.name == "kafka-auth-probe"]:
+        t.join(max(0.0, deadline - time.monotonic()))
+
+
+def test_worker_with_wrong_password_exits_with_clear_error(secure_kafka, tmp_path):
+    broker, _ = secure_kafka
+    _join_leftover_probes()
+    s = _secured(broker.sasl_bootstrap, KAFKA_SASL_USERNAME=USER, KAFKA_SASL_PASSWORD=WRONG)
+    env = {**os.environ, **settings_env(s), "PIPELINE_WEB_PORT": "0"}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "worker"], cwd=str(ROOT), env=env,
+                          capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    print(f"worker with a wrong password: exit {proc.returncode} after {took:.1f}s: "
+          f"{out.strip().splitlines()[-1]}")
+    assert proc.returncode != 0
+    assert ("Kafka authentication failed (SASL/SCRAM-SHA-256 as user 'alice'): "
+            "check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD") in out
+    assert WRONG not in out
+    assert took < 60
+
+
 def test_scram_sha512_helpers_produce_and_consume(secure_kafka):
     broker, _ = secure_kafka
     s = _secured(broker.sasl_bootstrap, KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
@@ -146,31 +175,3 @@ def test_wrong_password_fails_clearly(secure_kafka, mechanism):
         assert "Kafka authentication failed" in msg and "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD" in msg
         assert mechanism in msg and WRONG not in msg
         assert took < 20, f"took {took:.1f}s"
-
-
-def _join_leftover_probes(timeout: float = 60.0) -> None:
-    """The rejected clients of the tests above keep retrying their bootstrap in daemon threads until
-    their bootstrap timeout; their failed logins make this broker drop the next client's connection
-    without an authentication error.  Wait for them first (a process that exits has none)."""
-    deadline = time.monotonic() + timeout
-    for t in [t for t in threading.enumerate() if t.name == "kafka-auth-probe"]:
-        t.join(max(0.0, deadline - time.monotonic()))
-
-
-def test_worker_with_wrong_password_exits_with_clear_error(secure_kafka, tmp_path):
-    broker, _ = secure_kafka
-    _join_leftover_probes()
-    s = _secured(broker.sasl_bootstrap, KAFKA_SASL_USERNAME=USER, KAFKA_SASL_PASSWORD=WRONG)
-    env = {**os.environ, **settings_env(s), "PIPELINE_WEB_PORT": "0"}
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "worker"], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - t0
-    out = proc.stdout + proc.stderr
-    print(f"worker with a wrong password: exit {proc.returncode} after {took:.1f}s: "
-          f"{out.strip().splitlines()[-1]}")
-    assert proc.returncode != 0
-    assert ("Kafka authentication failed (SASL/SCRAM-SHA-256 as user 'alice'): "
-            "check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD") in out
-    assert WRONG not in out
-    assert took < 60

@@ -23,6 +23,7 @@ def load_ids(settings: Settings, topic: str, partition: int, field: str, timeout
     from kafka import TopicPartition
 
     from ..kafka_security import consumer as make_consumer
+    from .frontier import read_backwards
 
     tp = TopicPartition(topic, partition)
     consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
@@ -64,39 +65,27 @@ def recent_event_ids(settings: Settings, topic: str, partition: int, committed: 
     from kafka import TopicPartition
 
     from ..kafka_security import consumer as make_consumer
+    from .frontier import read_backwards
 
     tp = TopicPartition(topic, partition)
     consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
     ids: set[str] = set()
     deadline = time.monotonic() + timeout
     try:
-        consumer.assign([tp])
         begin, hi = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
         floor = begin if limit is None else max(begin, hi - limit)
-        done = False
-        while hi > floor and not done:
-            lo = max(floor, hi - chunk)
-            consumer.seek(tp, lo)
-            records = []
-            while consumer.position(tp) < hi:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading back {topic} took longer than {timeout} s")
-                for batch in consumer.poll(timeout_ms=500, max_records=chunk).values():
-                    records.extend(r for r in batch if r.offset < hi)
-            for r in reversed(records):  # newest first
-                try:
-                    doc = orjson.loads(r.value)
-                    proc = doc["processing"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue
-                if not proc.get("rekeyed"):
-                    source, offset = proc.get("source_topic"), proc.get("offset")
-                    if source in committed and isinstance(offset, int) and offset < committed[source]:
-                        done = True
-                        break
-                if isinstance(doc.get("event_id"), str):
-                    ids.add(doc["event_id"])
-            hi = lo
+        for r in read_backwards(consumer, tp, floor, hi, chunk, deadline):
+            try:
+                doc = orjson.loads(r.value)
+                proc = doc["processing"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if not proc.get("rekeyed"):
+                source, offset = proc.get("source_topic"), proc.get("offset")
+                if source in committed and isinstance(offset, int) and offset < committed[source]:
+                    break
+            if isinstance(doc.get("event_id"), str):
+                ids.add(doc["event_id"])
     finally:
         consumer.close()
     return ids

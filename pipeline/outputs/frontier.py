@@ -23,7 +23,7 @@ not by the topic's history.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Iterator, Mapping
 
 import orjson
 
@@ -56,6 +56,25 @@ def _is_older(upto: Mapping[str, int] | None, committed: Mapping[str, int]) -> b
     return all(int(upto.get(topic, -1)) < offset for topic, offset in committed.items())
 
 
+def read_backwards(consumer: Any, tp: Any, floor: int, hi: int, chunk: int, deadline: float) -> Iterator[Any]:
+    """Records of ``tp`` in ``[floor, hi)``, newest first, fetched ``chunk`` at a time (stop early by
+    leaving the loop).  ``consumer`` is a kafka-python consumer; ``deadline`` a ``time.monotonic()``."""
+    import time
+
+    while hi > floor:
+        lo = max(floor, hi - chunk)
+        consumer.assign([tp])
+        consumer.seek(tp, lo)
+        records = []
+        while consumer.position(tp) < hi:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading back {tp.topic} took longer than its deadline")
+            for batch in consumer.poll(timeout_ms=500, max_records=chunk).values():
+                records.extend(r for r in batch if r.offset < hi)
+        yield from reversed(records)
+        hi = lo
+
+
 def load_frontier(settings: Settings, partials_topic: str, source: int, committed: Mapping[str, int],
                   chunk: int = CHUNK, timeout: float = 120.0) -> Frontier:
     """``{key: {topic: offset}}``: the newest ``upto`` of every key source ``source`` sent after ``committed``."""
@@ -75,32 +94,19 @@ def load_frontier(settings: Settings, partials_topic: str, source: int, committe
             return frontier
         begins, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
         for tp in tps:
-            hi, done = ends[tp], False
-            while hi > begins[tp] and not done:
-                lo = max(begins[tp], hi - chunk)
-                consumer.assign([tp])
-                consumer.seek(tp, lo)
-                records = []
-                while consumer.position(tp) < hi:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"reading back {partials_topic} took longer than {timeout} s")
-                    for batch in consumer.poll(timeout_ms=500, max_records=chunk).values():
-                        records.extend(r for r in batch if r.offset < hi)
-                for r in reversed(records):  # newest first
-                    try:
-                        doc = orjson.loads(r.value)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if not isinstance(doc, dict) or doc.get("src") != source:
-                        continue
-                    upto = doc.get("upto")
-                    if _is_older(upto, committed):
-                        done = True
-                        break
-                    key = r.key.decode() if r.key else ""
-                    if key not in frontier:
-                        frontier[key] = {str(t): int(o) for t, o in upto.items()}
-                hi = lo
+            for r in read_backwards(consumer, tp, begins[tp], ends[tp], chunk, deadline):
+                try:
+                    doc = orjson.loads(r.value)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(doc, dict) or doc.get("src") != source:
+                    continue
+                upto = doc.get("upto")
+                if _is_older(upto, committed):
+                    break
+                key = r.key.decode() if r.key else ""
+                if key not in frontier:
+                    frontier[key] = {str(t): int(o) for t, o in upto.items()}
     finally:
         consumer.close()
     return frontier

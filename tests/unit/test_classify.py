@@ -545,6 +545,10 @@ def test_english_fast_path_speed():
         "Ended up returning it after two days.",
         "Please don't make the same mistake I did.",
         "Shop around before you order this mattress.",
+        "I'm returning mine tomorrow.",
+        "Returned the blender for a full refund.",
+        "I asked for a refund after the second repair.",
+        "The dryer doesn't work well.",
     ],
 )
 def test_review_idioms_without_opinion_words_are_negative(text):
@@ -558,6 +562,11 @@ def test_review_idioms_without_opinion_words_are_negative(text):
         "I can't imagine my kitchen without it now.",
         "Can't imagine life without this robot vacuum.",
         "The tent is everything I wanted for our trips.",
+        "The blender works really well.",
+        "The camera's night mode is nothing short of amazing.",
+        "Customer support was second to none.",
+        "I can't say enough good things about this stroller.",
+        "The picture is spectacular and setup was effortless.",
     ],
 )
 def test_praise_idioms_are_positive(text):
@@ -569,6 +578,12 @@ def test_negation_inside_an_idiom_does_not_flip_it():
     assert classify("don't waste your money", language="en").sentiment.score < 0
     # while a plain negated complaint still flips
     assert classify("it was not a waste of money", language="en").sentiment.label != "negative"
+
+
+def test_returning_a_call_is_not_returning_the_product():
+    # "returned my call" is service, not a product sent back: the return idiom must not fire
+    assert classify("They returned my call within an hour.", language="en").sentiment.label != "negative"
+    assert classify("They never returned my call.", language="en").sentiment.label != "positive"
 
 
 def test_please_is_not_pleased():

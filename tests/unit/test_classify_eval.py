@@ -1,7 +1,7 @@
 """Regression floor: the classifier on the real Korean and English review data.
 
 Reads ../shared/data (skipped when absent). Deterministic: same data, same figures.
-Floors are the measured figures (``python bench/eval_classifier.py``, taxonomy 2025.11.4)
+Floors are the measured figures (``python bench/eval_classifier.py``, taxonomy 2025.11.5)
 minus a small margin.
 """
 

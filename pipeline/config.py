@@ -99,6 +99,9 @@ class Settings:
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 5.0
+    # alert / final-record ids read back from the end of each output partition at takeover
+    # (a restart re-processes only uncommitted records, whose outputs are recent)
+    recovery_tail_records: int = 100_000
     # Producer: batches may grow to 1 MiB, so a batch of state writes goes out in a few requests
     # instead of hundreds.  Compression is off by default: on a CPU-bound worker lz4 cost 15 %
     # throughput (measured, bench/README.md); turn it on where network or disk is the limit.
@@ -178,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
+        recovery_tail_records=int(_get(env, "PIPELINE_RECOVERY_TAIL_RECORDS", str(d.recovery_tail_records))),
         producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
         producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),
         producer_linger_ms=int(_get(env, "PIPELINE_PRODUCER_LINGER_MS", str(d.producer_linger_ms))),

@@ -83,7 +83,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     sender = Sender(app, metrics, counters)
     meta_keys = {p: partition_meta_key(p, settings.partitions) for p in range(settings.partitions)}
     emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
-    recovery_tail = int(os.environ.get("PIPELINE_RECOVERY_TAIL_RECORDS") or 100_000)
+    recovery_tail = settings.recovery_tail_records
     gaps = GapGuard(app, metrics)  # the partials topic is guarded like stage 1's inputs
     guarded: set[int] = set()
     # exactly-once: stage 1 writes partials in transactions, so commit markers leave a gap after

@@ -140,9 +140,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     in_transaction = settings.processing_guarantee == "exactly_once"
 
     retry = RetryPolicy.from_env(os.environ)
-    # alert ids read back from the end of each alert topic partition before the first emit
-    # (a restart re-processes only uncommitted records, whose alerts are recent)
-    recovery_tail = int(os.environ.get("PIPELINE_RECOVERY_TAIL_RECORDS") or 100_000)
+    recovery_tail = settings.recovery_tail_records  # alert ids read back before the first emit
 
     def retrying(exc: BaseException, n: int) -> None:
         metrics.errors.labels("process_retry").inc()

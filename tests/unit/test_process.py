@@ -85,3 +85,9 @@ def test_normalise_text_and_time():
                                  "language": "KO", "occurred_at": "2026-01-01T09:00:00+09:00"})
     assert ev.text == ev.text.strip() and ev.language == "ko" and ev.occurred_at == parse_timestamp(
         "2026-01-01T00:00:00Z")
+
+
+def test_recovery_tail_records_is_a_setting():
+    # one place parses it; both stages read it from Settings
+    assert load_settings({}).recovery_tail_records == 100_000
+    assert load_settings({"PIPELINE_RECOVERY_TAIL_RECORDS": "5000"}).recovery_tail_records == 5000

@@ -10,7 +10,9 @@
   not a string, invalid UTF-8, ...) yields ``{"id"?: ..., "error": "..."}`` for that line and
   the stream goes on; the process never crashes on input;
 * without ``--taxonomy`` the file named by ``PIPELINE_TAXONOMY_FILE`` is used, else the
-  bundled default taxonomy. Exit code 0; 2 when the taxonomy cannot be loaded.
+  bundled default taxonomy. ``--sentiment-model FILE`` (default ``PIPELINE_SENTIMENT_MODEL``)
+  takes the text sentiment from a model made by ``train-sentiment``. Exit code 0; 2 when the
+  taxonomy or the model cannot be loaded.
 
 Texts longer than ``MAX_ANALYSED_CHARS`` (20,000) are analysed on their first 20,000
 characters (evidence offsets still index the full text).
@@ -33,9 +35,11 @@ from typing import IO, Any, Iterator
 
 from .classify import classify, load_taxonomy
 from .classify.classifier import MAX_ANALYSED_CHARS
+from .classify.learned import SentimentModel
 from .classify.taxonomy import Taxonomy, TaxonomyError
 
 TAXONOMY_ENV = "PIPELINE_TAXONOMY_FILE"
+SENTIMENT_MODEL_ENV = "PIPELINE_SENTIMENT_MODEL"
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ID_ECHO = 200  # characters of a bad line's id echoed back in its error line
 
@@ -81,7 +85,7 @@ def _error(msg: str, ident: Any = None) -> dict[str, Any]:
     return out
 
 
-def classify_record(line: str, taxonomy: Taxonomy) -> dict[str, Any]:
+def classify_record(line: str, taxonomy: Taxonomy, sentiment_model: SentimentModel | None = None) -> dict[str, Any]:
     """One input line (without its newline) -> one output object (a result or an error)."""
     if not line.strip():
         return _error("empty line: expected a JSON object {\"id\": str, \"text\": str}")
@@ -105,7 +109,8 @@ def classify_record(line: str, taxonomy: Taxonomy) -> dict[str, Any]:
     if lang is not None and (not isinstance(lang, str) or not lang.strip()):
         return _error("field 'language' must be a non-empty string when given", ident)
     try:
-        c = classify(text, language=lang.strip().lower() if lang else None, taxonomy=taxonomy)
+        c = classify(text, language=lang.strip().lower() if lang else None, taxonomy=taxonomy,
+                     sentiment_model=sentiment_model)
     except Exception as exc:  # never crash the stream on one text
         return _error(f"classification failed: {type(exc).__name__}: {exc}"[:300], ident)
     return {
@@ -130,14 +135,21 @@ def _writer(stdout: IO):  # noqa: ANN202
     return write
 
 
-def run_classify(stdin: IO, stdout: IO, taxonomy_path: str | None = None, stderr: IO | None = None) -> int:
-    """``python -m pipeline classify [--taxonomy FILE]`` (contract in the module docstring)."""
+def run_classify(stdin: IO, stdout: IO, taxonomy_path: str | None = None, stderr: IO | None = None,
+                 model_path: str | None = None) -> int:
+    """``python -m pipeline classify [--taxonomy FILE] [--sentiment-model FILE]`` (contract above)."""
     stderr = stderr if stderr is not None else sys.stderr
     path = taxonomy_path or os.environ.get(TAXONOMY_ENV) or None
     try:
         tax = load_taxonomy(path)
     except (TaxonomyError, OSError, ValueError) as exc:
         print(f"classify: cannot load taxonomy {path!r}: {exc}", file=stderr)
+        return 2
+    model_path = model_path or os.environ.get(SENTIMENT_MODEL_ENV) or None
+    try:
+        model = SentimentModel.load(model_path) if model_path else None
+    except ValueError as exc:
+        print(f"classify: {exc}", file=stderr)
         return 2
     write = _writer(stdout)
     try:
@@ -147,7 +159,7 @@ def run_classify(stdin: IO, stdout: IO, taxonomy_path: str | None = None, stderr
             except UnicodeDecodeError as exc:
                 write(_error(f"invalid UTF-8: {exc}"[:300]))
                 continue
-            write(classify_record(line, tax))
+            write(classify_record(line, tax, model))
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly
         try:
@@ -229,6 +241,8 @@ def run_eval(args: argparse.Namespace | list[str] | None = None, stdout: IO | No
 def add_classify_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", metavar="FILE", default=None,
                    help=f"taxonomy YAML file (default: ${TAXONOMY_ENV}, else the bundled default)")
+    p.add_argument("--sentiment-model", metavar="FILE", default=None,
+                   help=f"sentiment model from train-sentiment (default: ${SENTIMENT_MODEL_ENV}, else none)")
     return p
 
 
@@ -258,7 +272,7 @@ def main_classify(argv: list[str] | None = None) -> int:
         prog="python -m pipeline classify",
         description="Classify JSON Lines {id, text, language?} from stdin; one JSON line out per line in."))
     args = p.parse_args(argv)
-    return run_classify(sys.stdin, sys.stdout, args.taxonomy)
+    return run_classify(sys.stdin, sys.stdout, args.taxonomy, model_path=args.sentiment_model)
 
 
 if __name__ == "__main__":

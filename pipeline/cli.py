@@ -177,7 +177,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from .classify_cli import run_classify
 
-    return run_classify(sys.stdin, sys.stdout, args.taxonomy)
+    return run_classify(sys.stdin, sys.stdout, args.taxonomy, model_path=args.sentiment_model)
+
+
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from .sentiment_training import run
+
+    return run(args)
 
 
 def cmd_classify_bench(args: argparse.Namespace) -> int:
@@ -245,7 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
     c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")
+    c.add_argument("--sentiment-model", metavar="FILE", default=None,
+                   help="sentiment model from train-sentiment (default: $PIPELINE_SENTIMENT_MODEL, else none)")
     c.set_defaults(func=cmd_classify)
+    ts = sub.add_parser("train-sentiment", help="fit a sentiment model to your own labelled / star-rated texts "
+                        "(JSON Lines {text, label|stars}); prints its cross-validated balanced accuracy")
+    from .sentiment_training import add_arguments as add_training_arguments
+    add_training_arguments(ts)
+    ts.set_defaults(func=cmd_train_sentiment)
     cb = sub.add_parser("classify-bench", help="classifier texts/s per language on real texts (../shared/data)")
     from .classify_cli import add_classify_bench_arguments, add_eval_arguments
     add_classify_bench_arguments(cb)
@@ -262,11 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .classify.learned import SentimentModelError
+    from .classify.taxonomy import TaxonomyError
     from .kafka_security import KafkaAuthError, KafkaSecurityError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (KafkaAuthError, KafkaSecurityError) as exc:  # one clear line; no secrets in it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (SentimentModelError, TaxonomyError) as exc:  # configuration files: one clear line
         print(f"error: {exc}", file=sys.stderr)
         return 2

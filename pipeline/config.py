@@ -94,6 +94,7 @@ class Settings:
     kafka_version: str = "4.1.1"
     cache_dir: Path = Path.home() / ".cache" / "feedback-pipeline"
     taxonomy_file: Path | None = None
+    sentiment_model_file: Path | None = None  # PIPELINE_SENTIMENT_MODEL: a train-sentiment model
     batch_size: int = 500
     batch_within_seconds: float = 0.02
     clock: str = "event"  # event | wall
@@ -176,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
         cache_dir=Path(_get(env, "PIPELINE_CACHE_DIR", str(d.cache_dir))),
         taxonomy_file=Path(env["PIPELINE_TAXONOMY_FILE"]) if env.get("PIPELINE_TAXONOMY_FILE") else None,
+        sentiment_model_file=Path(env["PIPELINE_SENTIMENT_MODEL"]) if env.get("PIPELINE_SENTIMENT_MODEL") else None,
         batch_size=int(_get(env, "PIPELINE_BATCH_SIZE", str(d.batch_size))),
         batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),

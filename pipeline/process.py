@@ -35,6 +35,7 @@ from .churn.score import load_weights, score as churn_score
 from .churn.snapshot import risk_snapshot
 from .churn.state import apply_commitment_transition, apply_event as churn_apply
 from .classify.events import classify_event
+from .classify.learned import SentimentModel
 from .classify.taxonomy import load_taxonomy
 from .commitments import tracker
 from .commitments.alerts import alerts_for
@@ -96,6 +97,9 @@ class Processor:
         self.settings = settings
         self.topics = settings.topics
         self.taxonomy = load_taxonomy(settings.taxonomy_file)
+        # optional learned text sentiment; a bad file fails here, at start-up, with its reason
+        self.sentiment_model = (SentimentModel.load(settings.sentiment_model_file)
+                                if settings.sentiment_model_file else None)
         self.cm_cfg = CommitmentConfig.from_env(env)
         self.cm_playbook = load_commitment_playbook(None, env)
         self.churn_weights = load_weights(None, env)
@@ -113,7 +117,7 @@ class Processor:
 
         t0 = time.perf_counter()
         for text in ("배송이 늦었어요", "The delivery was late", "A entrega atrasou"):
-            classify(text, taxonomy=self.taxonomy)
+            classify(text, taxonomy=self.taxonomy, sentiment_model=self.sentiment_model)
         return time.perf_counter() - t0
 
     # -- records ---------------------------------------------------------------------------------
@@ -174,7 +178,7 @@ class Processor:
             return step
         segment = derive_segment(seg, ev.occurred_at, self.settings.segment)
         promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
-        classification = classify_event(ev, self.taxonomy, promised)
+        classification = classify_event(ev, self.taxonomy, promised, self.sentiment_model)
         cm, transitions = prior.get("cm"), []
         if kind in COMMITMENT_KINDS:
             cm, transitions = tracker.apply_event(cm, ev, self.cm_cfg)

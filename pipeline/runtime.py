@@ -54,9 +54,15 @@ def run_worker(settings: Settings) -> None:
 
     from .app import build
     from .logs import logging_config
+    from .classify.learned import SentimentModel
+    from .classify.taxonomy import load_taxonomy
     from .kafka_security import KafkaAuthError, probe
     from .topics import ensure_topics
 
+    # configuration files first: a bad taxonomy or model is one clear line before any Kafka call
+    load_taxonomy(settings.taxonomy_file)
+    if settings.sentiment_model_file:
+        SentimentModel.load(settings.sentiment_model_file)
     try:
         probe(settings)  # a wrong password is one clear line, not a worker retrying forever
         ensure_topics(settings)

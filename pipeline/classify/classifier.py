@@ -18,9 +18,10 @@ from .language import (
     latin_language_from_tokens,
     script_profile,
 )
-from .model import Classification, PainPoint
+from .learned import LABELS, Example, SentimentModel, lexicon_features
+from .model import Classification, PainPoint, Sentiment
 from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
-from .sentiment import combine, satisfaction_gap, text_sentiment
+from .sentiment import NUMERIC_WEIGHT, combine, label_for, normalize_score, satisfaction_gap, text_sentiment
 from .taxonomy import Taxonomy, default_taxonomy
 
 KOREAN_FOLLOWING_PENALTY = 0.5  # Korean predicates follow their subject: prefer the aspect before
@@ -116,6 +117,7 @@ def classify(
     scale: tuple[float, float] | None = None,
     expectation_score: float | None = None,
     taxonomy: Taxonomy | None = None,
+    sentiment_model: SentimentModel | None = None,
 ) -> Classification:
     """Classify one piece of feedback.
 
@@ -123,6 +125,8 @@ def classify(
     (min, max) — stars 1-5 (the default scale), CSAT 1-5, NPS 0-10 — blended
     with the text's sentiment. With ``expectation_score`` (same scale) the
     satisfaction gap (score - expectation) / (max - min) is reported.
+    ``sentiment_model`` (:mod:`.learned`): for texts in its languages the text
+    sentiment comes from the model (which sees the lexicon's view as features).
     """
     tax = taxonomy or default_taxonomy()
     text = text if isinstance(text, str) else ""
@@ -142,7 +146,11 @@ def classify(
         agg = _symbols_only(work, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
-    sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
+    if sentiment_model is not None and work and sentiment_model.applies_to(lang):
+        toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
+        sentiment = _learned_sentiment(sentiment_model, toks, agg, text_score, score, scale)
+    else:
+        sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
     gap = satisfaction_gap(score, expectation_score, scale) if expectation_score is not None else None
     return Classification(
         language=lang,
@@ -153,4 +161,38 @@ def classify(
     )
 
 
-__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from"]
+def _lexicon_view(agg: Aggregate, text_score: float | None) -> list[tuple[str, float]]:
+    lex = text_score if text_score is not None else 0.0
+    return lexicon_features(lex, label_for(lex), agg.positive, agg.negative)
+
+
+def _learned_sentiment(model: SentimentModel, tokens: list[str], agg: Aggregate, text_score: float | None,
+                       score: float | None, scale: tuple[float, float] | None) -> Sentiment:
+    label, value = model.predict(tokens, _lexicon_view(agg, text_score))
+    if score is None:
+        return Sentiment(label=label, score=value)
+    blended = max(-1.0, min(1.0, NUMERIC_WEIGHT * normalize_score(score, scale) + (1 - NUMERIC_WEIGHT) * value))
+    return Sentiment(label=label_for(blended), score=blended)
+
+
+def sentiment_example(text: str, label: str, *, language: str | None = None,
+                      taxonomy: Taxonomy | None = None) -> Example:
+    """A training example for :func:`.learned.train`: the text's tokens and the lexicon's view."""
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {', '.join(LABELS)}; got {label!r}")
+    tax = taxonomy or default_taxonomy()
+    work = analysed_part(text)
+    tokens = english.tokenize(work)
+    if language:
+        lang = language
+    elif work.isascii():
+        lang = latin_language_from_tokens(tokens[1])
+    else:
+        lang = detect_language(work, script_profile(work) if work else None)
+    agg = analyse_text(work, lang, tax, tokens if work.isascii() and lang != "ko" else None)
+    view = _lexicon_view(agg, text_sentiment(agg.positive, agg.negative))
+    return Example(tuple(tokens[1]), tuple(view), LABELS.index(label), lang)
+
+
+__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from",
+           "sentiment_example"]

@@ -16,6 +16,7 @@ from typing import Any
 from ..ingest.normalise import Event
 from ..ingest.timeparse import format_timestamp
 from .classifier import classify
+from .learned import SentimentModel
 from .model import Classification, PainPoint, Sentiment
 from .structured import structured_pain_points
 from .taxonomy import Taxonomy
@@ -32,16 +33,19 @@ def _merge(a: list[PainPoint], b: list[PainPoint]) -> list[PainPoint]:
     return sorted(by_id.values(), key=lambda p: (-p.confidence, p.id))
 
 
-def classify_event(ev: Event, taxonomy: Taxonomy, promised_delivery_at: float | None = None) -> dict[str, Any]:
-    """``promised_delivery_at``: the order's open promise (epoch s) known before this event."""
+def classify_event(ev: Event, taxonomy: Taxonomy, promised_delivery_at: float | None = None,
+                   sentiment_model: SentimentModel | None = None) -> dict[str, Any]:
+    """``promised_delivery_at``: the order's open promise (epoch s) known before this event;
+    ``sentiment_model``: optional learned text sentiment (:mod:`.learned`)."""
     e = ev.event
     if ev.kind == "feedback":
         scale = e["scale"]
         c = classify(ev.text, language=ev.language, score=e["score"], scale=(scale["min"], scale["max"]),
-                     expectation_score=e.get("expectation_score"), taxonomy=taxonomy)
+                     expectation_score=e.get("expectation_score"), taxonomy=taxonomy,
+                     sentiment_model=sentiment_model)
         return c.to_dict()
     if ev.kind == "complaint":
-        c = classify(ev.text, language=ev.language, taxonomy=taxonomy)
+        c = classify(ev.text, language=ev.language, taxonomy=taxonomy, sentiment_model=sentiment_model)
         c.pain_points = _merge(c.pain_points, structured_pain_points("complaint", e, taxonomy=taxonomy))
         return c.to_dict()
     # order: structured signals only

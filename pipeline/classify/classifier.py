@@ -73,6 +73,22 @@ def analyse_text(
     return total if total is not None else Aggregate()
 
 
+def _analyse(work: str, language: str | None, tax: Taxonomy) -> tuple[str, tuple[str, list[str]] | None, Aggregate]:
+    """(language, English tokens when computed, aggregate) of the analysed part of a text."""
+    tokens = None
+    profile = None
+    if language != "ko" and work.isascii():
+        tokens = english.tokenize(work)
+        lang = language or latin_language_from_tokens(tokens[1])
+    else:
+        profile = script_profile(work) if work else None  # one character pass for both uses
+        lang = language or detect_language(work, profile)
+    agg = analyse_text(work, lang, tax, tokens, profile)
+    if lang == UNDETERMINED and work and not work.isascii():
+        agg = _symbols_only(work, tax)
+    return lang, tokens, agg
+
+
 def _symbols_only(text: str, taxonomy: Taxonomy) -> Aggregate:
     """A text without letters ("😍", "👎👎"): sentiment from the emoji patterns of the first
     Latin-script lexicon; pain points need words, so none."""
@@ -133,17 +149,7 @@ def classify(
     if not text.isascii() and _SURROGATES.search(text):
         text = _SURROGATES.sub("\ufffd", text)
     work = analysed_part(text)
-    tokens = None
-    profile = None
-    if language != "ko" and work.isascii():
-        tokens = english.tokenize(work)
-        lang = language or latin_language_from_tokens(tokens[1])
-    else:
-        profile = script_profile(work) if work else None  # one character pass for both uses
-        lang = language or detect_language(work, profile)
-    agg = analyse_text(work, lang, tax, tokens, profile)
-    if lang == UNDETERMINED and work and not work.isascii():
-        agg = _symbols_only(work, tax)
+    lang, tokens, agg = _analyse(work, language, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
     if sentiment_model is not None and work and sentiment_model.applies_to(lang):
@@ -181,17 +187,13 @@ def sentiment_example(text: str, label: str, *, language: str | None = None,
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}; got {label!r}")
     tax = taxonomy or default_taxonomy()
+    if not text.isascii() and _SURROGATES.search(text):
+        text = _SURROGATES.sub("\ufffd", text)
     work = analysed_part(text)
-    tokens = english.tokenize(work)
-    if language:
-        lang = language
-    elif work.isascii():
-        lang = latin_language_from_tokens(tokens[1])
-    else:
-        lang = detect_language(work, script_profile(work) if work else None)
-    agg = analyse_text(work, lang, tax, tokens if work.isascii() and lang != "ko" else None)
+    lang, tokens, agg = _analyse(work, language, tax)  # exactly what classify() sees
+    toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
     view = _lexicon_view(agg, text_sentiment(agg.positive, agg.negative))
-    return Example(tuple(tokens[1]), tuple(view), LABELS.index(label), lang)
+    return Example(tuple(toks), tuple(view), LABELS.index(label), lang)
 
 
 __all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from",

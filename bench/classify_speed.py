@@ -7,7 +7,8 @@ Real texts from ../shared/data:
   en  SemEval-2016 laptop + restaurant sentences and Bitext customer-service utterances
       (short texts, 4,500 + 7,290); language detection included (``classify(text)``);
   ko  Korean Smartstore reviews (315 reviews, with Kiwi morphological analysis).
-Also ``en (language given)`` skips detection. Both wall-clock and process-CPU-time rates
+Also ``en (language given)`` skips detection. ``--sentiment-model FILE`` (a
+``train-sentiment`` model) adds a row ``en (with sentiment model)``. Both wall-clock and process-CPU-time rates
 are printed (they agree on an idle machine). Each language is warmed up by one full
 pass over its texts (builds Kiwi and the compiled lexicons, fills the per-token caches; that
 first pass is reported too, as "cold"), then timed over whole passes of the text list until
@@ -55,21 +56,21 @@ def korean_texts(data_dir: Path) -> list[str]:
         return [row["review"] for row in csv.DictReader(fh) if row["review"].strip()]
 
 
-def measure(texts: list[str], seconds: float, language: str | None = None) -> dict:
+def measure(texts: list[str], seconds: float, language: str | None = None, model=None) -> dict:  # noqa: ANN001
     tax = default_taxonomy()
     # first pass: the per-token caches are cold for most words (Kiwi and the lexicons are
     # built by then); reported as ``cold_texts_per_s``. Then timed warm passes.
-    classify(texts[0], language=language, taxonomy=tax)
+    classify(texts[0], language=language, taxonomy=tax, sentiment_model=model)
     c0 = time.perf_counter()
     for t in texts:
-        classify(t, language=language, taxonomy=tax)
+        classify(t, language=language, taxonomy=tax, sentiment_model=model)
     cold = len(texts) / (time.perf_counter() - c0)
     n = 0
     t0 = time.perf_counter()
     c0 = time.process_time()
     while True:
         for t in texts:
-            classify(t, language=language, taxonomy=tax)
+            classify(t, language=language, taxonomy=tax, sentiment_model=model)
         n += len(texts)
         dt = time.perf_counter() - t0
         if dt >= seconds:
@@ -81,13 +82,16 @@ def measure(texts: list[str], seconds: float, language: str | None = None) -> di
             "mean_chars": round(chars, 1), "distinct_texts": len(texts)}
 
 
-def run(data_dir: Path = DEFAULT_DATA_DIR, seconds: float = 3.0, langs: tuple[str, ...] = ("en", "ko")) -> dict:
+def run(data_dir: Path = DEFAULT_DATA_DIR, seconds: float = 3.0, langs: tuple[str, ...] = ("en", "ko"),
+        model=None) -> dict:  # noqa: ANN001 - a learned.SentimentModel
     out: dict[str, dict] = {}
     if "en" in langs:
         en = english_texts(data_dir)
         if en:
             out["en"] = measure(en, seconds)
             out["en (language given)"] = measure(en, seconds, language="en")
+            if model is not None:
+                out["en (with sentiment model)"] = measure(en, seconds, model=model)
     if "ko" in langs:
         ko = korean_texts(data_dir)
         if ko:
@@ -117,11 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per language")
     ap.add_argument("--lang", action="append", choices=["en", "ko"], help="only these languages")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sentiment-model", default=None, help="also time English with this train-sentiment model")
     args = ap.parse_args(argv)
     if not args.data_dir.exists():
         print(f"data directory not found: {args.data_dir}", file=sys.stderr)
         return 2
-    res = run(args.data_dir, args.seconds, tuple(args.lang or ("en", "ko")))
+    model = None
+    if args.sentiment_model:
+        from pipeline.classify.learned import SentimentModel, SentimentModelError
+
+        try:
+            model = SentimentModel.load(args.sentiment_model)
+        except SentimentModelError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    res = run(args.data_dir, args.seconds, tuple(args.lang or ("en", "ko")), model)
     print(json.dumps(res, indent=2) if args.json else render(res))
     return 0
 

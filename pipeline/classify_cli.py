@@ -210,6 +210,8 @@ def run_classify_bench(args: argparse.Namespace | list[str] | None = None, stdou
             argv.append("--json")
         if args.data_dir:
             argv += ["--data-dir", str(args.data_dir)]
+        if getattr(args, "sentiment_model", None):
+            argv += ["--sentiment-model", str(args.sentiment_model)]
     else:
         argv = list(args or [])
     return _run_bench_main("classify_speed", argv, stdout)
@@ -251,6 +253,8 @@ def add_classify_bench_arguments(p: argparse.ArgumentParser) -> argparse.Argumen
     p.add_argument("--lang", action="append", choices=["en", "ko"], help="only these languages (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--data-dir", default=None, help="labelled data (default ../shared/data)")
+    p.add_argument("--sentiment-model", default=None, metavar="FILE",
+                   help="also time English with this train-sentiment model")
     return p
 
 

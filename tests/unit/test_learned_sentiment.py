@@ -206,3 +206,16 @@ def test_worker_refuses_a_bad_model_before_touching_kafka(tmp_path):
 
 def test_labels_are_the_three_of_the_contract():
     assert LABELS == ("negative", "neutral", "positive")
+
+
+def test_classify_bench_times_the_model_too(tmp_path, alexa_model):
+    import io
+
+    from pipeline.classify_cli import run_classify_bench
+
+    path = tmp_path / "m.json"
+    path.write_bytes(alexa_model.to_json())
+    out = io.StringIO()
+    assert run_classify_bench(["--seconds", "0.05", "--lang", "en", "--json", "--sentiment-model", str(path)], out) == 0
+    res = json.loads(out.getvalue())
+    assert res["en (with sentiment model)"]["texts_per_s"] > 0

@@ -274,7 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def unreachable_errors(kafka_errors) -> tuple[type[BaseException], ...]:  # noqa: ANN001
+    """kafka-python's "no broker answered" errors (names differ between its 2.x and 3.x)."""
+    names = ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError")
+    return tuple(getattr(kafka_errors, n) for n in names if hasattr(kafka_errors, n))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from kafka import errors as kafka_errors
+
     from .classify.learned import SentimentModelError
     from .classify.taxonomy import TaxonomyError
     from .kafka_security import KafkaAuthError, KafkaSecurityError
@@ -287,4 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (SentimentModelError, TaxonomyError) as exc:  # configuration files: one clear line
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except unreachable_errors(kafka_errors) as exc:  # no broker answered: one line, not a traceback
+        print(f"error: cannot reach Kafka ({exc}); check KAFKA_BOOTSTRAP_SERVERS, or start the local broker "
+              "with `python -m pipeline kafka start`", file=sys.stderr)
         return 2

@@ -1,0 +1,31 @@
+"""Commands end with one clear line, not a traceback, when Kafka is unreachable or a file is bad."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import errors as kafka_errors
+
+from pipeline import cli
+
+
+@pytest.mark.parametrize("name", ["KafkaTimeoutError", "KafkaConnectionError"])
+def test_unreachable_kafka_is_one_line(monkeypatch, capsys, name):
+    exc_type = getattr(kafka_errors, name)
+
+    def boom(args):  # noqa: ANN001
+        raise exc_type("Unable to bootstrap from ['127.0.0.1:1']")
+
+    monkeypatch.setattr(cli, "cmd_topics", boom)
+    assert cli.main(["topics"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach Kafka") and "127.0.0.1:1" in err
+    assert "KAFKA_BOOTSTRAP_SERVERS" in err and "Traceback" not in err
+
+
+def test_other_errors_are_not_swallowed(monkeypatch):
+    def boom(args):  # noqa: ANN001
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_topics", boom)
+    with pytest.raises(RuntimeError):
+        cli.main(["topics"])

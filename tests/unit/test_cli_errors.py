@@ -29,3 +29,12 @@ def test_other_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(cli, "cmd_topics", boom)
     with pytest.raises(RuntimeError):
         cli.main(["topics"])
+
+
+def test_exactly_once_warns_at_start():
+    from pipeline.config import load_settings
+    from pipeline.runtime import guarantee_warning
+
+    assert guarantee_warning(load_settings({})) is None
+    text = guarantee_warning(load_settings({"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"}))
+    assert text is not None and text.startswith("warning:") and "at_least_once" in text

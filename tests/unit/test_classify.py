@@ -660,3 +660,24 @@ def test_hyphenated_words_take_their_last_part(text, label):
     assert classify(text, language="en").sentiment.label == label, text
     # no polarity borrowed through a negating first part
     assert classify("The touch screen is non-responsive half the time.", language="en").sentiment.label != "positive"
+
+
+@pytest.mark.parametrize(
+    "text, label, pain",
+    [
+        ("The soup was lukewarm and flavorless.", "negative", "product_quality"),
+        ("The tent arrived dented and the zipper ripped on day one.", "negative", "product_quality"),
+        ("The shirt shrunk and faded after one wash.", "negative", "product_quality"),
+        ("Honestly an underwhelming, lackluster speaker.", "negative", None),
+        ("The cabin was spacious and spotless.", "positive", None),
+    ],
+)
+def test_common_review_words_the_general_lexicon_lacks(text, label, pain):
+    r = classify(text, language="en")
+    assert r.sentiment.label == label, (text, r.sentiment)
+    if pain:
+        assert pain in r.pain_point_ids(), (text, r.pain_point_ids())
+
+
+def test_an_expired_warranty_is_no_quality_complaint():
+    assert classify("My warranty expired last month.", language="en").pain_point_ids() == []

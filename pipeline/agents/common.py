@@ -205,4 +205,8 @@ class GapGuard:
 
         self._sought_at[(topic, partition)] = self.clock()
         self._refused[(topic, partition)] = -1  # a record refused again after this seek means it was undone
-        await self.app.consumer.seek(TP(topic, partition), offset)
+        # seek_wait, not seek: Faust's aiokafka consumer lives in its own thread, and its seek()
+        # calls aiokafka's seek on the caller's thread, racing the fetcher that drains the same
+        # buffer (CI: KeyError in Fetcher.fetched_records, the worker crashed after a kill -9
+        # restart). seek_wait runs the seek on the consumer's thread and sets Faust's read offset.
+        await self.app.consumer.seek_wait({TP(topic, partition): offset})

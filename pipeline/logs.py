@@ -51,6 +51,10 @@ def logging_config(level: str = "WARNING", fmt: str = "json") -> dict[str, Any]:
         "loggers": {
             "aiokafka": {"level": quiet},
             "kafka": {"level": quiet},
+            # kafka-python 3 warns whenever one of its I/O tasks held its own event loop > 100 ms;
+            # in a busy worker (GIL shared with Faust) that is every few seconds and says nothing
+            # an operator can act on
+            "kafka.net.selector": {"level": "ERROR"},
             "faust": {"level": level},
             "mode": {"level": level},
         },

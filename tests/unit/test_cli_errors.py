@@ -38,3 +38,11 @@ def test_exactly_once_warns_at_start():
     assert guarantee_warning(load_settings({})) is None
     text = guarantee_warning(load_settings({"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"}))
     assert text is not None and text.startswith("warning:") and "at_least_once" in text
+
+
+def test_kafka_python_event_loop_chatter_is_capped():
+    from pipeline.logs import logging_config
+
+    cfg = logging_config("WARNING")
+    assert cfg["loggers"]["kafka.net.selector"]["level"] == "ERROR"
+    assert cfg["loggers"]["kafka"]["level"] == "WARNING"  # real kafka-python warnings still show

@@ -1,4 +1,4 @@
-"""Commands end with one clear line, not a traceback, when Kafka is unreachable or a file is bad."""
+"""What operators see: one clear line for an unreachable Kafka or a bad file, start-up warnings, quiet logs."""
 
 from __future__ import annotations
 

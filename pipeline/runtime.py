@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import weakref
 import time
 from pathlib import Path
 
@@ -134,6 +135,9 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout: f
     lag = -1
     slack = {settings.partials_topic: 1}
     while time.monotonic() < deadline:
+        dead = dead_worker()
+        if dead:  # a crashed worker will not catch up: say so now, not after the timeout
+            raise RuntimeError(dead)
         lag = group_lag(settings, group, topics, slack)
         if lag == 0:
             return 0
@@ -169,6 +173,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
+_STARTED: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
+
+
+def dead_worker() -> str | None:
+    """Why a :class:`WorkerProcess` started here and not stopped or killed on purpose has exited, if one has."""
+    for w in list(_STARTED):
+        reason = w.died()
+        if reason:
+            return reason
+    return None
+
+
 class WorkerProcess:
     """``python -m pipeline worker`` as a child process (demo, tests, fault injection)."""
 
@@ -178,6 +194,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.extra_env = extra_env or {}
         self.proc: "subprocess.Popen[bytes] | None" = None
+        self.meant_to_run = False
 
     def start(self) -> "WorkerProcess":
         import subprocess
@@ -191,7 +208,19 @@ class WorkerProcess:
                 [sys.executable, "-m", "pipeline", "worker"], cwd=str(PROJECT_ROOT), env=env,
                 stdout=out, stderr=subprocess.STDOUT,
             )
+        self.meant_to_run = True
+        _STARTED.add(self)
         return self
+
+    def died(self) -> str | None:
+        """None while running (or after a deliberate stop / kill); else the exit code and the log's tail."""
+        if not self.meant_to_run or self.proc is None or self.proc.poll() is None:
+            return None
+        try:
+            tail = self.log_path.read_bytes()[-1500:].decode("utf-8", "replace")
+        except OSError:
+            tail = ""
+        return f"worker exited unexpectedly with {self.proc.returncode}; log: {self.log_path}\n{tail}"
 
     def health(self) -> dict | None:
         import urllib.request
@@ -220,6 +249,7 @@ class WorkerProcess:
         import signal
         import subprocess
 
+        self.meant_to_run = False
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -230,6 +260,7 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def kill(self) -> None:
+        self.meant_to_run = False
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

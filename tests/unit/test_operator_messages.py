@@ -46,3 +46,28 @@ def test_kafka_python_event_loop_chatter_is_capped():
     cfg = logging_config("WARNING")
     assert cfg["loggers"]["kafka.net.selector"]["level"] == "ERROR"
     assert cfg["loggers"]["kafka"]["level"] == "WARNING"  # real kafka-python warnings still show
+
+
+def test_a_crashed_worker_is_reported_at_once_not_after_the_timeout(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline import runtime
+    from pipeline.config import load_settings
+
+    log = tmp_path / "w.log"
+    log.write_text("...\nKeyError: TopicPartition(topic='x', partition=3)\n")
+    w = runtime.WorkerProcess(load_settings({}), 0, log)
+    w.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    w.proc.wait(30)
+    w.meant_to_run = True
+    runtime._STARTED.add(w)
+    try:
+        reason = runtime.dead_worker()
+        assert reason is not None and "exited unexpectedly with 3" in reason and "KeyError" in reason
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            runtime.wait_for_group(load_settings({}), "g", ["t"], timeout=5)  # before any Kafka call
+        w.stop()  # a deliberate stop is not a crash
+        assert runtime.dead_worker() is None
+    finally:
+        runtime._STARTED.discard(w)

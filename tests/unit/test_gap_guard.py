@@ -12,12 +12,8 @@ class FakeConsumer:
     def __init__(self):
         self.seeks = []
 
-    async def seek(self, tp, offset):  # not thread-safe in Faust's aiokafka driver: must not be used
-        raise AssertionError("GapGuard must seek through seek_wait (runs on the consumer thread)")
-
-    async def seek_wait(self, partitions):
-        for tp, offset in partitions.items():
-            self.seeks.append((tp.topic, tp.partition, offset))
+    async def seek(self, tp, offset):
+        self.seeks.append((tp.topic, tp.partition, offset))
 
 
 class FakeApp:
@@ -128,3 +124,41 @@ def test_a_seek_undone_while_the_input_is_idle_is_repeated_by_the_timer():
     now[0] = 10.0
     asyncio.run(g.retry_stalled())
     assert len(app.consumer.seeks) == 2  # nothing pending any more
+
+
+def test_seek_runs_on_the_consumer_thread_loop_not_the_callers():
+    # Faust's aiokafka consumer lives in its own thread; aiokafka's seek must run there
+    import threading
+
+    from faust.types import TP
+
+    from pipeline.agents.common import seek_on_consumer_thread
+
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    ran_on = []
+    done = threading.Event()
+
+    class Inner:
+        def seek(self, tp, offset):
+            ran_on.append((threading.current_thread() is t, tp, offset))
+            done.set()
+
+    class Thread:
+        thread_loop = loop
+        _consumer = Inner()
+
+    class Consumer:
+        _thread = Thread()
+        _read_offset = {}
+
+        async def seek(self, tp, offset):
+            raise AssertionError("the caller-thread seek must not be used")
+
+    c = Consumer()
+    asyncio.run(seek_on_consumer_thread(c, TP("t", 1), 7))
+    assert done.wait(5)
+    assert ran_on == [(True, TP("t", 1), 7)] and c._read_offset[TP("t", 1)] == 7
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(5)

@@ -104,30 +104,6 @@ async def flush(app: Any) -> None:
     await producer.flush()
 
 
-async def seek_on_consumer_thread(consumer: Any, tp: Any, offset: int) -> None:
-    """``consumer.seek(tp, offset)`` without its thread race.
-
-    Faust's aiokafka consumer runs in its own thread (``consumer._thread``, with its own event
-    loop), but ``Consumer.seek()`` calls aiokafka's ``seek`` on the caller's thread, where it
-    races the fetcher that drains the same record buffer (CI: ``KeyError`` in
-    ``Fetcher.fetched_records`` crashed a worker restarted after kill -9). Here aiokafka's seek
-    is scheduled on the consumer thread's loop (``call_soon_threadsafe``: nothing to await
-    across threads, so nothing can deadlock; ``seek_wait`` stalled a partition for minutes) and
-    Faust's read offset is set as ``Consumer.seek()`` sets it. The seek takes effect a moment
-    later; :class:`GapGuard` already refuses records queued before it and repeats a seek
-    that did not take effect. Consumers without that thread (tests, other drivers) get their
-    own ``seek``.
-    """
-    thread = getattr(consumer, "_thread", None)
-    loop = getattr(thread, "thread_loop", None)
-    inner = getattr(thread, "_consumer", None)
-    if loop is None or inner is None or loop.is_closed():
-        await consumer.seek(tp, offset)
-        return
-    loop.call_soon_threadsafe(inner.seek, tp, offset)
-    consumer._read_offset[tp] = offset if offset else None
-
-
 class GapGuard:
     """Keeps an agent's input gap-free: a record past the next expected offset triggers a seek back.
 
@@ -229,4 +205,9 @@ class GapGuard:
 
         self._sought_at[(topic, partition)] = self.clock()
         self._refused[(topic, partition)] = -1  # a record refused again after this seek means it was undone
-        await seek_on_consumer_thread(self.app.consumer, TP(topic, partition), offset)
+        # Known risk (docs/reliability.md): Faust's Consumer.seek() runs aiokafka's seek on this
+        # thread while the fetcher drains the same buffer on the consumer thread; a CI run saw
+        # the race crash a worker (KeyError in Fetcher.fetched_records). Both alternatives tried
+        # (seek_wait; scheduling the seek on the consumer thread's loop) stalled partitions for
+        # minutes, so the immediate seek stays until Faust marshals it itself.
+        await self.app.consumer.seek(TP(topic, partition), offset)

@@ -207,7 +207,7 @@ class GapGuard:
         self._refused[(topic, partition)] = -1  # a record refused again after this seek means it was undone
         # Known risk (docs/reliability.md): Faust's Consumer.seek() runs aiokafka's seek on this
         # thread while the fetcher drains the same buffer on the consumer thread; a CI run saw
-        # the race crash a worker (KeyError in Fetcher.fetched_records). Both alternatives tried
-        # (seek_wait; scheduling the seek on the consumer thread's loop) stalled partitions for
-        # minutes, so the immediate seek stays until Faust marshals it itself.
+        # the race crash a worker (KeyError in Fetcher.fetched_records). Thread-safe variants
+        # (seek_wait; scheduling the seek on the consumer thread's loop) were tried but not
+        # proven in CI (see docs/reliability.md), so the immediate seek stays for now.
         await self.app.consumer.seek(TP(topic, partition), offset)

@@ -38,7 +38,7 @@ from eval_classifier import DEFAULT_DATA_DIR, LABELS, Item, load_alexa, load_sem
 
 from pipeline.classify import classify  # noqa: E402
 from pipeline.classify.classifier import sentiment_example  # noqa: E402
-from pipeline.classify.learned import balanced_accuracy, folds, train  # noqa: E402
+from pipeline.classify.learned import balanced_accuracy, cross_validate, train  # noqa: E402
 
 _lex_cache: dict[str, list[float]] = {}
 
@@ -90,14 +90,7 @@ def _cv(items: list[Item], extra: list[Item]) -> float:
 def _learned_cv(items: list[Item], extra: list[Item]) -> float:
     ex = [sentiment_example(i.text, i.sentiment, language="en") for i in items]
     extra_ex = [sentiment_example(i.text, i.sentiment, language="en") for i in extra]
-    gold = [e.label for e in ex]
-    pred = [0] * len(ex)
-    for held in folds(gold, 5):
-        held_set = set(held)
-        model = train([e for i, e in enumerate(ex) if i not in held_set] + extra_ex)
-        for i in held:
-            pred[i] = LABELS.index(model.predict(ex[i].tokens, ex[i].lexicon)[0])
-    return round(balanced_accuracy(gold, pred), 3)
+    return round(cross_validate(ex, 5, extra=extra_ex), 3)
 
 
 def _learned_cross(items: list[Item], others: list[Item]) -> float:

@@ -135,15 +135,23 @@ def _writer(stdout: IO):  # noqa: ANN202
     return write
 
 
+def load_cli_taxonomy(path: str | None, prog: str, stderr: IO) -> Taxonomy | None:
+    """The taxonomy of a command: ``path``, else ``$PIPELINE_TAXONOMY_FILE``, else the bundled one;
+    None after one error line on ``stderr`` when it cannot be loaded."""
+    path = path or os.environ.get(TAXONOMY_ENV) or None
+    try:
+        return load_taxonomy(path)
+    except (TaxonomyError, OSError, ValueError) as exc:
+        print(f"{prog}: cannot load taxonomy {path!r}: {exc}", file=stderr)
+        return None
+
+
 def run_classify(stdin: IO, stdout: IO, taxonomy_path: str | None = None, stderr: IO | None = None,
                  model_path: str | None = None) -> int:
     """``python -m pipeline classify [--taxonomy FILE] [--sentiment-model FILE]`` (contract above)."""
     stderr = stderr if stderr is not None else sys.stderr
-    path = taxonomy_path or os.environ.get(TAXONOMY_ENV) or None
-    try:
-        tax = load_taxonomy(path)
-    except (TaxonomyError, OSError, ValueError) as exc:
-        print(f"classify: cannot load taxonomy {path!r}: {exc}", file=stderr)
+    tax = load_cli_taxonomy(taxonomy_path, "classify", stderr)
+    if tax is None:
         return 2
     model_path = model_path or os.environ.get(SENTIMENT_MODEL_ENV) or None
     try:

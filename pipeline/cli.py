@@ -290,11 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KafkaAuthError, KafkaSecurityError) as exc:  # one clear line; no secrets in it
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (SentimentModelError, TaxonomyError) as exc:  # configuration files: one clear line
-        print(f"error: {exc}", file=sys.stderr)
+    except (KafkaAuthError, KafkaSecurityError, SentimentModelError, TaxonomyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # credentials or a configuration file: one clear line, no secrets
         return 2
     except unreachable_errors(kafka_errors) as exc:  # no broker answered: one line, not a traceback
         print(f"error: cannot reach Kafka ({exc}); check KAFKA_BOOTSTRAP_SERVERS, or start the local broker "

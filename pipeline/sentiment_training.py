@@ -26,7 +26,7 @@ import orjson
 
 from .classify.classifier import sentiment_example
 from .classify.learned import LABELS, Example, balanced_accuracy, cross_validate, train
-from .classify.taxonomy import TaxonomyError, load_taxonomy
+from .classify_cli import load_cli_taxonomy
 
 
 def stars_to_label(stars: float, scale: tuple[float, float]) -> str:
@@ -124,15 +124,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
-    import os
-
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
-    tax_path = args.taxonomy or os.environ.get("PIPELINE_TAXONOMY_FILE") or None
-    try:
-        taxonomy = load_taxonomy(tax_path)
-    except (TaxonomyError, OSError, ValueError) as exc:
-        print(f"train-sentiment: cannot load taxonomy {tax_path!r}: {exc}", file=stderr)
+    taxonomy = load_cli_taxonomy(args.taxonomy, "train-sentiment", stderr)
+    if taxonomy is None:
         return 2
     try:
         if args.input == "-":

@@ -21,7 +21,7 @@ from .language import (
 from .learned import LABELS, Example, SentimentModel, lexicon_features
 from .model import Classification, PainPoint, Sentiment
 from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
-from .sentiment import NUMERIC_WEIGHT, combine, label_for, normalize_score, satisfaction_gap, text_sentiment
+from .sentiment import combine, label_for, satisfaction_gap, text_sentiment
 from .taxonomy import Taxonomy, default_taxonomy
 
 KOREAN_FOLLOWING_PENALTY = 0.5  # Korean predicates follow their subject: prefer the aspect before
@@ -71,6 +71,13 @@ def analyse_text(
         else:
             total.merge(agg)
     return total if total is not None else Aggregate()
+
+
+def _without_surrogates(text: str) -> str:
+    """Lone surrogates replaced one for one by U+FFFD (Kiwi fails on them; offsets unchanged)."""
+    if not text.isascii() and _SURROGATES.search(text):
+        return _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _analyse(work: str, language: str | None, tax: Taxonomy) -> tuple[str, tuple[str, list[str]] | None, Aggregate]:
@@ -145,9 +152,7 @@ def classify(
     sentiment comes from the model (which sees the lexicon's view as features).
     """
     tax = taxonomy or default_taxonomy()
-    text = text if isinstance(text, str) else ""
-    if not text.isascii() and _SURROGATES.search(text):
-        text = _SURROGATES.sub("\ufffd", text)
+    text = _without_surrogates(text if isinstance(text, str) else "")
     work = analysed_part(text)
     lang, tokens, agg = _analyse(work, language, tax)
     pains = pain_points_from(agg, text, tax)
@@ -177,8 +182,7 @@ def _learned_sentiment(model: SentimentModel, tokens: list[str], agg: Aggregate,
     label, value = model.predict(tokens, _lexicon_view(agg, text_score))
     if score is None:
         return Sentiment(label=label, score=value)
-    blended = max(-1.0, min(1.0, NUMERIC_WEIGHT * normalize_score(score, scale) + (1 - NUMERIC_WEIGHT) * value))
-    return Sentiment(label=label_for(blended), score=blended)
+    return combine(value, 1.0, score, scale)  # a numeric score is blended in as for the lexicon
 
 
 def sentiment_example(text: str, label: str, *, language: str | None = None,
@@ -187,9 +191,7 @@ def sentiment_example(text: str, label: str, *, language: str | None = None,
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}; got {label!r}")
     tax = taxonomy or default_taxonomy()
-    if not text.isascii() and _SURROGATES.search(text):
-        text = _SURROGATES.sub("\ufffd", text)
-    work = analysed_part(text)
+    work = analysed_part(_without_surrogates(text))
     lang, tokens, agg = _analyse(work, language, tax)  # exactly what classify() sees
     toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
     view = _lexicon_view(agg, text_sentiment(agg.positive, agg.negative))

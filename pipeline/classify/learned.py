@@ -234,9 +234,7 @@ def train(
         c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t
         W -= learning_rate * (mW / c1) / (np.sqrt(vW / c2) + eps)
         b -= learning_rate * (mb / c1) / (np.sqrt(vb / c2) + eps)
-    names = [None] * d
-    for f, j in vocab.items():
-        names[j] = f
+    names = list(vocab)  # indices were handed out in insertion order
     weights = {names[j]: (float(W[j, 0]), float(W[j, 1]), float(W[j, 2]))
                for j in range(d) if np.abs(W[j]).max() >= 1e-4}
     langs = Counter(e.language for e in examples)
@@ -264,15 +262,18 @@ def folds(labels: Sequence[int], k: int) -> list[list[int]]:
     return out
 
 
-def cross_validate(examples: Sequence[Example], k: int = 5, **train_kw: Any) -> float:
-    """Balanced accuracy of k-fold cross-validation (each fold predicted by a model not trained on it)."""
+def cross_validate(examples: Sequence[Example], k: int = 5, extra: Sequence[Example] = (), **train_kw: Any) -> float:
+    """Balanced accuracy of k-fold cross-validation (each fold predicted by a model not trained on it).
+
+    ``extra``: examples added to every fold's training set and never predicted (other data sets).
+    """
     if k < 2:
         raise ValueError("cross-validation needs k >= 2")
     labels = [e.label for e in examples]
     pred = [0] * len(examples)
     for held in folds(labels, k):
         held_set = set(held)
-        model = train([e for i, e in enumerate(examples) if i not in held_set], **train_kw)
+        model = train([e for i, e in enumerate(examples) if i not in held_set] + list(extra), **train_kw)
         for i in held:
             e = examples[i]
             pred[i] = LABELS.index(model.predict(e.tokens, e.lexicon)[0])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import orjson
@@ -43,7 +43,8 @@ from .commitments.model import CommitmentConfig, Transition
 from .commitments.playbook import load_playbook as load_commitment_playbook
 from .config import Settings
 from .ingest.normalise import Event, normalise
-from .ingest.validate import Problem, decode
+from .ingest.bounds import time_in_range
+from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
 from .outputs.redact import Redactor
@@ -125,6 +126,8 @@ class Processor:
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None
     ) -> Step:
         now = time.time() if now is None else now
+        if rec.timestamp is not None and not time_in_range(rec.timestamp):
+            rec = replace(rec, timestamp=None)  # a producer-set record time beyond 1970..2100 is not a time
         if rec.topic == self.topics.rekeyed:
             return self._process_rekeyed(rec, get_state, now)
         kind = self.topics.kind_of(rec.topic)
@@ -155,13 +158,19 @@ class Processor:
         try:
             wrapper = orjson.loads(rec.value or b"")
             kind, src, event = wrapper["kind"], wrapper["source"], wrapper["event"]
-            cid = event["customer_id"]
+            topic, partition, offset, ts = src["topic"], src["partition"], src["offset"], src.get("timestamp")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             return self.dead(rec, [Problem("invalid_value", f"malformed re-key record: {exc!r}"[:300])], None, now)
-        if rec.key != cid.encode():
+        bad = _bad_rekey_source(kind, topic, partition, offset, ts)
+        if bad is not None:
+            return self.dead(rec, [Problem("invalid_value", f"malformed re-key record: {bad}")], None, now)
+        # an internal topic is validated like an input: the wrapped event passes the same checks again
+        decoded = validate_event(event, kind)
+        if not decoded.ok:
+            return self.dead(rec, decoded.problems, kind, now)
+        if rec.key != event["customer_id"].encode():
             return self.dead(rec, [Problem("invalid_value", "re-key record key is not its customer_id")], kind, now)
-        return self._apply(kind, event, src["topic"], src["partition"], src["offset"], src.get("timestamp"), True,
-                           get_state, now)
+        return self._apply(kind, event, topic, partition, offset, ts, True, get_state, now)
 
     def _apply(
         self, kind: str, event: dict[str, Any], topic: str, partition: int, offset: int,
@@ -253,6 +262,20 @@ class Processor:
             outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc), kind=kind or "unknown")],
             outcome="deadletter", kind=kind, problems=list(problems),
         )
+
+
+def _bad_rekey_source(kind: Any, topic: Any, partition: Any, offset: Any, timestamp: Any) -> str | None:
+    """Why the envelope of a re-key record is unusable, or ``None``."""
+    if kind not in INPUT_KINDS:
+        return "unknown kind"
+    if not isinstance(topic, str) or not 0 < len(topic) <= 249:
+        return "source.topic is not a topic name"
+    for name, n in (("partition", partition), ("offset", offset)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            return f"source.{name} is not a non-negative integer"
+    if timestamp is not None and not time_in_range(timestamp):
+        return "source.timestamp is not a time in years 1970..2100"
+    return None
 
 
 __all__ = ["Event", "Output", "Processor", "Record", "Step"]

@@ -14,6 +14,11 @@ Two pure update functions, both returning a **new** dict (the input is never mut
     ``fulfilled_late``, ...) into the state.  Idempotent per ``commitment_id``:
     one broken commitment is counted once however many transitions report it.
 
+Numbers stay finite (issue 14): ``spend`` is clamped to
+``0..MAX_SPEND``, and a stored state is repaired on load (:func:`repair`) — an
+older version could store an infinite spend, which the table's JSON serialiser
+wrote as ``null``; it counts as 0 instead of failing every later event.
+
 All times are **event time** (UTC epoch seconds), never wall-clock, so a replay
 rebuilds exactly the same state.  Every list/map is bounded (newest kept), so a
 row never grows without limit.
@@ -54,6 +59,7 @@ from typing import Any
 
 import orjson
 
+from ..ingest.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
 from ..ingest.normalise import Event
 
 State = dict[str, Any]
@@ -104,7 +110,7 @@ def apply_event(
     ``classification`` is the enriched event's ``classification`` object (or
     ``None``); ``segment`` is the customer's segment at this event (or ``None``).
     """
-    s = _copy(state) if state else new_state()
+    s = repair(_copy(state)) if state else new_state()
     if ev.event_id in s["recent_ids"]:
         return s
     s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
@@ -139,7 +145,7 @@ def apply_commitment_transition(state: State | None, transition: dict[str, Any])
     transition with ``detail.breach_retracted`` (the fulfilling event proved the
     breach wrong) removes the record.  Any other type returns an unchanged copy.
     """
-    s = _copy(state) if state else new_state()
+    s = repair(_copy(state)) if state else new_state()
     key = str(transition["commitment_id"])
     generation = transition.get("generation")
     if isinstance(generation, int) and generation > 0:
@@ -177,6 +183,27 @@ def apply_commitment_transition(state: State | None, transition: dict[str, Any])
     return s
 
 
+def repair(state: State) -> State:
+    """``state`` (a fresh copy, changed in place) with usable top-level numbers: missing keys get
+    their defaults, a non-finite / non-numeric ``spend`` becomes 0 (clamped to ``0..MAX_SPEND``),
+    non-finite times and cadence become ``None``; never raises on a state of an older version."""
+    if not isinstance(state, dict):
+        return new_state()
+    for key, default in new_state().items():
+        if key not in state or (isinstance(default, (list, dict)) and not isinstance(state[key], type(default))):
+            state[key] = default
+    state["spend"] = finite(state["spend"], 0.0, 0.0, MAX_SPEND)
+    orders = state["orders"]
+    if isinstance(orders, bool) or not isinstance(orders, int) or orders < 0:
+        state["orders"] = int(finite(orders, 0.0, 0.0))
+    for name in ("first_order_at", "last_order_at", "last_event_at"):
+        if not is_finite_number(state[name]):
+            state[name] = None
+    gap = state["gap_mean_days"]
+    state["gap_mean_days"] = float(gap) if is_finite_number(gap) and gap >= 0 else None
+    return state
+
+
 def _copy(state: State) -> State:
     """A deep copy of a JSON-shaped state (what the table stores): an orjson round trip,
     about 10× faster than ``copy.deepcopy`` on these rows (the top hotspot of the per-event work)."""
@@ -206,10 +233,11 @@ def _apply_order(s: State, ev: Event, segment: dict[str, Any] | None) -> None:
         s["gap_mean_days"] = gap if mean is None or n_gaps < 1 else (mean * n_gaps + gap) / (n_gaps + 1)
     s["orders"] += 1
     seg_spend = (segment or {}).get("spend")
-    if isinstance(seg_spend, (int, float)):
-        s["spend"] = float(seg_spend)
+    if is_finite_number(seg_spend):
+        s["spend"] = finite(seg_spend, 0.0, 0.0, MAX_SPEND)
     else:
-        s["spend"] = round(s["spend"] + float(ev.event.get("amount") or 0.0), 4)
+        amount = finite(ev.event.get("amount"), 0.0, 0.0, MAX_AMOUNT)
+        s["spend"] = round(min(MAX_SPEND, s["spend"] + amount), 4)
     s["first_order_at"] = t if s["first_order_at"] is None else min(s["first_order_at"], t)
     if last is None or t >= last:
         s["last_order_at"] = t

@@ -5,7 +5,13 @@ parsed event or the list of :class:`Problem` reasons that send the record to
 the dead-letter topic.  Checks, in order: size, UTF-8, JSON, top-level object,
 ``schema_version`` known for the kind, the JSON Schema, then semantic rules a
 schema cannot express (score within its scale, promised date not before the
-event).
+event, every timestamp within years 1970..2100 once its offset is applied).
+
+Bounds (issue 14): numbers are finite and within the schemas' ``maximum``s (a
+JSON number too large for a double, e.g. ``1e309``, is ``out_of_range``, not
+``not_json``); a timestamp outside years 1970..2100 is ``out_of_range``; an id
+with a control character is ``invalid_format``.  :func:`validate_event` runs the
+same checks on an already parsed object (the re-key topic).
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from typing import Any
 import orjson
 
 from . import schemas
+from .bounds import MAX_YEAR, MIN_YEAR, is_finite_number, time_in_range
+from .normalise import TIMESTAMP_FIELDS
 from .timeparse import parse_timestamp
 
 MAX_PROBLEMS = 20
+INPUT_KINDS = ("order", "complaint", "feedback", "customer_profile")
 
 # JSON Schema keyword → stable dead-letter reason code.
 KEYWORD_CODES = {
@@ -67,20 +76,71 @@ def _pointer(parts: Any) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def _is_year_bound(schema_path: list[Any]) -> bool:
+    """Whether a ``pattern`` error comes from the timestamp's year range (``$defs/timestamp/allOf``)."""
+    return "timestamp" in schema_path and "allOf" in schema_path
+
+
 def _schema_problems(validator: Any, event: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     for err in validator.iter_errors(event):
-        keyword = str(list(err.schema_path)[-1]) if list(err.schema_path) else ""
-        out.append(
-            Problem(KEYWORD_CODES.get(keyword, "schema_violation"), err.message[:500], _pointer(err.instance_path))
-        )
+        path = list(err.schema_path)
+        keyword = str(path[-1]) if path else ""
+        if keyword == "pattern" and _is_year_bound(path):
+            out.append(Problem("out_of_range", f"timestamp outside years {MIN_YEAR}..{MAX_YEAR}",
+                               _pointer(err.instance_path)))
+        else:
+            out.append(
+                Problem(KEYWORD_CODES.get(keyword, "schema_violation"), err.message[:500], _pointer(err.instance_path))
+            )
         if len(out) >= MAX_PROBLEMS:
             break
     return out
 
 
-def _semantic_problems(kind: str, event: dict[str, Any]) -> list[Problem]:
+def _non_finite(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    """Path of the first NaN / ±infinity in ``value``, or ``None``.
+
+    orjson already refuses them when parsing; this guards objects that reach
+    :func:`validate_event` by another way.
+    """
+    if isinstance(value, float):
+        return None if is_finite_number(value) else path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite(v, (*path, k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite(v, (*path, i))
+            if found is not None:
+                return found
+    return None
+
+
+def _time_problems(event: dict[str, Any]) -> tuple[list[Problem], dict[str, float]]:
+    """Every timestamp field parsed; out of years 1970..2100 (UTC) or unparseable is a problem."""
     out: list[Problem] = []
+    times: dict[str, float] = {}
+    for name in TIMESTAMP_FIELDS:
+        value = event.get(name)
+        if not isinstance(value, str):
+            continue
+        try:
+            t = parse_timestamp(value)
+        except (ValueError, OverflowError, OSError) as exc:
+            out.append(Problem("invalid_format", f"{name} is not a valid timestamp: {exc}"[:300], f"/{name}"))
+            continue
+        if not time_in_range(t):
+            out.append(Problem("out_of_range", f"{name} outside years {MIN_YEAR}..{MAX_YEAR} (UTC)", f"/{name}"))
+            continue
+        times[name] = t
+    return out, times
+
+
+def _semantic_problems(kind: str, event: dict[str, Any]) -> list[Problem]:
+    out, times = _time_problems(event)
     if kind == "feedback":
         lo, hi = event["scale"]["min"], event["scale"]["max"]
         if not lo < hi:
@@ -90,8 +150,8 @@ def _semantic_problems(kind: str, event: dict[str, Any]) -> list[Problem]:
                 value = event.get(name)
                 if value is not None and not lo <= value <= hi:
                     out.append(Problem("out_of_range", f"{name} {value} outside scale [{lo}, {hi}]", f"/{name}"))
-    if kind == "order" and "promised_delivery_at" in event:
-        if parse_timestamp(event["promised_delivery_at"]) < parse_timestamp(event["occurred_at"]):
+    if kind == "order" and "promised_delivery_at" in times and "occurred_at" in times:
+        if times["promised_delivery_at"] < times["occurred_at"]:
             out.append(
                 Problem("out_of_range", "promised_delivery_at is before occurred_at", "/promised_delivery_at")
             )
@@ -115,7 +175,28 @@ def decode(raw: bytes | None, kind: str, max_bytes: int) -> Decoded:
     try:
         event = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        result.problems.append(Problem("not_json", f"invalid JSON: {str(exc)[:200]}"))
+        if "infinity" in str(exc):  # a number beyond the double range, e.g. 1e309: valid JSON, no finite value
+            result.problems.append(Problem("out_of_range", f"number too large: {str(exc)[:200]}"))
+        else:
+            result.problems.append(Problem("not_json", f"invalid JSON: {str(exc)[:200]}"))
+        return result
+    return validate_event(event, kind, result)
+
+
+def validate_event(event: Any, kind: str, result: Decoded | None = None) -> Decoded:
+    """The checks of :func:`decode` after JSON parsing, on an already parsed ``event``; never raises."""
+    result = Decoded(kind) if result is None else result
+    try:
+        return _validate(event, kind, result)
+    except Exception as exc:  # a validator bug must dead-letter the record, not stall the partition
+        result.event = None
+        result.problems.append(Problem("invalid_value", f"validation failed: {exc!r}"[:300]))
+        return result
+
+
+def _validate(event: Any, kind: str, result: Decoded) -> Decoded:
+    if kind not in INPUT_KINDS:
+        result.problems.append(Problem("invalid_value", f"unknown event kind {kind!r}"[:200]))
         return result
     if not isinstance(event, dict):
         result.problems.append(Problem("not_an_object", f"top level is {type(event).__name__}, not an object"))
@@ -133,6 +214,10 @@ def decode(raw: bytes | None, kind: str, max_bytes: int) -> Decoded:
                 "/schema_version",
             )
         )
+        return result
+    bad = _non_finite(event)
+    if bad is not None:
+        result.problems.append(Problem("out_of_range", "number is not finite (NaN or infinity)", _pointer(bad)))
         return result
     problems = _schema_problems(validator, event)
     if not problems:

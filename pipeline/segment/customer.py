@@ -4,12 +4,20 @@ The state is updated by :func:`apply_event` (pure: returns a new dict) and read
 by :func:`pipeline.segment.segments.derive_segment`.  Replays are idempotent:
 the ids of the last ``RECENT_IDS`` applied events are kept and a repeated id
 changes nothing, so an at-least-once redelivery never double-counts spend.
+
+Numbers stay finite whatever arrives (issue 14): an order adds at most
+:data:`~pipeline.ingest.bounds.MAX_AMOUNT` (after FX) and ``spend`` never
+exceeds :data:`~pipeline.ingest.bounds.MAX_SPEND`.  A stored state is repaired
+by :func:`repair` before use: an older version could store an infinite spend,
+which the table's JSON serialiser wrote as ``null``; such a value counts as 0
+instead of failing every later event of the customer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..ingest.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
 from ..ingest.normalise import Event
 
 RECENT_IDS = 64
@@ -35,9 +43,37 @@ def new_state() -> dict[str, Any]:
     }
 
 
+def _time_or_none(value: Any) -> float | None:
+    return float(value) if is_finite_number(value) else None
+
+
+def repair(state: dict[str, Any] | None) -> dict[str, Any]:
+    """A shallow copy of ``state`` whose numbers are usable: missing keys get their defaults,
+    a non-finite or non-numeric ``spend`` becomes 0 (clamped to ``0..MAX_SPEND``), non-finite times
+    and cadence become ``None``; never raises on a state written by an older version."""
+    s = {**new_state(), **state} if isinstance(state, dict) else new_state()
+    s["spend"] = finite(s["spend"], 0.0, 0.0, MAX_SPEND)
+    orders = s["orders"]
+    s["orders"] = int(finite(orders, 0.0, 0.0)) if not isinstance(orders, int) or orders < 0 else orders
+    for name in ("first_order_at", "last_order_at"):
+        s[name] = _time_or_none(s[name])
+    if s["first_order_at"] is None:
+        s["first_order_at"] = s["last_order_at"]
+    if s["last_order_at"] is None:
+        s["last_order_at"] = s["first_order_at"]
+    gap = s["gap_mean_days"]
+    s["gap_mean_days"] = float(gap) if is_finite_number(gap) and gap >= 0 else None
+    if not isinstance(s["recent_ids"], list):
+        s["recent_ids"] = []
+    promises = s["promises"]
+    s["promises"] = ({k: float(v) for k, v in promises.items() if is_finite_number(v)}
+                     if isinstance(promises, dict) else {})
+    return s
+
+
 def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -> tuple[dict[str, Any], bool]:
     """Return ``(new_state, changed)``; ``changed`` is False for an already-applied event id."""
-    s = dict(state) if state else new_state()
+    s = repair(state)
     if ev.event_id in s["recent_ids"]:
         return s, False
     s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
@@ -57,8 +93,9 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -
 
 def _apply_order(s: dict[str, Any], ev: Event, fx: dict[str, float]) -> None:
     e = ev.event
-    rate = fx.get(e.get("currency", ""), 1.0)
-    s["spend"] = round(s["spend"] + float(e.get("amount", 0.0)) * rate, 4)
+    rate = finite(fx.get(e.get("currency", ""), 1.0), 1.0, 0.0)
+    amount = min(MAX_AMOUNT, finite(e.get("amount", 0.0), 0.0, 0.0, MAX_AMOUNT) * rate)
+    s["spend"] = round(min(MAX_SPEND, s["spend"] + amount), 4)
     t = ev.occurred_at
     last = s["last_order_at"]
     if last is not None and t > last:
@@ -87,4 +124,6 @@ def _track_promise(s: dict[str, Any], ev: Event) -> None:
 
 def promised_delivery(state: dict[str, Any] | None, order_id: str) -> float | None:
     """The open promised delivery time of ``order_id`` (before this event was applied)."""
-    return ((state or {}).get("promises") or {}).get(order_id)
+    promises = (state or {}).get("promises")
+    value = promises.get(order_id) if isinstance(promises, dict) else None
+    return float(value) if is_finite_number(value) else None

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import SegmentThresholds
 from ..ingest.timeparse import parse_timestamp
-from .customer import DAY
+from .customer import DAY, repair
 
 UNKNOWN = "unknown"
 
@@ -40,14 +40,15 @@ def value_tier(spend: float, orders: int, t: SegmentThresholds) -> str:
 def lifecycle(state: dict[str, Any], now: float, t: SegmentThresholds) -> tuple[str, float | None, float | None]:
     """Return ``(stage, cadence_days, days_since_last_order)``."""
     profile = state.get("profile") or {}
-    signup = parse_timestamp(profile["signup_at"]) if profile.get("signup_at") else None
+    signup = _signup(profile.get("signup_at"))
     orders = state.get("orders", 0)
     last = state.get("last_order_at")
-    if orders == 0:
+    if orders == 0 or last is None:
         if signup is None:
             return UNKNOWN, None, None
         return ("new" if (now - signup) / DAY < t.new_customer_days else "lapsed"), None, None
-    first = state["first_order_at"]
+    first = state.get("first_order_at")
+    first = last if first is None else first
     since = max(0.0, (now - last) / DAY)
     cadence = state.get("gap_mean_days") if orders >= 2 else None
     effective = cadence if cadence and cadence > 0 else t.default_cadence_days
@@ -62,12 +63,22 @@ def lifecycle(state: dict[str, Any], now: float, t: SegmentThresholds) -> tuple[
     return stage, cadence, round(since, 3)
 
 
+def _signup(value: Any) -> float | None:
+    """A stored profile's ``signup_at`` as epoch seconds; ``None`` when absent or unparseable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def derive_segment(state: dict[str, Any] | None, now: float, t: SegmentThresholds) -> dict[str, Any]:
-    state = state or {}
+    state = repair(state)  # a stored state of an older version may hold null / non-finite numbers
     profile = state.get("profile")
-    p = profile or {}
-    orders = int(state.get("orders", 0))
-    spend = float(state.get("spend", 0.0))
+    p = profile if isinstance(profile, dict) else {}
+    orders = state["orders"]
+    spend = state["spend"]
     if p.get("tier"):
         tier, source = p["tier"], "profile"
     else:

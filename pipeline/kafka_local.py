@@ -70,15 +70,17 @@ class KafkaUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """A test CA and a broker key pair for ``localhost`` / 127.0.0.1."""
+    """A test CA, a broker key pair for ``localhost`` / 127.0.0.1 and a client key pair (mutual TLS)."""
 
-    ca_cert: Path  # PEM: clients trust this (KAFKA_SSL_CAFILE)
+    ca_cert: Path  # PEM: clients trust this (KAFKA_SSL_CAFILE); the mTLS listener trusts it for clients
     keystore: Path  # PKCS12: the broker's key and certificate chain
     store_password: str
+    client_cert: Path | None = None  # PEM, signed by the test CA (KAFKA_SSL_CERTFILE)
+    client_key: Path | None = None  # PEM, encrypted with ``store_password`` (KAFKA_SSL_KEYFILE / _KEY_PASSWORD)
 
 
 def make_test_tls(directory: Path, days: int = 2) -> TlsFiles:
-    """Generate a throw-away CA and a broker certificate with ``openssl`` (tests only)."""
+    """Generate a throw-away CA, a broker certificate and a client certificate with ``openssl`` (tests only)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise KafkaUnavailable("openssl is needed to generate test certificates")
@@ -89,6 +91,9 @@ def make_test_tls(directory: Path, days: int = 2) -> TlsFiles:
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
+    (d / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+    )
     steps = [
         ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
          "-days", str(days), "-subj", "/CN=feedback-pipeline test CA"],
@@ -98,12 +103,20 @@ def make_test_tls(directory: Path, days: int = 2) -> TlsFiles:
          "-out", "broker.pem", "-days", str(days), "-extfile", "san.ext"],
         ["pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
          "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{password}"],
+        # client certificate for mutual TLS, its key encrypted (exercises KAFKA_SSL_KEY_PASSWORD)
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client-plain.key", "-out", "client.csr",
+         "-subj", "/CN=feedback-pipeline test client"],
+        ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "client.pem", "-days", str(days), "-extfile", "client.ext"],
+        ["pkey", "-in", "client-plain.key", "-out", "client.key", "-aes256", "-passout", f"pass:{password}"],
     ]
     for args in steps:
         proc = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True)
         if proc.returncode != 0:
             raise KafkaUnavailable(f"openssl {args[0]} failed: {proc.stderr[-1000:]}")
-    return TlsFiles(ca_cert=d / "ca.pem", keystore=d / "broker.p12", store_password=password)
+    (d / "client-plain.key").unlink()
+    return TlsFiles(ca_cert=d / "ca.pem", keystore=d / "broker.p12", store_password=password,
+                    client_cert=d / "client.pem", client_key=d / "client.key")
 
 
 def free_port() -> int:
@@ -203,6 +216,13 @@ class LocalKafka:
     # TLS: a keystore/truststore (see :func:`make_test_tls`) served on an extra SSL listener.
     tls: "TlsFiles | None" = None
     ssl_port: int = 0
+    # With ``scram_users`` and ``tls``: a SASL_SSL listener too (SCRAM over TLS, ``sasl_ssl_bootstrap``).
+    sasl_ssl: bool = False
+    sasl_ssl_port: int = 0
+    # With ``tls`` (and its client certificate): an SSL listener with ``ssl.client.auth=required``
+    # that trusts the test CA for client certificates (``mtls_bootstrap``).
+    mtls: bool = False
+    mtls_port: int = 0
     process: subprocess.Popen | None = None
     start_seconds: float = 0.0
     _own_workdir: bool = False
@@ -220,6 +240,26 @@ class LocalKafka:
     def ssl_bootstrap(self) -> str:
         """The TLS listener; only with ``tls``."""
         return f"localhost:{self.ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL (SCRAM over TLS) listener; only with ``sasl_ssl``."""
+        return f"localhost:{self.sasl_ssl_port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The SSL listener that requires a client certificate; only with ``mtls``."""
+        return f"localhost:{self.mtls_port}"
+
+    def _keystore(self, listener: str) -> dict[str, str]:
+        assert self.tls is not None
+        prefix = f"listener.name.{listener}.ssl"
+        return {
+            f"{prefix}.keystore.type": "PKCS12",
+            f"{prefix}.keystore.location": str(self.tls.keystore),
+            f"{prefix}.keystore.password": self.tls.store_password,
+            f"{prefix}.key.password": self.tls.store_password,
+        }
 
     def _listeners(self) -> tuple[list[str], list[str], list[str], dict[str, str]]:
         listeners = [f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}"]
@@ -239,12 +279,33 @@ class LocalKafka:
             listeners.append(f"SSL://localhost:{self.ssl_port}")
             advertised.append(f"SSL://localhost:{self.ssl_port}")
             proto.append("SSL:SSL")
+            extra.update(self._keystore("ssl"))
+            extra["listener.name.ssl.ssl.client.auth"] = "none"
+        if self.sasl_ssl:
+            if not (self.scram_users and self.tls is not None):
+                raise ValueError("LocalKafka(sasl_ssl=True) needs scram_users and tls")
+            listeners.append(f"SASLSSL://localhost:{self.sasl_ssl_port}")
+            advertised.append(f"SASLSSL://localhost:{self.sasl_ssl_port}")
+            proto.append("SASLSSL:SASL_SSL")
+            extra.update(self._keystore("saslssl"))
+            extra["listener.name.saslssl.ssl.client.auth"] = "none"
+            for mech in ("scram-sha-256", "scram-sha-512"):
+                extra[f"listener.name.saslssl.{mech}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+            extra["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+        if self.mtls:
+            if self.tls is None:
+                raise ValueError("LocalKafka(mtls=True) needs tls")
+            listeners.append(f"MTLS://localhost:{self.mtls_port}")
+            advertised.append(f"MTLS://localhost:{self.mtls_port}")
+            proto.append("MTLS:SSL")
+            extra.update(self._keystore("mtls"))
             extra.update({
-                "listener.name.ssl.ssl.keystore.type": "PKCS12",
-                "listener.name.ssl.ssl.keystore.location": str(self.tls.keystore),
-                "listener.name.ssl.ssl.keystore.password": self.tls.store_password,
-                "listener.name.ssl.ssl.key.password": self.tls.store_password,
-                "listener.name.ssl.ssl.client.auth": "none",
+                "listener.name.mtls.ssl.client.auth": "required",
+                # PEM truststore (KIP-651): client certificates must be signed by the test CA
+                "listener.name.mtls.ssl.truststore.type": "PEM",
+                "listener.name.mtls.ssl.truststore.location": str(self.tls.ca_cert),
             })
         return listeners, advertised, proto, extra
 
@@ -291,6 +352,10 @@ class LocalKafka:
             self.sasl_port = self.sasl_port or free_port()
         if self.tls is not None:
             self.ssl_port = self.ssl_port or free_port()
+        if self.sasl_ssl:
+            self.sasl_ssl_port = self.sasl_ssl_port or free_port()
+        if self.mtls:
+            self.mtls_port = self.mtls_port or free_port()
         data = self.workdir / "data"
         logs = self.workdir / "logs"
         fresh = not (data / "meta.properties").exists()

@@ -8,10 +8,13 @@ client, consumer and producer (:func:`admin_client`, :func:`consumer`,
 Variables (all optional; the default is ``PLAINTEXT`` with no credentials):
 
 * ``KAFKA_SECURITY_PROTOCOL`` — ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``
-  (default: ``SASL_SSL`` if a SASL user is set and a CA file is given, ``SASL_PLAINTEXT`` if
-  only a SASL user is set, ``SSL`` if only TLS files are given, else ``PLAINTEXT``);
+  (default: ``SASL_SSL`` if a SASL user is set — with the system trust store when no CA file is
+  given —, ``SSL`` if only TLS files are given, else ``PLAINTEXT``; SASL without TLS is only ever
+  chosen explicitly with ``KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT``);
 * ``KAFKA_SASL_MECHANISM`` — ``SCRAM-SHA-256`` (default with SASL), ``SCRAM-SHA-512`` or ``PLAIN``;
 * ``KAFKA_SASL_USERNAME`` / ``KAFKA_SASL_PASSWORD`` (or ``KAFKA_SASL_PASSWORD_FILE``);
+* ``KAFKA_SASL_ALLOW_PLAINTEXT`` — ``false`` (default): ``PLAIN`` over ``SASL_PLAINTEXT`` (the
+  password in the clear on the network) is refused; ``true`` allows it;
 * ``KAFKA_SSL_CAFILE`` — CA bundle (PEM) that signed the brokers' certificates
   (default: the system trust store);
 * ``KAFKA_SSL_CERTFILE`` / ``KAFKA_SSL_KEYFILE`` / ``KAFKA_SSL_KEY_PASSWORD`` — client
@@ -20,7 +23,9 @@ Variables (all optional; the default is ``PLAINTEXT`` with no credentials):
 
 Secrets never appear in ``repr``, :meth:`KafkaSecurity.describe` or log records.
 An authentication failure is reported as :class:`KafkaAuthError` with a message
-naming the variables to check, instead of a hang or a bare "no brokers".
+naming the variables to check, instead of a hang or a bare "no brokers"; so is a
+connection the broker closes while the client is still authenticating ("authentication
+failed or broker unreachable").
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
@@ -56,6 +62,16 @@ def _truthy(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+def _strict_flag(name: str, value: str | None) -> bool:
+    """An opt-in switch: only an explicit yes enables it; anything unrecognised is an error."""
+    v = (value or "").strip().lower()
+    if v in ("", "0", "false", "no", "off"):
+        return False
+    if v in ("1", "true", "yes", "on"):
+        return True
+    raise KafkaSecurityError(f"{name}={value!r} is not true or false")
+
+
 @dataclass(frozen=True)
 class KafkaSecurity:
     """Security settings shared by every Kafka client.  Secrets are excluded from ``repr``."""
@@ -69,6 +85,7 @@ class KafkaSecurity:
     ssl_keyfile: str | None = None
     ssl_key_password: str | None = field(default=None, repr=False)
     ssl_check_hostname: bool = True
+    sasl_allow_plaintext: bool = False  # KAFKA_SASL_ALLOW_PLAINTEXT: PLAIN without TLS
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -91,8 +108,9 @@ class KafkaSecurity:
         keyfile = get("KAFKA_SSL_KEYFILE")
         protocol = (get("KAFKA_SECURITY_PROTOCOL") or "").upper()
         if not protocol:
-            tls = bool(cafile or certfile)
-            protocol = ("SASL_SSL" if tls else "SASL_PLAINTEXT") if username else ("SSL" if tls else "PLAINTEXT")
+            # A SASL user always means TLS (the system trust store without a CA file): plaintext
+            # SASL only by an explicit KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT.
+            protocol = "SASL_SSL" if username else ("SSL" if cafile or certfile else "PLAINTEXT")
         mechanism = (get("KAFKA_SASL_MECHANISM") or "").upper() or None
         if protocol.startswith("SASL_") and mechanism is None:
             mechanism = "SCRAM-SHA-256"
@@ -106,6 +124,7 @@ class KafkaSecurity:
             ssl_keyfile=keyfile,
             ssl_key_password=get("KAFKA_SSL_KEY_PASSWORD"),
             ssl_check_hostname=_truthy(get("KAFKA_SSL_CHECK_HOSTNAME"), True),
+            sasl_allow_plaintext=_strict_flag("KAFKA_SASL_ALLOW_PLAINTEXT", get("KAFKA_SASL_ALLOW_PLAINTEXT")),
         )
         sec.validate()
         return sec
@@ -123,6 +142,12 @@ class KafkaSecurity:
             if not self.sasl_username or self.sasl_password is None:
                 raise KafkaSecurityError(
                     f"KAFKA_SECURITY_PROTOCOL={self.protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                )
+            if self.sasl_mechanism == "PLAIN" and not self.tls and not self.sasl_allow_plaintext:
+                raise KafkaSecurityError(
+                    "KAFKA_SASL_MECHANISM=PLAIN with KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT would send the password "
+                    "unencrypted: use KAFKA_SECURITY_PROTOCOL=SASL_SSL (KAFKA_SSL_CAFILE) or set "
+                    "KAFKA_SASL_ALLOW_PLAINTEXT=true"
                 )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise KafkaSecurityError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
@@ -204,6 +229,8 @@ class KafkaSecurity:
         out.update({k: v for k, v in pairs.items() if v is not None})
         if not self.ssl_check_hostname:
             out["KAFKA_SSL_CHECK_HOSTNAME"] = "false"
+        if self.sasl_allow_plaintext:
+            out["KAFKA_SASL_ALLOW_PLAINTEXT"] = "true"
         return out
 
 
@@ -227,35 +254,95 @@ def aiokafka_kwargs(settings: "Settings") -> dict[str, Any]:
     return kafka_kwargs(settings)  # aiokafka takes the same names (security_protocol, sasl_*, ssl_context)
 
 
-def auth_error_message(sec: KafkaSecurity, detail: str = "") -> str:
-    if sec.sasl:
+def auth_error_message(sec: KafkaSecurity, detail: str = "", dropped: bool = False) -> str:
+    """The one-line error for a rejected login or TLS handshake.  ``dropped``: the broker closed the
+    connection while the client was still authenticating, without saying why."""
+    either = " or broker unreachable" if dropped else ""
+    if sec.sasl and not detail.startswith("SSL"):  # SSLError, SSLCertVerificationError: the TLS layer failed
         msg = (
-            f"Kafka authentication failed (SASL/{sec.sasl_mechanism} as user {sec.sasl_username!r}): "
+            f"Kafka authentication failed{either} (SASL/{sec.sasl_mechanism} as user {sec.sasl_username!r}): "
             "check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
         )
     else:
         msg = (
-            f"Kafka TLS handshake failed ({sec.protocol}): check KAFKA_SSL_CAFILE, "
+            f"Kafka TLS handshake failed{either} ({sec.protocol}): check KAFKA_SSL_CAFILE, "
             "KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE and KAFKA_SSL_CHECK_HOSTNAME"
         )
+    if dropped:
+        msg += " (and KAFKA_BOOTSTRAP_SERVERS)"
     return f"{msg} ({detail})" if detail else msg
 
+
+DROPPED_DETAIL = "connection closed by the broker during authentication"
 
 _AUTH_ERROR_NAMES = (
     "SaslAuthenticationFailedError", "UnsupportedSaslMechanismError", "IllegalSaslStateError",
     "AuthenticationFailedError", "SSLError", "SSLCertVerificationError",
 )
+# The peer closed the socket: not an authentication verdict by itself (see _AuthFailures).
+_PEER_CLOSED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes/contexts and exceptions wrapped as the first argument (kafka-python
+    wraps socket errors as ``KafkaConnectionError(error)`` without chaining them)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(x for x in (e.__cause__, e.__context__, *(e.args[:1] if e.args else ()))
+                    if isinstance(x, BaseException))
+
+
+def _is_peer_closed(exc: BaseException) -> bool:
+    """The broker closed an established connection (EOF, reset, TLS EOF) — not a TLS or SASL verdict."""
+    for e in _chain(exc):
+        if isinstance(e, _PEER_CLOSED) or e.args[:1] == ("socket disconnected",):
+            return True
+    return False
+
+
+def _auth_failure_name(exc: BaseException) -> str | None:
+    """The type name of a rejected SASL login or failed TLS handshake in ``exc``'s chain, else ``None``."""
+    if _is_peer_closed(exc):
+        return None
+    for e in _chain(exc):
+        if isinstance(e, ssl.SSLError) or any(c.__name__ in _AUTH_ERROR_NAMES for c in type(e).__mro__):
+            return type(e).__name__
+    return None
 
 
 def _is_auth_failure(exc: BaseException) -> bool:
     """True for a rejected SASL login or a failed TLS handshake (anywhere in the cause chain)."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLError) or any(c.__name__ in _AUTH_ERROR_NAMES for c in type(e).__mro__):
-            return True
-        e = e.__cause__ or e.__context__
+    return _auth_failure_name(exc) is not None
+
+
+def _record_exceptions(record: logging.LogRecord) -> list[BaseException]:
+    args = record.args if isinstance(record.args, tuple) else (record.args,)
+    found = [a for a in args if isinstance(a, BaseException)]
+    if record.exc_info and isinstance(record.exc_info[1], BaseException):
+        found.append(record.exc_info[1])
+    return found
+
+
+def _dropped_while_initializing(record: logging.LogRecord, exc: BaseException) -> bool:
+    """A connection closed by the broker before the client's handshake (ApiVersions, SASL) finished.
+
+    kafka-python logs it as ``<transport>: Abort (error)`` while the connection is still
+    initializing, and at bootstrap also as ``Bootstrap connection to N failed: error``.
+    """
+    if not _is_peer_closed(exc):
+        return False
+    msg = str(record.msg)
+    if msg.startswith("Bootstrap connection to"):
+        return True
+    if "Abort" in msg and isinstance(record.args, tuple) and record.args:
+        conn = getattr(record.args[0], "_protocol", None)
+        return bool(getattr(conn, "initializing", False))
     return False
 
 
@@ -265,19 +352,50 @@ class _AuthFailures(logging.Handler):
     kafka-python keeps retrying a rejected login until its bootstrap timeout and
     then raises a generic "Unable to bootstrap"; the real cause is only in the
     exception it logs.  Only the exception *type* is kept, never the record text.
+    The client may also see the broker just close the connection during the SASL
+    exchange (after a failed login the broker sends its error response and closes;
+    kafka-python 3.0 discards bytes that arrive together with the end of the stream);
+    such drops are counted in ``drops`` (distinct connection errors).
+
+    The logger is shared by every client in the process: records from threads that
+    existed before this handler (e.g. an earlier rejected client still retrying in
+    the background) are not ours and are ignored.  A new client logs from the
+    thread that builds it or from the IO/sender threads it starts.
     """
+
+    DROPS_TO_GIVE_UP = 2  # one drop may be a coincidence; the second ends the wait (≈ 0.7 s with backoff)
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.failures: list[str] = []
+        self.drops: list[BaseException] = []
         self.event = threading.Event()
+        me = threading.current_thread()
+        self.foreign: weakref.WeakSet[threading.Thread] = weakref.WeakSet(
+            t for t in threading.enumerate() if t is not me)
+
+    @property
+    def gave_up(self) -> bool:
+        return bool(self.failures) or len(self.drops) >= self.DROPS_TO_GIVE_UP
 
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args if isinstance(record.args, tuple) else (record.args,)
-        for arg in args:
-            if isinstance(arg, BaseException) and _is_auth_failure(arg):
-                self.failures.append(type(arg).__name__)
+        if threading.current_thread() in self.foreign:
+            return
+        for exc in _record_exceptions(record):
+            name = _auth_failure_name(exc)
+            if name is not None:
+                self.failures.append(name)
                 self.event.set()
+            elif _dropped_while_initializing(record, exc) and not any(exc is d for d in self.drops):
+                self.drops.append(exc)
+                self.event.set()
+
+    def error(self, sec: KafkaSecurity) -> KafkaAuthError | None:
+        if self.failures:
+            return KafkaAuthError(auth_error_message(sec, self.failures[0]))
+        if self.drops:
+            return KafkaAuthError(auth_error_message(sec, DROPPED_DETAIL, dropped=True))
+        return None
 
 
 _capture_lock = threading.Lock()
@@ -323,9 +441,11 @@ def guarded(settings: "Settings", build: Callable[[], T], fail_fast: bool = Fals
             try:
                 return build()
             except Exception as exc:
-                if _is_auth_failure(exc) or seen.failures:
-                    detail = seen.failures[0] if seen.failures else type(exc).__name__
-                    raise KafkaAuthError(auth_error_message(sec, detail)) from None
+                if _is_auth_failure(exc):
+                    raise KafkaAuthError(auth_error_message(sec, _auth_failure_name(exc) or "")) from None
+                error = seen.error(sec)
+                if error is not None:
+                    raise error from None
                 raise
         box: dict[str, Any] = {}
 
@@ -338,16 +458,19 @@ def guarded(settings: "Settings", build: Callable[[], T], fail_fast: bool = Fals
 
         thread = threading.Thread(target=run, name="kafka-auth-probe", daemon=True)
         thread.start()
-        while thread.is_alive() and not seen.failures:
+        while thread.is_alive() and not seen.gave_up:
             seen.event.wait(0.5)
             seen.event.clear()
-        if seen.failures:
-            raise KafkaAuthError(auth_error_message(sec, seen.failures[0]))
+        if seen.gave_up:
+            raise seen.error(sec)  # type: ignore[misc]
         thread.join()
         if "error" in box:
             exc = box["error"]
             if _is_auth_failure(exc):
-                raise KafkaAuthError(auth_error_message(sec, type(exc).__name__)) from None
+                raise KafkaAuthError(auth_error_message(sec, _auth_failure_name(exc) or "")) from None
+            error = seen.error(sec)
+            if error is not None:
+                raise error from None
             raise exc
         return box["client"]
 

@@ -285,12 +285,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .classify.learned import SentimentModelError
     from .classify.taxonomy import TaxonomyError
+    from .config import ConfigError
     from .kafka_security import KafkaAuthError, KafkaSecurityError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KafkaAuthError, KafkaSecurityError, SentimentModelError, TaxonomyError) as exc:
+    except (ConfigError, KafkaAuthError, KafkaSecurityError, SentimentModelError, TaxonomyError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # credentials or a configuration file: one clear line, no secrets
         return 2
     except unreachable_errors(kafka_errors) as exc:  # no broker answered: one line, not a traceback

@@ -84,7 +84,10 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     store: str = "memory://"
     web_port: int = 6066
-    web_host: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"  # PIPELINE_WEB_HOST: the address the web server binds
+    # PIPELINE_WEB_ADVERTISED_HOST: the host other workers use to reach this one (Faust's table_route);
+    # "" = the web host, or the host name when the web host is a wildcard (0.0.0.0, ::)
+    web_advertised_host: str = ""
     log_level: str = "WARNING"
     log_format: str = "json"
     max_event_bytes: int = 256 * 1024
@@ -111,6 +114,42 @@ class Settings:
     producer_linger_ms: int = 5
     producer_buffer_messages: int = 5000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
+    # PIPELINE_GROUP_INSTANCE_ID: static group membership; "" = <app id>-<host name>-<web port>, "off" = dynamic
+    group_instance_id: str = ""
+    # a missing input range held back this long (not re-delivered) makes the worker restart from its commits
+    gap_wait_seconds: float = 20.0
+
+    @property
+    def instance_id(self) -> str | None:
+        """The consumer group instance id (KIP-345), stable across restarts of the same worker.
+
+        The default is unique per host and web port, so several workers on one host
+        and one worker per pod (its host name) each get their own; a container
+        restarted in the same pod keeps it.
+        """
+        if self.group_instance_id.lower() == "off":
+            return None
+        if self.group_instance_id:
+            return self.group_instance_id
+        import socket
+
+        return f"{self.app_id}-{socket.gethostname()}-{self.web_port}"
+
+    @property
+    def advertised_host(self) -> str:
+        """The host in this worker's URL as other workers see it (Faust's ``web_host`` / canonical URL).
+
+        A wildcard bind address is no address to reach: every worker would advertise the same
+        ``0.0.0.0`` and Faust's ``table_route`` would take every key for local.  On Kubernetes set
+        ``PIPELINE_WEB_ADVERTISED_HOST`` from the pod IP (deploy/k8s/worker.yaml).
+        """
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host in ("0.0.0.0", "::", "[::]", ""):
+            import socket
+
+            return socket.gethostname()
+        return self.web_host
 
     @property
     def partials_topic(self) -> str:
@@ -168,10 +207,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store=_get(env, "PIPELINE_STORE", d.store),
         web_port=int(_get(env, "PIPELINE_WEB_PORT", str(d.web_port))),
         web_host=_get(env, "PIPELINE_WEB_HOST", d.web_host),
+        web_advertised_host=_get(env, "PIPELINE_WEB_ADVERTISED_HOST", d.web_advertised_host),
         log_level=_get(env, "PIPELINE_LOG_LEVEL", d.log_level).upper(),
         log_format=_get(env, "PIPELINE_LOG_FORMAT", d.log_format),
         max_event_bytes=int(_get(env, "PIPELINE_MAX_EVENT_BYTES", str(d.max_event_bytes))),
-        processing_guarantee=_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee),
+        processing_guarantee=_guarantee(_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee)),
         data_dir=Path(_get(env, "PIPELINE_DATA_DIR", str(d.data_dir))),
         segment=segment,
         kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
@@ -189,7 +229,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         producer_linger_ms=int(_get(env, "PIPELINE_PRODUCER_LINGER_MS", str(d.producer_linger_ms))),
         producer_buffer_messages=int(_get(env, "PIPELINE_PRODUCER_BUFFER_MESSAGES", str(d.producer_buffer_messages))),
         security=KafkaSecurity.from_env(env),
+        group_instance_id=_get(env, "PIPELINE_GROUP_INSTANCE_ID", d.group_instance_id),
+        gap_wait_seconds=float(_get(env, "PIPELINE_GAP_WAIT_SECONDS", str(d.gap_wait_seconds))),
     )
+
+
+EXACTLY_ONCE_REFUSED = (
+    "PIPELINE_PROCESSING_GUARANTEE=exactly_once is refused: Faust's Kafka transactions gave wrong counts after "
+    "a kill -9 in 13 of 18 fault-test runs (docs/reliability.md); the default at_least_once mode with "
+    "idempotent outputs is exact under every fault test"
+)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used: the CLI prints it as one line and exits 2."""
+
+
+def _guarantee(value: str) -> str:
+    v = value.strip().lower()
+    if v == "exactly_once":
+        raise ConfigError(EXACTLY_ONCE_REFUSED)
+    if v != "at_least_once":
+        raise ConfigError(f"PIPELINE_PROCESSING_GUARANTEE must be at_least_once; got {value!r}")
+    return v
 
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -198,5 +260,5 @@ COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 def _compression(value: str) -> str:
     v = value.strip().lower()
     if v not in COMPRESSIONS:
-        raise ValueError(f"PIPELINE_PRODUCER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
+        raise ConfigError(f"PIPELINE_PRODUCER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
     return v

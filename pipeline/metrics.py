@@ -67,7 +67,9 @@ COMMITMENT_KINDS = ("delivery", "response", "resolution", "callback", "refund")
 COMMITMENT_STATUSES = ("open", "warned", "breached")
 ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "duplicate_alert_suppressed",
                 "duplicate_final_suppressed", "duplicate_enriched_suppressed", "replayed_record_skipped",
-                "replayed_partial_skipped", "input_gap_reseek")
+                "replayed_partial_skipped", "input_gap_restart",
+                "input_gap_absent_offsets", "input_gap_held_back",
+                "input_redelivered_skipped")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
 MAX_PAIN_POINTS = 64
 
@@ -147,9 +149,12 @@ class Metrics:
         )
         self.batch_size = Histogram("pipeline_batch_records", "Records per processed batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.consumer_lag = Gauge("pipeline_consumer_lag_records",
-                                  "Records behind the end of the partition (assigned partitions, at scrape time).",
-                                  ["topic", "partition"], registry=r)
+        self.consumer_lag = Gauge(
+            "pipeline_consumer_lag_records",
+            "Records not yet processed and committed: end offset (high watermark; last stable offset under "
+            "exactly_once) minus the consumer group's committed offset, per input partition assigned to this "
+            "worker (sampled every second, read at scrape time). A stuck agent shows its whole backlog here.",
+            ["topic", "partition"], registry=r)
         self.table_keys = Gauge("pipeline_table_keys", "Keys held in a table on this worker (at scrape time).",
                                 ["table"], registry=r)
         self.commitments = Gauge("pipeline_commitments",

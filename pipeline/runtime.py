@@ -51,15 +51,6 @@ def resolve_settings(settings: Settings | None = None, required: bool = True) ->
     return dataclasses.replace(settings, bootstrap_servers=local)
 
 
-def guarantee_warning(settings: Settings) -> str | None:
-    """The start-up warning for ``exactly_once`` (measured unreliable under kill -9), else None."""
-    if settings.processing_guarantee != "exactly_once":
-        return None
-    return ("warning: PIPELINE_PROCESSING_GUARANTEE=exactly_once uses Faust's Kafka transactions, whose counts "
-            "after a kill -9 were exact in only 5 of 18 fault-test runs; the default at_least_once mode with "
-            "idempotent outputs was exact in every run (README, Failure behaviour; docs/reliability.md)")
-
-
 def run_worker(settings: Settings) -> None:
     import faust
 
@@ -72,9 +63,6 @@ def run_worker(settings: Settings) -> None:
 
     # configuration files first: a bad taxonomy or model is one clear line before any Kafka call
     load_taxonomy(settings.taxonomy_file)
-    warning = guarantee_warning(settings)
-    if warning:
-        print(warning, file=sys.stderr)
     if settings.sentiment_model_file:
         SentimentModel.load(settings.sentiment_model_file)
     try:
@@ -166,7 +154,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIPELINE_TOPIC_ALERTS_CHURN": t.alerts_churn,
         "PIPELINE_CLOCK": settings.clock,
         "PIPELINE_MAX_EVENT_BYTES": str(settings.max_event_bytes),
-        "PIPELINE_PROCESSING_GUARANTEE": settings.processing_guarantee,
         "PIPELINE_STORE": settings.store,
         "PIPELINE_DATA_DIR": str(settings.data_dir),
         **settings.security.env(),

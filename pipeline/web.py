@@ -1,32 +1,244 @@
 """The worker's HTTP endpoints (Faust web server).
 
-* ``GET /health`` — assigned partitions, table recovery, counters (readiness).
+* ``GET /health`` — liveness and readiness: 200 ``{"status": "ok", …}`` or 503
+  ``{"status": "stuck", "reasons": […], …}`` when an assigned partition has a
+  backlog whose committed offset has not moved for ``PIPELINE_STUCK_SECONDS``, a
+  rebalance or table recovery lasted that long, or an agent has no running actor
+  (the decision: :mod:`pipeline.liveness`).  Also: assigned partitions, table
+  recovery, rebalancing, agents, per-partition commit progress, counters.
 * ``GET /metrics`` — Prometheus exposition (:mod:`pipeline.metrics`); lag, table sizes
   and commitment gauges are read from the worker's state when scraped.
 * ``GET /segments/{dimension}={value}/top?window=1h`` — top pain points of a
   segment in the current and the last closed window; routed with Faust's
   ``table_route`` to the worker that owns the key, so any worker answers.
+* ``GET /debug/tasks`` — only with ``PIPELINE_DEBUG=1`` (old name ``PIPELINE_DEBUG_TASKS=1``).
+
+With ``PIPELINE_WEB_TOKEN`` set, every endpoint except ``/health`` and ``/metrics``
+answers 401 unless the request carries ``Authorization: Bearer <token>`` (compared in
+constant time; a request routed to the key's owner carries the header along).
+Faust's ``/table/…`` pages are off (``web_tables_enabled=False`` in :mod:`pipeline.app`).
+
+Commit progress is sampled once a second by a timer (end offsets from the broker,
+committed offsets from Faust's consumer), so ``/health`` itself does no I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
 import os
-
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiohttp import web as aioweb
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from .agents.aggregate import AggregateParts
 from .agents.common import partition_of
 from .commitments import tracker
+from .config import Topics, load_settings
+from .liveness import Liveness, stuck_seconds_from_env
 from .metrics import Metrics
 
 COMMITMENT_SCAN_SECONDS = 5.0
+SAMPLE_SECONDS = 1.0  # commit-progress sampling interval
+BROKER_TIMEOUT_SECONDS = 5.0  # one end-offset / committed-offset request
+GROUP_OFFSET_CACHE_SECONDS = 10.0
+OPEN_PATHS = frozenset({"/health", "/metrics"})  # served without the token (probes, Prometheus)
+
+log = logging.getLogger("pipeline.web")
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """``PIPELINE_WEB_TOKEN``, ``PIPELINE_DEBUG`` (alias ``PIPELINE_DEBUG_TASKS``), ``PIPELINE_STUCK_SECONDS``."""
+
+    token: str | None = field(default=None, repr=False)
+    debug: bool = False
+    stuck_seconds: float = 20.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "WebOptions":
+        env = os.environ if env is None else env
+        return cls(token=env.get("PIPELINE_WEB_TOKEN") or None,
+                   debug="1" in (env.get("PIPELINE_DEBUG"), env.get("PIPELINE_DEBUG_TASKS")),
+                   stuck_seconds=stuck_seconds_from_env(env))
+
+
+def authorized(path: str, authorization: str | None, token: str | None) -> bool:
+    """Whether a request may be served: no token configured, an open path, or the right bearer token."""
+    if token is None or (path.rstrip("/") or "/") in OPEN_PATHS:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    # constant time in the token's content (hmac.compare_digest); a wrong scheme fails the same way
+    ok_scheme = scheme.lower() == "bearer"
+    return hmac.compare_digest(given.strip().encode(), token.encode()) and ok_scheme
+
+
+def token_middleware(token: str) -> Any:
+    @aioweb.middleware
+    async def require_token(request: aioweb.Request, handler: Any) -> aioweb.StreamResponse:
+        if authorized(request.path, request.headers.get("Authorization"), token):
+            return await handler(request)
+        return aioweb.json_response({"error": "unauthorized"}, status=401,
+                                    headers={"WWW-Authenticate": 'Bearer realm="feedback-pipeline"'})
+    return require_token
+
+
+def is_input_partition(tp: TP) -> bool:
+    """Partitions an agent consumes (not table changelogs read by recovery, not Faust's leader topic)."""
+    return not (tp.topic.endswith("-changelog") or "__assignor" in tp.topic)
+
+
+def agent_status(app: faust.App) -> dict[str, bool]:
+    """Per agent: whether one of its actors' tasks is running (not done, not crashed)."""
+    out: dict[str, bool] = {}
+    for name, agent in app.agents.items():
+        actors = list(getattr(agent, "_actors", ()))
+        out[str(name)] = any(getattr(a, "actor_task", None) is not None and not a.actor_task.done()
+                             and not getattr(a, "crashed", False) for a in actors)
+    return out
+
+
+class Progress:
+    """Committed and end offsets of this worker's assigned input partitions, fed to :class:`Liveness`.
+
+    committed = Faust's ``consumer._committed_offset[tp]`` (what this worker committed, or the
+    group's committed offset found at assignment), else the group's committed offset asked from
+    the broker, else the partition's first offset (nothing committed yet: ``auto_offset_reset``
+    is ``earliest``).  end = the broker's end offset (last stable offset under exactly_once),
+    else the consumer's cached high watermark.
+    """
+
+    def __init__(self, app: faust.App, stuck_seconds: float, internal_topics: frozenset[str]) -> None:
+        self.app = app
+        self.liveness = Liveness(stuck_seconds)
+        self.internal_topics = internal_topics
+        self.offsets: dict[TP, tuple[int | None, int | None]] = {}
+        self.sampled_at: float | None = None
+        self._group: dict[TP, tuple[float, int | None]] = {}  # tp -> (asked at, group's committed offset)
+        self._lock = asyncio.Lock()
+
+    def settling(self) -> bool:
+        try:
+            return bool(self.app.rebalancing) or not self.app.tables.recovery.completed.is_set()
+        except Exception:  # not started yet
+            return True
+
+    def refresh_local(self, now: float) -> None:
+        """Settling and agent state (no I/O)."""
+        self.liveness.settling(self.settling(), now)
+        self.liveness.agents(agent_status(self.app), now)
+
+    async def sample(self) -> None:
+        async with self._lock:
+            await self._sample()
+
+    async def _sample(self) -> None:
+        consumer = self.app.consumer
+        try:
+            tps = sorted(tp for tp in consumer.assignment() if is_input_partition(tp))
+        except Exception:  # consumer not started yet
+            return
+        ends = await self._ends(tps)
+        committed = await self._committed(tps)
+        now = time.monotonic()
+        self.refresh_local(now)
+        self.liveness.assigned((tp.topic, tp.partition) for tp in tps)
+        offsets: dict[TP, tuple[int | None, int | None]] = {}
+        for tp in tps:
+            c, e = committed.get(tp), ends.get(tp)
+            offsets[tp] = (c, e)
+            self.liveness.observe((tp.topic, tp.partition), c, e, now,
+                                  slack=1 if tp.topic in self.internal_topics else 0)
+        self.offsets = offsets
+        self.sampled_at = now
+        self.liveness.sampled(now)
+
+    async def _ends(self, tps: list[TP]) -> dict[TP, int | None]:
+        consumer = self.app.consumer
+        fresh: Mapping[Any, int] = {}
+        if tps:
+            try:
+                fresh = await asyncio.wait_for(consumer.highwaters(*tps), BROKER_TIMEOUT_SECONDS)
+            except Exception as exc:  # broker slow or rebalancing: the cached high watermark below
+                log.debug("end offsets unavailable", extra={"error": type(exc).__name__})
+        out: dict[TP, int | None] = {}
+        for tp in tps:
+            end = fresh.get(tp)
+            if end is None:
+                try:
+                    end = consumer.highwater(tp)
+                except Exception:
+                    end = None
+            out[tp] = end
+        return out
+
+    async def _committed(self, tps: list[TP]) -> dict[TP, int | None]:
+        consumer = self.app.consumer
+        known: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+        out: dict[TP, int | None] = {}
+        missing = []
+        for tp in tps:
+            c = known.get(tp)
+            if c is not None:
+                out[tp] = c
+            else:
+                missing.append(tp)
+        now = time.monotonic()
+        for tp in [tp for tp in self._group if tp not in set(tps)]:
+            del self._group[tp]
+        ask = [tp for tp in missing if now - self._group.get(tp, (float("-inf"), None))[0] > GROUP_OFFSET_CACHE_SECONDS]
+        if ask:
+            try:
+                thread = consumer._thread
+                aio = thread._ensure_consumer()
+                for tp in ask:
+                    off = await asyncio.wait_for(thread.call_thread(aio.committed, tp), BROKER_TIMEOUT_SECONDS)
+                    self._group[tp] = (now, off)
+            except Exception as exc:
+                log.debug("group offsets unavailable", extra={"error": type(exc).__name__})
+        earliest: Mapping[Any, int] = {}
+        never = [tp for tp in missing if self._group.get(tp, (0.0, None))[1] is None]
+        if never:
+            try:
+                earliest = await asyncio.wait_for(consumer.earliest_offsets(*never), BROKER_TIMEOUT_SECONDS)
+            except Exception as exc:
+                log.debug("first offsets unavailable", extra={"error": type(exc).__name__})
+        for tp in missing:
+            group = self._group.get(tp, (0.0, None))[1]
+            out[tp] = group if group is not None else earliest.get(tp)
+        return out
+
+
+def internal_topics(app: faust.App) -> frozenset[str]:
+    """Topics the worker itself writes and consumes: their last record (or transaction marker) may
+    stay unacknowledged, so one record per partition is forgiven by the stuck rule."""
+    try:
+        topics = load_settings().topics
+    except Exception:  # a bad unrelated setting: the default names
+        topics = Topics()
+    return frozenset({f"{app.conf.id}-segment-partials", topics.rekeyed, topics.ticks})
 
 
 def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts) -> None:
+    options = WebOptions.from_env()
+    if options.token is not None:
+        app.web.web_app.middlewares.append(token_middleware(options.token))
+    progress = Progress(app, options.stuck_seconds, internal_topics(app))
+
+    @app.timer(SAMPLE_SECONDS, name="pipeline.web.sample_progress")
+    async def sample_progress() -> None:
+        try:
+            await progress.sample()
+        except Exception as exc:  # never kill the timer; a sampler that stops is reported by /health
+            log.warning("commit progress sampling failed", extra={"error": type(exc).__name__})
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         try:
@@ -34,10 +246,15 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
             recovered = app.tables.recovery.completed.is_set()
         except Exception:  # not started yet
             assigned, recovered = 0, False
-        return web.json({"status": "ok", "assigned_partitions": assigned, "recovered": recovered,
-                         "rebalancing": bool(app.rebalancing), "counters": counters})
+        now = time.monotonic()
+        progress.refresh_local(now)
+        verdict = progress.liveness.verdict(now)
+        doc = {**verdict.as_dict(), "assigned_partitions": assigned, "recovered": recovered,
+               "rebalancing": bool(app.rebalancing), "agents": agent_status(app),
+               "stuck_seconds": options.stuck_seconds, "counters": counters}
+        return web.json(doc, status=200 if verdict.ok else 503)
 
-    if os.environ.get("PIPELINE_DEBUG_TASKS") == "1":
+    if options.debug:
         @app.page("/debug/tasks")
         async def debug_tasks(web: Any, request: Any) -> Any:
             """Where every asyncio task of the worker is waiting (diagnostics; off by default)."""
@@ -95,27 +312,22 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
-        refresh_gauges()
+        await refresh_gauges()
         return web.bytes(metrics.render(), content_type="text/plain")
 
-    def refresh_gauges() -> None:
+    async def refresh_gauges() -> None:
         """Gauges read from the worker's state at scrape time (no per-event cost)."""
         try:
-            consumer = app.consumer
-            assignment = consumer.assignment()
+            assignment = app.consumer.assignment()
         except Exception:  # not started yet
             return
         metrics.assigned_partitions.set(len(assignment))
+        await progress.sample()  # fresh at scrape time (one end-offset request), also fed to /health
         metrics.consumer_lag.clear()
-        for tp in assignment:
-            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
-                continue  # table changelogs (read by recovery) and Faust's leader topic
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            read = consumer._read_offset.get(tp)
-            position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
-            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+        for tp, (committed, end) in progress.offsets.items():
+            if committed is not None and end is not None and tp in assignment:
+                # not yet processed and committed (the fetch position would hide a stuck agent)
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
         for table in app.tables.values():
             metrics.table_keys.labels(table.name).set(len(table.data))
         refresh_commitments()

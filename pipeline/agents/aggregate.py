@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 import orjson
 
 from ..aggregate import (
@@ -41,12 +42,16 @@ from ..aggregate import (
 from ..aggregate.state import already_merged, grace_from_env, note_merged, retention_from_env
 from ..aggregate.surge import SurgeConfig
 from ..config import Settings
+from ..ingest.internal import Control, Partial, parse_stage2
+from ..ingest.validate import Problem
+from ..outputs.deadletter import dead_letter
 from ..metrics import Metrics
 from ..scheduling import DueIndex
 
 from ..outputs.emitted import load_ids
 from ..outputs.frontier import committed_offsets
-from .common import GapGuard, Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from .common import (InputGuard, Sender, is_meta_key, json_table, log, partition_meta_key, partition_of,
+                     run_batches)
 
 
 @dataclass
@@ -80,15 +85,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     table = json_table(app, "segment_windows", settings.partitions,
                        "Per dimension=value: event-time windows of pain-point counts and surge baselines.")
     parts = AggregateParts(table=table)
-    sender = Sender(app, metrics, counters)
+    sender = Sender(app, metrics, counters, "aggregate")
     meta_keys = {p: partition_meta_key(p, settings.partitions) for p in range(settings.partitions)}
     emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
     recovery_tail = settings.recovery_tail_records
-    gaps = GapGuard(app, metrics)  # the partials topic is guarded like stage 1's inputs
+    gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds)  # the partials topic is guarded like stage 1's inputs
     guarded: set[int] = set()
-    # exactly-once: stage 1 writes partials in transactions, so commit markers leave a gap after
-    # every transaction; each would cost a seek.  That mode relies on Faust's own gap tracking.
-    guard_partials = settings.processing_guarantee != "exactly_once"
 
     async def ensure_guarded(p: int) -> None:
         if p not in guarded:
@@ -96,6 +98,13 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             offsets = await loop.run_in_executor(None, committed_offsets, settings, [settings.partials_topic], p)
             gaps.start(settings.partials_topic, p, offsets.get(settings.partials_topic))
             guarded.add(p)
+
+    async def dead_letter_record(msg: Any, problem: Problem) -> None:
+        doc = dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                          timestamp_ms=None if msg.timestamp is None else int(msg.timestamp * 1000),
+                          raw=msg.value, problems=[problem], expected_kind=None, now=time.time())
+        key = msg.key if msg.key is not None else doc["dead_letter_id"].encode()
+        await sender.send(t.deadletter, key, orjson.dumps(doc))
 
     async def ensure_emitted(p: int) -> set[str]:
         """Ids of the finals and surge alerts the last records of partition ``p``'s outputs hold.
@@ -143,107 +152,103 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                                     if not is_meta_key(k) and partition_of(k, n) == p))
             restore_meta(p)
 
-    @app.agent(source, concurrency=1, name="aggregate")
+    @app.agent(source, concurrency=1, name="aggregate", supervisor_strategy=CrashingSupervisor)
     async def aggregate(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
-            pending: dict[str, Any] = {}
-            touched: set[int] = set()
-            for event in events:
-                msg = event.message
-                p = msg.partition
-                ensure_index(p)
-                if guard_partials:
-                    await ensure_guarded(p)
-                    if not await gaps.admit(msg.topic, p, msg.offset):
-                        continue
-                touched.add(p)
-                try:
-                    doc = orjson.loads(msg.value)
-                except orjson.JSONDecodeError:
-                    doc = None
-                if not isinstance(doc, dict) or msg.key is None:
-                    # internal topic, written only by stage 1: count it, never crash the agent on it
-                    metrics.errors.labels("aggregate").inc()
-                    log.error("malformed partial skipped", extra={"topic": msg.topic, "partition": p,
-                                                                  "offset": msg.offset})
-                    continue
-                control = doc.get("control")
-                if control == "advance":
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "aggregate", process_batch)
+
+    async def process_batch(events: list[Any]) -> None:
+        """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""
+        pending: dict[str, Any] = {}
+        touched: set[int] = set()
+        for event in events:
+            msg = event.message
+            p = msg.partition
+            ensure_index(p)
+            await ensure_guarded(p)
+            if not await gaps.admit(msg.topic, p, msg.offset, event):
+                continue
+            touched.add(p)
+            record = parse_stage2(msg.value)  # internal topics are validated like inputs
+            if isinstance(record, Problem) or (isinstance(record, Partial) and msg.key is None):
+                problem = record if isinstance(record, Problem) else Problem("missing_field", "partial without a key")
+                metrics.errors.labels("aggregate").inc()
+                log.error("malformed partial dead-lettered", extra={"topic": msg.topic, "partition": p,
+                                                                    "offset": msg.offset, "code": problem.code})
+                await dead_letter_record(msg, problem)
+                continue
+            if isinstance(record, Control):
+                if record.kind == "advance":
                     # every stage-1 partition forwards the advance after its last partial:
                     # move the watermark once all of them have.
-                    to = float(doc["to"])
-                    senders = parts.advances.setdefault((p, to), set())
-                    senders.add(int(doc.get("from", 0)))
-                    if len(senders) >= int(doc.get("of", 1)):
+                    senders = parts.advances.setdefault((p, record.time), set())
+                    senders.add(record.sender)
+                    if len(senders) >= record.of:
                         wm = watermark(p)
-                        wm.max_event_time = max(wm.max_event_time or 0.0, to + grace)
-                        del parts.advances[(p, to)]
-                    continue
-                if control == "tick":
-                    if settings.clock == "wall":
-                        watermark(p).observe(float(doc["now"]))
-                    continue
-                key = msg.key.decode()
+                        wm.max_event_time = max(wm.max_event_time or 0.0, record.time + grace)
+                        del parts.advances[(p, record.time)]
+                elif settings.clock == "wall":
+                    watermark(p).observe(record.time)
+                continue
+            doc = record.doc
+            key = msg.key.decode()
+            state = pending.get(key) or table.get(key)
+            if state is None:
+                dim, value = split_group_key(key)
+                state = new_state(dim, value)
+            if already_merged(state, doc):
+                metrics.errors.labels("replayed_partial_skipped").inc()
+                continue
+            note_merged(state, doc)
+            state, late = merge_partial(state, doc, grace, watermark(p).value, retention_windows=retention)
+            if late.held:
+                metrics.late_events.labels("counted_in_held_window").inc(late.held)
+            if late.dropped:
+                metrics.late_events.labels("window_no_longer_held").inc(late.dropped)
+                log.debug("late partial for purged window", extra={"windows": list(late.dropped_windows)})
+            src_time = doc.get("max_event_time")
+            if src_time is not None:
+                per_src = parts.source_times.setdefault(p, {})
+                src = int(doc.get("src", -1))
+                per_src[src] = max(per_src.get(src, float("-inf")), float(src_time))
+                watermark(p).observe(min(per_src.values()))
+            pending[key] = state
+            parts.index.set(p, key, next_close_time(state))
+        now = time.time()
+        for p in touched:
+            wm = watermark(p).value
+            if wm is None:
+                continue
+            for key in parts.index.pop_due(p, wm):
                 state = pending.get(key) or table.get(key)
                 if state is None:
-                    dim, value = split_group_key(key)
-                    state = new_state(dim, value)
-                if already_merged(state, doc):
-                    metrics.errors.labels("replayed_partial_skipped").inc()
                     continue
-                note_merged(state, doc)
-                state, late = merge_partial(state, doc, grace, watermark(p).value, retention_windows=retention)
-                if late.held:
-                    metrics.late_events.labels("counted_in_held_window").inc(late.held)
-                if late.dropped:
-                    metrics.late_events.labels("window_no_longer_held").inc(late.dropped)
-                    log.debug("late partial for purged window", extra={"windows": list(late.dropped_windows)})
-                src_time = doc.get("max_event_time")
-                if src_time is not None:
-                    per_src = parts.source_times.setdefault(p, {})
-                    src = int(doc.get("src", -1))
-                    per_src[src] = max(per_src.get(src, float("-inf")), float(src_time))
-                    watermark(p).observe(min(per_src.values()))
+                state, finals = close_windows(state, wm, retention_windows=retention)
+                state, result = process_finals(state, finals, surge_cfg)
+                sent = await ensure_emitted(p)
+                for final in finals:
+                    if final["record_id"] in sent:
+                        metrics.errors.labels("duplicate_final_suppressed").inc()
+                        continue
+                    await sender.send(t.aggregates, key.encode(), orjson.dumps(final))
+                for final, surge in result.alerts:
+                    alert = surge_alert(final, surge, playbook, now)
+                    if alert["alert_id"] in sent:
+                        metrics.errors.labels("duplicate_alert_suppressed").inc()
+                        continue
+                    await sender.send(t.alerts_pain_points, key.encode(), orjson.dumps(alert))
+                    metrics.alerts.labels(alert["type"], alert["severity"]).inc()
                 pending[key] = state
                 parts.index.set(p, key, next_close_time(state))
-            now = time.time()
-            for p in touched:
-                wm = watermark(p).value
-                if wm is None:
-                    continue
-                for key in parts.index.pop_due(p, wm):
-                    state = pending.get(key) or table.get(key)
-                    if state is None:
-                        continue
-                    state, finals = close_windows(state, wm, retention_windows=retention)
-                    state, result = process_finals(state, finals, surge_cfg)
-                    sent = await ensure_emitted(p)
-                    for final in finals:
-                        if final["record_id"] in sent:
-                            metrics.errors.labels("duplicate_final_suppressed").inc()
-                            continue
-                        await sender.send(t.aggregates, key.encode(), orjson.dumps(final))
-                    for final, surge in result.alerts:
-                        alert = surge_alert(final, surge, playbook, now)
-                        if alert["alert_id"] in sent:
-                            metrics.errors.labels("duplicate_alert_suppressed").inc()
-                            continue
-                        await sender.send(t.alerts_pain_points, key.encode(), orjson.dumps(alert))
-                        metrics.alerts.labels(alert["type"], alert["severity"]).inc()
-                    pending[key] = state
-                    parts.index.set(p, key, next_close_time(state))
-            for p in touched:
-                save_meta(p, pending)
-            await flush(app)  # outputs first: a stored state then implies its finals are in Kafka
-            for key, state in pending.items():
-                table[key] = state
-            if not guard_partials:  # exactly-once: see common.flush
-                await flush(app)
+        for p in touched:
+            save_meta(p, pending)
+        await sender.confirm()  # outputs first: a stored state then implies its finals are in Kafka
+        for key, state in pending.items():
+            table[key] = state
 
     @app.timer(1.0)
-    async def partials_gap_watch() -> None:
-        """Repeat seeks on the partials topic that Faust undid while it was idle (GapGuard)."""
-        await gaps.retry_stalled()
+    async def aggregate_gap_watch() -> None:
+        """Restart from the committed offsets when a held-back range never came (input idle)."""
+        gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

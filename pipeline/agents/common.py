@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, NoReturn
 
 from aiokafka.partitioner import murmur2
 
+from ..delivery import GapCheck, Verdict, gap_is_real
 from ..metrics import Metrics
+from ..outputs.frontier import first_offset_from
+from .failstop import fatal, restart_from_committed
 
 log = logging.getLogger("pipeline.agent")
 
@@ -18,35 +22,58 @@ def partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def send_callback(metrics: Metrics, counters: dict[str, int]) -> Callable[[Any], None]:
-    def on_sent(fut: Any) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            counters["send_failed"] = counters.get("send_failed", 0) + 1
-            metrics.errors.labels("produce").inc()
-            log.error("produce failed", extra={"error": "cancelled" if fut.cancelled() else repr(fut.exception())})
-
-    return on_sent
-
-
 class Sender:
-    """Produces raw records through the app's producer; offsets commit only after a flush.
+    """Produces raw records through the app's producer and confirms them before the batch is acknowledged.
 
-    With ``processing_guarantee="exactly_once"`` the app's producer is Faust's
-    transaction manager: records, changelog writes and offsets commit atomically.
+    Every send's future is kept until :meth:`confirm`, which the agents await at
+    the end of each batch — before the batch's table writes and before Faust's
+    ``take_events`` acknowledges the batch's input offsets.  A send that failed
+    (a non-retriable error such as a record over ``max.message.bytes``, a deleted
+    topic, a refused authorisation, or an outage longer than the producer's
+    delivery timeout) stops the worker (:func:`~pipeline.agents.failstop.fatal`):
+    its input offset is then never committed, and the restarted worker processes
+    the record again.  aiokafka's ``flush()`` alone waits but never raises.
     """
 
-    def __init__(self, app: Any, metrics: Metrics, counters: dict[str, int]) -> None:
+    def __init__(self, app: Any, metrics: Metrics, counters: dict[str, int], stage: str) -> None:
         self.app = app
         self.metrics = metrics
-        self.on_sent = send_callback(metrics, counters)
+        self.counters = counters
+        self.stage = stage
+        self._pending: list[tuple[str, Any]] = []
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None,
                    kind: str | None = None) -> None:
         """``kind``: the input event kind that caused the record (metrics label; None = internal)."""
         producer = await self.app.maybe_start_producer()
-        fut = await producer.send(topic, key, value, partition, None, None)
-        fut.add_done_callback(self.on_sent)
+        try:
+            fut = await producer.send(topic, key, value, partition, None, None)
+        except Exception as exc:  # refused before it was queued (too large, unknown topic, closed producer)
+            self._failed(topic, exc)
+        self._pending.append((topic, fut))
         self.metrics.record_produced(topic, kind)
+
+    async def confirm(self) -> None:
+        """Wait until every record sent since the last call is acknowledged by the brokers; fail-stop if not."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        producer = await self.app.maybe_start_producer()
+        await producer.flush()
+        for topic, fut in pending:
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout=CONFIRM_TIMEOUT_SECONDS)
+            except Exception as exc:
+                self._failed(topic, exc)
+
+    def _failed(self, topic: str, exc: BaseException) -> NoReturn:
+        self.counters["send_failed"] = self.counters.get("send_failed", 0) + 1
+        self.metrics.errors.labels("produce").inc()
+        fatal("produce_failed", stage=self.stage, topic=topic, error=type(exc).__name__)
+
+
+# After flush() every future is resolved; this only bounds a producer that stopped answering.
+CONFIRM_TIMEOUT_SECONDS = 300.0
 
 
 def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
@@ -86,128 +113,108 @@ def is_meta_key(key: str) -> bool:
     return key.startswith("\x00")
 
 
-async def flush(app: Any) -> None:
-    """Wait until every record produced so far is acknowledged by the broker.
+class InputGuard:
+    """Keeps an agent's input gap-free without ever seeking Faust's consumer (see :mod:`pipeline.delivery`).
 
-    Called before a batch's table writes: a table value in the changelog then
-    implies the batch's outputs are in Kafka too, which is what lets a restarted
-    worker skip records whose state it finds already applied.
+    :meth:`admit` is called for every record, in order, before anything of it is
+    acknowledged.  A record past the next expected offset:
 
-    In exactly-once mode it is called after the table writes too.  Faust keeps
-    changelog writes in its producer buffer and, unlike at-least-once mode, does
-    not drain that buffer before it commits a transaction: writes still buffered
-    would land in the *next* transaction while their input offsets are committed
-    in this one, and a crash would lose them (measured: "unknown" segments and
-    missing counts after kill -9).
-    """
-    producer = await app.maybe_start_producer()
-    await producer.flush()
-
-
-class GapGuard:
-    """Keeps an agent's input gap-free: a record past the next expected offset triggers a seek back.
-
-    Faust can hand the agent records *past* a range it fetched and then dropped
-    around a rebalance (prefetched records, cleared stream queues).  The skipped
-    range is then never processed and never committed (Faust commits only a
-    contiguous run of acknowledged offsets), so the partition's committed offset
-    stops while the worker looks healthy.  :meth:`admit` is called for every
-    record in order; it returns ``False`` for a record that must not be
-    processed now because the partition is being re-read from the first missing
-    offset.
-
-    After a seek back to ``want`` (triggered by a record at ``trigger``), records
-    still queued from before the seek have offsets above ``trigger`` and are
-    refused.  The first record at or below ``trigger`` shows the seek took
-    effect: if it is ``want`` the range is re-read; if it is above ``want`` the
-    missing offsets do not exist (transaction markers, compaction, retention,
-    a committed offset below the log start) and the gap is accepted.  So a
-    partition never waits for an offset that cannot come.
-
-    Faust's seek can be undone by its own fetch loop: records of the batch it is
-    still handing over move its read offset past the sought offset again, and the
-    re-fetched range is then dropped as already seen.  The guard notices (a record
-    it already refused comes again, or ``reseek_seconds`` pass without the seek
-    taking effect: :meth:`retry_stalled`, run by a timer) and seeks again.
+    * if the missing range does not exist in Kafka (compaction, retention; asked
+      once by a consumer outside the group), the gap is accepted;
+    * if it exists, the record is *held back* — neither processed nor acknowledged,
+      so no offset at or past the hole can be committed.  This is the normal case
+      right after a rebalance: Faust hands over records its stream buffers held
+      from before the rebalance, then re-fetches from the committed offset, and
+      the missing range arrives.  When it has not arrived within
+      ``wait_seconds`` (Faust dropped it for good), the worker restarts itself
+      from its committed offsets (:func:`~pipeline.agents.failstop.restart_from_committed`).
     """
 
-    def __init__(self, app: Any, metrics: Metrics, reseek_seconds: float = 2.0,
+    def __init__(self, settings: Any, metrics: Metrics, stage: str, wait_seconds: float = 20.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.app, self.metrics = app, metrics
-        self.reseek_seconds, self.clock = reseek_seconds, clock
-        self.expected: dict[tuple[str, int], int] = {}  # next offset to process
-        self._seeking: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (sought offset, trigger offset)
-        self._refused: dict[tuple[str, int], int] = {}  # tp -> highest offset refused since the seek
-        self._sought_at: dict[tuple[str, int], float] = {}
+        self.settings, self.metrics, self.stage = settings, metrics, stage
+        self.wait_seconds, self.clock = wait_seconds, clock
+        self.check = GapCheck()
+        self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
+        self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
-        """The first offset to expect on a newly assigned partition (its committed offset)."""
-        if offset is not None and (topic, partition) not in self.expected:
-            self.expected[(topic, partition)] = offset
+        self.check.start(topic, partition, offset)
 
     def forget(self, topic: str, partition: int) -> None:
-        self.expected.pop((topic, partition), None)
-        self._seeking.pop((topic, partition), None)
-        self._refused.pop((topic, partition), None)
-        self._sought_at.pop((topic, partition), None)
+        self.check.forget(topic, partition)
+        self._waiting.pop((topic, partition), None)
+        self._exists.pop((topic, partition), None)
 
-    async def admit(self, topic: str, partition: int, offset: int) -> bool:
-        key = (topic, partition)
-        seeking = self._seeking.get(key)
-        if seeking is not None:
-            want, trigger = seeking
-            if offset > trigger:  # queued before the seek took effect, or the seek was undone
-                undone = offset <= self._refused.get(key, -1)
-                self._refused[key] = max(offset, self._refused.get(key, -1))
-                if undone or self.clock() - self._sought_at.get(key, 0.0) > self.reseek_seconds:
-                    await self._seek(topic, partition, want)
-                return False
-            # the seek took effect: delivery restarted at the first offset that exists at or after want
-            del self._seeking[key]
-            self._refused.pop(key, None)
-            self._sought_at.pop(key, None)
-            if offset < want:  # cannot happen with a working seek; stay safe: already processed
-                return False
-            self.expected[key] = offset + 1
-            if offset > want:
-                log.info("input gap confirmed after re-reading: offsets do not exist",
-                         extra={"topic": topic, "partition": partition, "offset": want,
-                                "count": offset - want})
+    async def admit(self, topic: str, partition: int, offset: int, event: Any = None) -> bool:
+        """True: process the record now.  False: skip it (``event`` held back when it must not be acknowledged)."""
+        tp = (topic, partition)
+        verdict = self.check.check(topic, partition, offset)
+        if verdict is Verdict.PROCESS:
+            self._waiting.pop(tp, None)
             return True
-        want = self.expected.get(key)
-        if want is None or offset == want:
-            self.expected[key] = offset + 1
-            return True
-        if offset < want:  # re-delivered after a seek: already processed in this run
+        if verdict is Verdict.SKIP:
+            self.metrics.errors.labels("input_redelivered_skipped").inc()
             return False
-        self._seeking[key] = (want, offset)
-        log.warning("input gap: re-reading from the first missing offset",
-                    extra={"topic": topic, "partition": partition, "offset": want})
-        self.metrics.errors.labels("input_gap_reseek").inc()
-        await self._seek(topic, partition, want)
+        first, end = self.check.missing(topic, partition, offset)
+        known = self._exists.get(tp)
+        if known is None or known[0] != first or (known[1] is not None and known[1] >= end):
+            loop = asyncio.get_running_loop()
+            existing = await loop.run_in_executor(None, first_offset_from, self.settings, topic, partition, first)
+            known = self._exists[tp] = (first, existing)
+        if not gap_is_real(known[1], end):
+            log.info("input gap: the missing offsets do not exist (compaction or retention)",
+                     extra={"topic": topic, "partition": partition, "offset": first, "count": end - first})
+            self.metrics.errors.labels("input_gap_absent_offsets").inc()
+            self.check.accept_gap(topic, partition, offset)
+            self._waiting.pop(tp, None)
+            return True
+        if event is not None:
+            hold_back([event])
+        if tp not in self._waiting or self._waiting[tp][0] != first:
+            self._waiting[tp] = (first, self.clock())
+            self.metrics.errors.labels("input_gap_held_back").inc()
+            log.warning("input gap: records past a missing range held back until it is delivered",
+                        extra={"topic": topic, "partition": partition, "offset": first, "actual": offset,
+                               "count": end - first})
+        self.restart_if_overdue()
         return False
 
-    async def retry_stalled(self) -> None:
-        """Seek again where a seek has not taken effect for ``reseek_seconds``.
+    def restart_if_overdue(self) -> None:
+        """Restart from the committed offsets where a missing range has not come for ``wait_seconds``.
 
-        Called by a timer: when Faust dropped the re-fetched range and no newer
-        record arrives (the input is idle), :meth:`admit` is never called, so only
-        a timer can notice.
+        Called on every held-back record and by a timer (an idle input calls nothing else).
         """
         now = self.clock()
-        for (topic, partition), (want, _) in list(self._seeking.items()):
-            if now - self._sought_at.get((topic, partition), 0.0) > self.reseek_seconds:
-                log.info("input gap: seeking again", extra={"topic": topic, "partition": partition, "offset": want})
-                await self._seek(topic, partition, want)
+        for (topic, partition), (first, since) in list(self._waiting.items()):
+            if now - since > self.wait_seconds:
+                self.metrics.errors.labels("input_gap_restart").inc()
+                restart_from_committed("input_gap", stage=self.stage, topic=topic, partition=partition,
+                                       offset=first)
 
-    async def _seek(self, topic: str, partition: int, offset: int) -> None:
-        from faust.types import TP
 
-        self._sought_at[(topic, partition)] = self.clock()
-        self._refused[(topic, partition)] = -1  # a record refused again after this seek means it was undone
-        # Known risk (docs/reliability.md): Faust's Consumer.seek() runs aiokafka's seek on this
-        # thread while the fetcher drains the same buffer on the consumer thread; a CI run saw
-        # the race crash a worker (KeyError in Fetcher.fetched_records). Thread-safe variants
-        # (seek_wait; scheduling the seek on the consumer thread's loop) were tried but not
-        # proven in CI (see docs/reliability.md), so the immediate seek stays for now.
-        await self.app.consumer.seek(TP(topic, partition), offset)
+def hold_back(events: Any) -> None:
+    """Keep a batch's input offsets from being committed: Faust's ``take_events`` acknowledges the
+    batch in a ``finally`` even when the agent was cancelled half-way through it."""
+    for event in events:
+        event.message.acked = True  # Message.ack() then skips Consumer.ack(): the offset stays uncommitted
+
+
+async def run_batches(stream: Any, size: int, within: float, stage: str,
+                      body: Callable[[list[Any]], Awaitable[None]]) -> None:
+    """The agent loop: ``body`` per batch; a batch acknowledged only when ``body`` returned.
+
+    An exception escaping ``body`` stops the worker (:func:`~pipeline.agents.failstop.fatal`)
+    before the batch is acknowledged — Faust's default supervisor would restart the agent
+    silently, after ``take_events`` had acknowledged the batch.  A cancellation (shutdown)
+    holds the batch back so the next owner processes it again.
+    """
+    async for events in stream.take_events(size, within=within):
+        try:
+            await body(events)
+        except asyncio.CancelledError:
+            hold_back(events)
+            raise
+        except BaseException as exc:
+            hold_back(events)
+            fatal("agent_crashed", stage=stage, error=type(exc).__name__)

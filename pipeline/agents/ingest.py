@@ -26,12 +26,14 @@ import time
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 import orjson
 
 from ..aggregate import PartialsBuilder, windows_from_env
 from ..aggregate.partials import min_confidence_from_env
 from ..commitments import tracker
 from ..config import Settings
+from ..ingest.internal import Tick, parse_tick
 from ..ingest.validate import Problem
 from ..metrics import Metrics
 from ..outputs.emitted import load_ids, recent_event_ids
@@ -39,7 +41,8 @@ from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import GapGuard, Sender, flush, is_meta_key, json_table, log, partition_meta_key, partition_of
+from .common import (InputGuard, Sender, is_meta_key, json_table, log, partition_meta_key, partition_of,
+                     run_batches)
 
 
 class Clocks:
@@ -119,13 +122,13 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     customers = json_table(app, "customers", settings.partitions,
                            "Per-customer state: segment, commitments, churn.")
     processor = Processor(settings)
-    sender = Sender(app, metrics, counters)
+    sender = Sender(app, metrics, counters, "ingest")
     windows = windows_from_env(os.environ)
     min_conf = min_confidence_from_env(os.environ)
     index = DueIndex()
     clocks = Clocks()
     positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
-    pending_advances: dict[int, list[dict[str, Any]]] = {}
+    pending_advances: dict[int, list[Tick]] = {}
     emitted: dict[int, set[str]] = {}  # alert ids already on this partition of the alert topics
     kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
     n_parts = settings.partitions
@@ -136,8 +139,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     # per partition: event ids already in events.enriched past the committed offsets (after a crash)
     enriched_written: dict[int, set[str]] = {}
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
-    gaps = GapGuard(app, metrics)
-    in_transaction = settings.processing_guarantee == "exactly_once"
+    gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds)
 
     retry = RetryPolicy.from_env(os.environ)
     recovery_tail = settings.recovery_tail_records  # alert ids read back before the first emit
@@ -223,82 +225,88 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     def observe(step: Step, topic: str, record_time: float | None, now: float) -> None:
         metrics.observe_step(step, topic, kind_of.get(topic), record_time)  # all per-record metrics: metrics.py
 
-    @app.agent(source, concurrency=1, name="ingest")
+    @app.agent(source, concurrency=1, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
-            pending: dict[str, Any] = {}
-            touched: set[int] = set()
-            partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "ingest", process_batch)
 
-            def get_state(key: str) -> Any:
-                return pending[key] if key in pending else customers.get(key)
+    async def process_batch(events: list[Any]) -> None:
+        """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""
+        pending: dict[str, Any] = {}
+        touched: set[int] = set()
+        partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
 
-            for event in events:
-                msg = event.message
-                p = msg.partition
-                ensure_index(p)
-                await ensure_recovered(p)
-                touched.add(p)
-                if msg.topic == t.ticks:
-                    handle_tick(p, msg.value)
+        def get_state(key: str) -> Any:
+            return pending[key] if key in pending else customers.get(key)
+
+        for event in events:
+            msg = event.message
+            p = msg.partition
+            ensure_index(p)
+            await ensure_recovered(p)
+            touched.add(p)
+            if msg.topic == t.ticks:
+                problem = handle_tick(p, msg.value)
+                if problem is not None:  # internal topics are validated like inputs
+                    rec = Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp)
+                    for out in processor.dead(rec, [problem], None, time.time()).outputs:
+                        await emit(p, out)
+                continue
+            if not await gaps.admit(msg.topic, p, msg.offset, event):
+                continue
+            positions[(msg.topic, p)] = msg.offset + 1
+            now = time.time()
+            step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+            eid = step.enriched.get("event_id") if step.enriched is not None else None
+            if step.state_key is not None:
+                prior = get_state(step.state_key)
+                if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
+                    # re-read after a crash: state, outputs and partials are already in Kafka
+                    metrics.errors.labels("replayed_record_skipped").inc()
                     continue
-                if not await gaps.admit(msg.topic, p, msg.offset):
-                    continue
-                positions[(msg.topic, p)] = msg.offset + 1
-                now = time.time()
-                step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
-                eid = step.enriched.get("event_id") if step.enriched is not None else None
-                if step.state_key is not None:
-                    prior = get_state(step.state_key)
-                    if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
-                        # re-read after a crash: state, outputs and partials are already in Kafka
-                        metrics.errors.labels("replayed_record_skipped").inc()
-                        continue
-                    if step.state is not None:
-                        mark_applied(step.state, prior, msg.topic, msg.offset, eid, t.rekeyed)
                 if step.state is not None:
-                    pending[step.state_key] = step.state
-                if step.state_key is not None:
-                    index.set(p, step.state_key, step.next_due)
-                for out in step.outputs:
-                    if out.topic == t.enriched and eid is not None and eid in enriched_written.get(p, ()):
-                        metrics.errors.labels("duplicate_enriched_suppressed").inc()
-                        continue  # written before the crash, its state was not stored yet
-                    await emit(p, out)
-                if step.enriched is not None:
-                    builder = partials.get(p)
-                    if builder is None:
-                        builder = partials[p] = PartialsBuilder(windows, min_conf)
-                    builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
-                    clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
-                counters[step.outcome] = counters.get(step.outcome, 0) + 1
-                observe(step, msg.topic, msg.timestamp, now)
-            for src, builder in partials.items():
-                for key, partial in builder.partials().items():
-                    partial["src"] = src
-                    partial["upto"] = upto(src)
-                    await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
-            await apply_advances(touched)
-            await sweep(touched, get_state, pending)
-            for p in touched:
-                pending[meta_keys[p]] = clocks.snapshot(p)
-            await flush(app)  # outputs first: a stored state then implies its outputs are in Kafka
-            for key, value in pending.items():
-                customers[key] = value
-            if in_transaction:
-                await flush(app)  # hand the changelog writes to this batch's transactions (see common.flush)
-            metrics.batch_size.observe(len(events))
+                    mark_applied(step.state, prior, msg.topic, msg.offset, eid, t.rekeyed)
+            if step.state is not None:
+                pending[step.state_key] = step.state
+            if step.state_key is not None:
+                index.set(p, step.state_key, step.next_due)
+            for out in step.outputs:
+                if out.topic == t.enriched and eid is not None and eid in enriched_written.get(p, ()):
+                    metrics.errors.labels("duplicate_enriched_suppressed").inc()
+                    continue  # written before the crash, its state was not stored yet
+                await emit(p, out)
+            if step.enriched is not None:
+                builder = partials.get(p)
+                if builder is None:
+                    builder = partials[p] = PartialsBuilder(windows, min_conf)
+                builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
+                clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
+            counters[step.outcome] = counters.get(step.outcome, 0) + 1
+            observe(step, msg.topic, msg.timestamp, now)
+        for src, builder in partials.items():
+            for key, partial in builder.partials().items():
+                partial["src"] = src
+                partial["upto"] = upto(src)
+                await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
+        await apply_advances(touched)
+        await sweep(touched, get_state, pending)
+        for p in touched:
+            pending[meta_keys[p]] = clocks.snapshot(p)
+        await sender.confirm()  # outputs first: a stored state then implies its outputs are in Kafka
+        for key, value in pending.items():
+            customers[key] = value
+        metrics.batch_size.observe(len(events))
 
-    def handle_tick(p: int, raw: bytes) -> None:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+    def handle_tick(p: int, raw: bytes) -> Problem | None:
+        """Apply a tick record; an invalid one is returned as its problem (to be dead-lettered)."""
+        tick = parse_tick(raw)
+        if isinstance(tick, Problem):
             metrics.errors.labels("tick").inc()
-            return
-        if "advance_to" in doc:
-            pending_advances.setdefault(p, []).append(doc)
-        elif settings.clock == "wall" and "now" in doc:
-            clocks.force(p, float(doc["now"]))
+            return tick
+        if tick.is_advance:
+            pending_advances.setdefault(p, []).append(tick)
+        elif settings.clock == "wall" and tick.now is not None:
+            clocks.force(p, tick.now)
+        return None
 
     def processed_up_to(topic: str, p: int) -> int:
         from faust.types import TP
@@ -310,11 +318,10 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         """Apply advance_to ticks whose preceding records (``after`` offsets) have been processed."""
         for p in partitions:
             waiting = pending_advances.get(p) or []
-            ready = [d for d in waiting
-                     if all(processed_up_to(topic, p) >= int(off) for topic, off in (d.get("after") or {}).items())]
-            for doc in ready:
-                waiting.remove(doc)
-                to = float(doc["advance_to"])
+            ready = [d for d in waiting if all(processed_up_to(topic, p) >= off for topic, off in d.after.items())]
+            for tick in ready:
+                waiting.remove(tick)
+                to = float(tick.advance_to)  # type: ignore[arg-type]  # is_advance
                 clocks.force(p, to)
                 body = orjson.dumps({"control": "advance", "to": to, "from": p, "of": n_parts})
                 for q in range(n_parts):
@@ -335,11 +342,6 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 for alert in step.alerts:
                     metrics.record_alert(alert)
 
-    @app.timer(1.0)
-    async def gap_watch() -> None:
-        """Repeat seeks that Faust undid while the input was idle (GapGuard)."""
-        await gaps.retry_stalled()
-
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
         """Wall-clock ticks to every partition (ignored by the event-time clock unless advance_to)."""
@@ -351,6 +353,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         for p in range(n_parts):
             await sender.send(t.ticks, b"tick", body, p)
             await sender.send(settings.partials_topic, b"tick", control, p)
+        await sender.confirm()
+
+    @app.timer(1.0)
+    async def ingest_gap_watch() -> None:
+        """Restart from the committed offsets when a held-back range never came (input idle)."""
+        gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -110,3 +110,39 @@ def load_frontier(settings: Settings, partials_topic: str, source: int, committe
     finally:
         consumer.close()
     return frontier
+
+
+def first_offset_from(settings: Settings, topic: str, partition: int, offset: int,
+                      timeout: float = 30.0) -> int | None:
+    """The offset of the first record of ``topic``/``partition`` at or after ``offset`` (None: none yet).
+
+    Answers whether a range an agent never saw exists (see :mod:`pipeline.delivery`):
+    compaction, retention and transaction markers leave offsets that never come.
+    Read by a consumer outside the group, never by the worker's own consumer.
+    """
+    import time
+
+    from kafka import TopicPartition
+
+    from ..kafka_security import consumer as make_consumer
+
+    tp = TopicPartition(topic, partition)
+    consumer = make_consumer(settings, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        consumer.assign([tp])
+        begin, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+        start = max(offset, begin)
+        if start >= end:
+            return None
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500, max_records=1).values():
+                for r in batch:
+                    if r.offset >= offset:
+                        return int(r.offset)
+            if consumer.position(tp) >= end:
+                return None
+        raise TimeoutError(f"reading {topic} from offset {offset} took longer than {timeout}s")
+    finally:
+        consumer.close()

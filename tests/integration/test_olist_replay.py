@@ -16,6 +16,10 @@ from pipeline.verify_olist import alerted_orders, truth_from_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+# A stall bound, not a speed target: a healthy restart catches up in well under a minute on 2 cores
+# (docs/reliability.md has the measured times); the stall seen in CI lasted many minutes.
+STALL_SECONDS = 120
+
 
 def _wait_progress(s, topics, fraction, timeout=120):
     """Poll until the group has consumed at least ``fraction`` of what is in ``topics``."""
@@ -36,8 +40,7 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     olist = s.data_dir / "olist_subset_5k"
     if not olist.exists():
         pytest.skip("Olist data missing")
-    eos = {"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"} if not crash else {}
-    w = worker_factory(s, **eos)
+    w = worker_factory(s)
     t = s.topics
     inputs = [*t.inputs, t.rekeyed]
     sent = publish(iter_olist_events(olist), s, progress=False)
@@ -45,7 +48,12 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
         _wait_progress(s, inputs, 0.4)
         w.kill()
         print(f"\nkilled worker (SIGKILL) with {group_lag(s, s.app_id, inputs)} records not yet committed")
-        worker_factory(s, **eos)
+        restarted = time.monotonic()
+        worker_factory(s)
+        # a restarted worker that stalls while reporting itself healthy is a silent outage (issue 14):
+        # from the restart to every input record processed and committed
+        wait_for_group(s, s.app_id, inputs, timeout=STALL_SECONDS)
+        print(f"restart to caught up: {time.monotonic() - restarted:.1f} s (bound {STALL_SECONDS} s)")
     advance_clock(s, last_due(olist) + 7 * 86400)
     wait_for_group(s, s.app_id, [*inputs, t.ticks, s.partials_topic], timeout=600)
     truth = truth_from_csv(olist, CommitmentConfig.from_env().warn_delivery_seconds)

@@ -125,3 +125,30 @@ def test_kubernetes_worker_manifest():
     assert c["readinessProbe"]["httpGet"]["path"] == "/health" and env["PIPELINE_WEB_HOST"] == "0.0.0.0"
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
     assert docs["Service"]["spec"]["clusterIP"] == "None"
+
+
+def test_kubernetes_probes_and_advertised_pod_ip():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s/worker.yaml").read_text())}
+    c = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/health", "port": "web"}, probe
+        assert c[probe].get("timeoutSeconds", 1) >= 2, probe
+    # liveness restarts a worker /health calls stuck (PIPELINE_STUCK_SECONDS) within about a minute more
+    live = c["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] <= 60
+    assert float(docs["ConfigMap"]["data"]["PIPELINE_STUCK_SECONDS"]) > 0
+    env = {e["name"]: e for e in c["env"]}
+    # bind on every interface, advertise the pod IP: Faust's table_route must tell the workers apart
+    assert docs["ConfigMap"]["data"]["PIPELINE_WEB_HOST"] == "0.0.0.0"
+    assert env["PIPELINE_WEB_ADVERTISED_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    token = env["PIPELINE_WEB_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["optional"] is True and token["key"] == "token"
+    assert "PIPELINE_WEB_TOKEN" not in docs["ConfigMap"]["data"]  # a secret, not configuration
+    # a stuck (not ready) worker is still scraped through the headless service
+    assert docs["Service"]["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_compose_worker_healthcheck_uses_health():
+    test = " ".join(SERVICES["worker"]["healthcheck"]["test"])
+    assert "/health" in test and "urlopen" in test  # urlopen raises on 503: unhealthy when stuck
+    assert "PIPELINE_WEB_ADVERTISED_HOST" not in SERVICES["worker"]["environment"]  # each replica: its host name

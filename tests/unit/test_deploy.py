@@ -131,3 +131,12 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards():
     ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
     assert ds["datasources"][0]["url"] == "http://prometheus:9090"
     assert dashboard_expressions(DASHBOARD)
+
+
+def test_lag_the_rules_and_dashboard_read_is_the_committed_lag():
+    """pipeline_consumer_lag_records = end offset - committed offset (a stuck agent shows its backlog)."""
+    fam = next(f for f in m.Metrics().registry.collect() if f.name == "pipeline_consumer_lag_records")
+    assert "committed offset" in fam.documentation and "end offset" in fam.documentation
+    lag_exprs = [e for e in deploy_expressions(DEPLOY) if "pipeline_consumer_lag_records" in e.promql]
+    assert any(e.source.startswith("rule ") for e in lag_exprs)  # PipelineConsumerLagGrowing
+    assert any(e.source.startswith("dashboard ") for e in lag_exprs)

@@ -31,13 +31,17 @@ def test_other_errors_are_not_swallowed(monkeypatch):
         cli.main(["topics"])
 
 
-def test_exactly_once_warns_at_start():
-    from pipeline.config import load_settings
-    from pipeline.runtime import guarantee_warning
+def test_exactly_once_is_refused_at_start_with_one_line(monkeypatch, capsys):
+    """Faust's transactions gave wrong counts after kill -9 (docs/reliability.md): refused, not warned."""
+    from pipeline.config import ConfigError, load_settings
 
-    assert guarantee_warning(load_settings({})) is None
-    text = guarantee_warning(load_settings({"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"}))
-    assert text is not None and text.startswith("warning:") and "at_least_once" in text
+    assert load_settings({}).processing_guarantee == "at_least_once"
+    with pytest.raises(ConfigError, match="refused"):
+        load_settings({"PIPELINE_PROCESSING_GUARANTEE": "exactly_once"})
+    monkeypatch.setenv("PIPELINE_PROCESSING_GUARANTEE", "exactly_once")
+    assert cli.main(["worker"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: PIPELINE_PROCESSING_GUARANTEE=exactly_once is refused") and "\n" not in err
 
 
 def test_kafka_python_event_loop_chatter_is_capped():

@@ -1,0 +1,79 @@
+"""Fail-stop: when an agent cannot guarantee what it committed, the process stops instead of guessing.
+
+Two exits, both immediate (``os._exit`` / ``os.execve``: no ``finally`` blocks,
+no Faust shutdown, hence no commit of a half-processed batch — Faust's
+``take_events`` acknowledges a batch in a ``finally`` and commits on shutdown):
+
+* :func:`fatal` — a produce failure, an exception in an agent: one log line,
+  exit status :data:`EXIT_FATAL`.  The orchestrator (Kubernetes, compose,
+  systemd) restarts the worker; it resumes from the committed offsets, which
+  are below every record whose outputs were not confirmed, and the idempotence
+  checks make the re-run exact.
+* :func:`restart_from_committed` — Faust handed over a record past a range that
+  exists but never reached the agent.  The process replaces itself
+  (``execve`` of the same command line: same pid, same log) and resumes from the
+  committed offsets, at most :class:`~pipeline.delivery.RestartBudget` times in a
+  window; beyond that it exits with :data:`EXIT_RESTART_LOOP`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import NoReturn
+
+from ..delivery import RestartBudget, format_history, parse_history
+
+log = logging.getLogger("pipeline.agent")
+
+EXIT_FATAL = 70  # EX_SOFTWARE
+EXIT_RESTART_LOOP = 75  # EX_TEMPFAIL: restarted itself too often; the orchestrator takes over
+RESTART_HISTORY_ENV = "PIPELINE_RESTART_HISTORY"  # set by the worker for its own re-exec, not by operators
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers + logging.getLogger("pipeline").handlers:
+        try:
+            handler.flush()
+        except Exception:  # pragma: no cover - a broken handler must not stop the exit
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # pragma: no cover
+            pass
+
+
+def fatal(reason: str, *, stage: str, topic: str | None = None, partition: int | None = None,
+          offset: int | None = None, error: str | None = None) -> NoReturn:
+    """Stop the worker now with one log line; nothing after the last commit is acknowledged."""
+    log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed",
+                 extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
+                        "offset": offset, "error": error})
+    _flush_logs()
+    os._exit(EXIT_FATAL)
+
+
+def restart_from_committed(reason: str, *, stage: str, topic: str, partition: int, offset: int,
+                           budget: RestartBudget | None = None) -> NoReturn:
+    """Replace this process by a fresh worker that re-reads from the committed offsets."""
+    budget = budget or RestartBudget(
+        limit=int(os.environ.get("PIPELINE_RESTART_LIMIT", "5") or 5),
+        window_seconds=float(os.environ.get("PIPELINE_RESTART_WINDOW_SECONDS", "600") or 600),
+    )
+    allowed, history = budget.allow(parse_history(os.environ.get(RESTART_HISTORY_ENV)), time.time())
+    if not allowed:
+        log.critical("worker stopping: it restarted itself too often; the orchestrator must restart it",
+                     extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
+                            "offset": offset, "count": len(history)})
+        _flush_logs()
+        os._exit(EXIT_RESTART_LOOP)
+    log.warning("worker restarting itself from the committed offsets",
+                extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
+                       "offset": offset, "count": len(history)})
+    _flush_logs()
+    env = {**os.environ, RESTART_HISTORY_ENV: format_history(history)}
+    argv = [sys.executable, *getattr(sys, "orig_argv", sys.argv)[1:]]
+    os.execve(sys.executable, argv, env)

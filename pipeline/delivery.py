@@ -1,0 +1,115 @@
+"""Delivery checks, pure: is a partition's input gap-free, and may a worker restart itself again?
+
+No Faust, no Kafka: the agents (:mod:`pipeline.agents`) feed offsets in and act
+on the verdicts (:mod:`pipeline.agents.failstop`).
+
+Why a gap check at all
+    Faust hands an agent a partition's records in offset order and commits only a
+    contiguous run of acknowledged offsets.  Around back-to-back rebalances (a
+    worker restarted right after a ``kill -9``) it can drop a range of prefetched
+    records and hand over the records after it; the skipped range is then never
+    processed.  Worse, Faust's fetch loop registers such a jump as a "gap" that
+    becomes committable once a record past it is acknowledged, so a kill or a
+    rebalance in that window loses the range for good.  The agent therefore checks
+    every record against the next expected offset *before* anything of it is
+    acknowledged, and when a record arrives past a missing range it asks Kafka
+    whether the range exists (compaction, retention and transaction markers leave
+    offsets that never come): if not, the gap is accepted; if it does, the worker
+    stops and restarts from its committed offsets, which are still at or below the
+    first missing record.  It never seeks Faust's consumer (whose fetcher runs on
+    another thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Verdict(Enum):
+    PROCESS = "process"  # the next expected record (or the first seen on the partition)
+    SKIP = "skip"  # below the next expected offset: delivered again, already processed in this run
+    GAP = "gap"  # past the next expected offset: a range is missing
+
+
+@dataclass
+class GapCheck:
+    """Next expected offset per (topic, partition); :meth:`check` judges each delivered record.
+
+    The expectation starts at the group's committed offset when the partition is
+    assigned (:meth:`start`) and moves by one with every accepted record.  A
+    partition never started is trusted from its first record.
+    """
+
+    expected: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def start(self, topic: str, partition: int, offset: int | None) -> None:
+        """The first offset to expect on a newly assigned partition (its committed offset)."""
+        if offset is not None and (topic, partition) not in self.expected:
+            self.expected[(topic, partition)] = offset
+
+    def forget(self, topic: str, partition: int) -> None:
+        """The partition was revoked: its next owner (maybe this worker again) starts afresh."""
+        self.expected.pop((topic, partition), None)
+
+    def check(self, topic: str, partition: int, offset: int) -> Verdict:
+        """The verdict for a delivered record; PROCESS moves the expectation past it, GAP does not."""
+        want = self.expected.get((topic, partition))
+        if want is None or offset == want:
+            self.expected[(topic, partition)] = offset + 1
+            return Verdict.PROCESS
+        return Verdict.SKIP if offset < want else Verdict.GAP
+
+    def missing(self, topic: str, partition: int, offset: int) -> tuple[int, int]:
+        """The missing range ``[first, end)`` before ``offset`` (after a GAP verdict)."""
+        return self.expected.get((topic, partition), offset), offset
+
+    def accept_gap(self, topic: str, partition: int, offset: int) -> None:
+        """Kafka confirmed the offsets before ``offset`` do not exist: take ``offset`` as the next record."""
+        self.expected[(topic, partition)] = offset + 1
+
+
+def gap_is_real(first_existing: int | None, end: int) -> bool:
+    """Whether records exist in a missing range ``[first, end)``.
+
+    ``first_existing`` is the offset of the first record Kafka returns when read
+    from ``first`` (None: nothing there at all).  The range is real, and was
+    dropped on the way to the agent, when that record lies before ``end``.
+    """
+    return first_existing is not None and first_existing < end
+
+
+@dataclass(frozen=True)
+class RestartBudget:
+    """How often a worker may restart itself before handing the problem to its orchestrator.
+
+    A self-restart (re-reading from the committed offsets after a dropped range)
+    is cheap and exact, but a cause that survives restarts would loop forever.
+    At most ``limit`` restarts within ``window_seconds``; the next one is refused
+    and the worker exits non-zero instead (Kubernetes then backs off).
+    """
+
+    limit: int = 5
+    window_seconds: float = 600.0
+
+    def allow(self, history: list[float], now: float) -> tuple[bool, list[float]]:
+        """(allowed, the history to hand to the restarted process)."""
+        recent = [t for t in history if now - self.window_seconds < t <= now]
+        if len(recent) >= self.limit:
+            return False, recent
+        return True, [*recent, now]
+
+
+def parse_history(text: str | None) -> list[float]:
+    """``"1700000000.5,1700000100.0"`` → floats; anything unparsable is ignored."""
+    out: list[float] = []
+    for part in (text or "").split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            continue
+    return out
+
+
+def format_history(history: list[float]) -> str:
+    return ",".join(f"{t:.3f}" for t in history)

@@ -1,0 +1,304 @@
+"""Delivery checks without a broker: gap verdicts, the restart budget, fail-stop at the agent edge."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.agents import common, failstop
+from pipeline.delivery import GapCheck, RestartBudget, Verdict, format_history, gap_is_real, parse_history
+from pipeline.metrics import Metrics
+
+
+# --- GapCheck ---------------------------------------------------------------------------------------------
+
+def test_contiguous_records_are_processed():
+    g = GapCheck()
+    g.start("t", 0, 5)
+    assert [g.check("t", 0, o) for o in (5, 6, 7)] == [Verdict.PROCESS] * 3
+    assert g.expected[("t", 0)] == 8
+
+
+def test_a_partition_never_started_is_trusted_from_its_first_record():
+    g = GapCheck()
+    assert g.check("t", 1, 40) is Verdict.PROCESS
+    assert g.check("t", 1, 41) is Verdict.PROCESS
+
+
+def test_a_record_past_a_missing_range_is_a_gap_and_does_not_move_the_expectation():
+    g = GapCheck()
+    g.start("t", 0, 10)
+    assert g.check("t", 0, 10) is Verdict.PROCESS
+    assert g.check("t", 0, 15) is Verdict.GAP
+    assert g.missing("t", 0, 15) == (11, 15)
+    assert g.check("t", 0, 16) is Verdict.GAP  # still waiting for 11
+    assert g.check("t", 0, 11) is Verdict.PROCESS
+
+
+def test_records_below_the_expectation_are_skipped():
+    g = GapCheck()
+    g.start("t", 0, 10)
+    assert g.check("t", 0, 9) is Verdict.SKIP
+    assert g.expected[("t", 0)] == 10
+
+
+def test_an_accepted_gap_continues_after_the_record():
+    g = GapCheck()
+    g.start("t", 0, 3)
+    assert g.check("t", 0, 7) is Verdict.GAP
+    g.accept_gap("t", 0, 7)
+    assert g.check("t", 0, 8) is Verdict.PROCESS
+
+
+def test_start_does_not_override_a_running_expectation_and_forget_resets():
+    g = GapCheck()
+    g.start("t", 0, 3)
+    g.check("t", 0, 3)
+    g.start("t", 0, 0)
+    assert g.expected[("t", 0)] == 4
+    g.forget("t", 0)
+    g.start("t", 0, 0)
+    assert g.expected[("t", 0)] == 0
+
+
+def test_partitions_and_topics_are_independent():
+    g = GapCheck()
+    g.start("a", 0, 0)
+    g.start("b", 0, 100)
+    assert g.check("a", 0, 0) is Verdict.PROCESS
+    assert g.check("b", 0, 0) is Verdict.SKIP
+    assert g.check("a", 1, 55) is Verdict.PROCESS
+
+
+@pytest.mark.parametrize("first_existing,end,real", [
+    (None, 10, False),  # nothing there at all (retention removed everything)
+    (10, 10, False),  # the first record that exists is the one delivered: compaction / markers
+    (12, 10, False),
+    (4, 10, True),  # a record inside the range exists: it was dropped on the way to the agent
+    (9, 10, True),
+])
+def test_gap_is_real_only_when_a_record_inside_the_range_exists(first_existing, end, real):
+    assert gap_is_real(first_existing, end) is real
+
+
+# --- RestartBudget ----------------------------------------------------------------------------------------
+
+def test_restart_budget_allows_a_few_restarts_in_a_window_then_refuses():
+    b = RestartBudget(limit=3, window_seconds=60)
+    history: list[float] = []
+    for t in (0.0, 1.0, 2.0):
+        ok, history = b.allow(history, t)
+        assert ok
+    ok, history = b.allow(history, 3.0)
+    assert not ok and len(history) == 3
+    ok, history = b.allow(history, 61.5)  # the first two fell out of the window
+    assert ok and history == [2.0, 61.5]
+
+
+def test_restart_history_round_trips_through_the_environment_and_ignores_garbage():
+    assert parse_history(format_history([1.5, 2.25])) == [1.5, 2.25]
+    assert parse_history("x,3,,") == [3.0]
+    assert parse_history(None) == []
+
+
+# --- the agent edge: fail-stop ----------------------------------------------------------------------------
+
+class Exit(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+@pytest.fixture
+def no_exit(monkeypatch):
+    """os._exit / os.execve replaced: raise instead, and record what would have happened."""
+    calls: list[tuple] = []
+
+    def fake_exit(code):
+        calls.append(("exit", code))
+        raise Exit(code)
+
+    def fake_exec(path, argv, env):
+        calls.append(("exec", argv, env.get(failstop.RESTART_HISTORY_ENV)))
+        raise Exit("exec")
+
+    monkeypatch.setattr(failstop.os, "_exit", fake_exit)
+    monkeypatch.setattr(failstop.os, "execve", fake_exec)
+    return calls
+
+
+class Msg:
+    def __init__(self, offset):
+        self.offset, self.acked = offset, False
+
+
+class Ev:
+    def __init__(self, offset):
+        self.message = Msg(offset)
+
+
+class Stream:
+    """take_events as Faust's: yields batches and acknowledges each in a ``finally``."""
+
+    def __init__(self, batches):
+        self.batches, self.acked = batches, []
+
+    async def take_events(self, size, within):
+        for batch in self.batches:
+            try:
+                yield batch
+            finally:
+                for e in batch:
+                    if not e.message.acked:  # Message.ack skips what is already marked acked
+                        e.message.acked = True
+                        self.acked.append(e.message.offset)
+
+
+def test_an_exception_in_a_batch_stops_the_worker_before_the_batch_is_acknowledged(no_exit):
+    stream = Stream([[Ev(0), Ev(1)], [Ev(2), Ev(3)]])
+
+    async def body(events):
+        if events[0].message.offset == 2:
+            raise KeyError("boom")
+
+    with pytest.raises(Exit):
+        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body))
+    assert no_exit == [("exit", failstop.EXIT_FATAL)]
+    assert stream.acked == [0, 1]  # the failed batch (2, 3) is never acknowledged
+
+
+def test_a_cancelled_batch_is_held_back():
+    stream = Stream([[Ev(0)], [Ev(1), Ev(2)]])
+
+    async def body(events):
+        if events[0].message.offset == 1:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body))
+    assert stream.acked == [0]
+
+
+class Fut:
+    def __init__(self, exc=None):
+        self.exc = exc
+
+    def __await__(self):
+        if False:
+            yield
+        if self.exc:
+            raise self.exc
+        return "metadata"
+
+
+class Producer:
+    def __init__(self, fail_topic=None, refuse_topic=None):
+        self.fail_topic, self.refuse_topic, self.sent, self.flushed = fail_topic, refuse_topic, [], 0
+
+    async def send(self, topic, key, value, partition, timestamp, headers):
+        if topic == self.refuse_topic:
+            raise ValueError("record too large")
+        self.sent.append(topic)
+        return asyncio.ensure_future(self._result(topic))
+
+    async def _result(self, topic):
+        if topic == self.fail_topic:
+            raise RuntimeError("RecordTooLargeError")
+        return "metadata"
+
+    async def flush(self):
+        self.flushed += 1
+
+
+class App:
+    def __init__(self, producer):
+        self.producer = producer
+
+    async def maybe_start_producer(self):
+        return self.producer
+
+
+def test_confirm_returns_when_every_send_succeeded(no_exit):
+    async def go():
+        s = common.Sender(App(Producer()), Metrics(), {}, "ingest")
+        await s.send("out", b"k", b"v")
+        await s.send("out", b"k", b"v")
+        await s.confirm()
+        return s
+
+    s = asyncio.run(go())
+    assert no_exit == [] and s.app.producer.flushed == 1
+
+
+@pytest.mark.parametrize("producer", [Producer(fail_topic="bad"), Producer(refuse_topic="bad")],
+                         ids=["failed-after-send", "refused-at-send"])
+def test_a_failed_send_stops_the_worker(no_exit, producer):
+    counters: dict[str, int] = {}
+
+    async def go():
+        s = common.Sender(App(producer), Metrics(), counters, "ingest")
+        await s.send("good", b"k", b"v")
+        await s.send("bad", b"k", b"v")
+        await s.confirm()
+
+    with pytest.raises(Exit):
+        asyncio.run(go())
+    assert no_exit == [("exit", failstop.EXIT_FATAL)] and counters["send_failed"] == 1
+
+
+def test_an_absent_range_is_accepted_and_an_existing_one_held_back_until_it_comes(no_exit, monkeypatch):
+    now = [0.0]
+    reads = []
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", wait_seconds=20,
+                              clock=lambda: now[0])
+    guard.start("t", 0, 10)
+    first = {"value": 20}
+
+    def side_read(s, topic, p, offset):
+        reads.append(offset)
+        return first["value"]
+
+    monkeypatch.setattr(common, "first_offset_from", side_read)
+
+    def admit(offset, event=None):
+        return asyncio.run(guard.admit("t", 0, offset, event))
+
+    assert admit(20) is True  # 10..19 do not exist (compacted): accepted
+    assert admit(21) is True
+    first["value"] = 22
+    stale = [Ev(o) for o in (25, 26, 27)]
+    # records from before a rebalance arrive ahead of the re-fetched range: held back, not acknowledged
+    assert [admit(e.message.offset, e) for e in stale] == [False, False, False]
+    assert all(e.message.acked for e in stale)  # marked so Faust's take_events does not acknowledge them
+    assert reads == [10, 22]  # one side read per missing range, not one per held-back record
+    assert admit(22) is True and admit(23) is True  # the re-fetched range came: processing continues
+    assert no_exit == []
+
+
+def test_a_range_that_never_comes_restarts_the_worker_from_its_commits(no_exit, monkeypatch):
+    now = [0.0]
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="aggregate", wait_seconds=20,
+                              clock=lambda: now[0])
+    guard.start("t", 0, 5)
+    monkeypatch.setattr(common, "first_offset_from", lambda s, topic, p, offset: 5)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    assert asyncio.run(guard.admit("t", 0, 9, Ev(9))) is False
+    now[0] = 19.0
+    guard.restart_if_overdue()
+    assert no_exit == []
+    now[0] = 21.0
+    with pytest.raises(Exit):
+        guard.restart_if_overdue()  # the timer: the input is idle, nothing else would notice
+    assert no_exit[0][0] == "exec" and no_exit[0][2]
+
+
+def test_the_restart_budget_turns_a_loop_into_an_exit(no_exit, monkeypatch):
+    import time
+
+    now = time.time()
+    monkeypatch.setenv(failstop.RESTART_HISTORY_ENV, format_history([now - 3, now - 2, now - 1]))
+    with pytest.raises(Exit):
+        failstop.restart_from_committed("input_gap", stage="ingest", topic="t", partition=0, offset=1,
+                                        budget=RestartBudget(limit=3, window_seconds=60))
+    assert no_exit == [("exit", failstop.EXIT_RESTART_LOOP)]

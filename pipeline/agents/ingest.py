@@ -185,6 +185,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                               for k, v in customers.items() if not is_meta_key(k) and partition_of(k, n_parts) == p))
             clocks.restore(p, customers.get(meta_keys[p]))
 
+    def assigned_input_partitions() -> set[int]:
+        try:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic in record_topics}
+        except Exception:  # consumer not started (cannot happen inside a batch; stay safe)
+            return set()
+
     async def ensure_recovered(p: int) -> None:
         """First batch of a newly assigned partition: learn what a previous owner already sent."""
         if p in committed:
@@ -238,6 +244,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         def get_state(key: str) -> Any:
             return pending[key] if key in pending else customers.get(key)
 
+        # partitions new to this worker: read back what a previous owner sent, all at once
+        new = {e.message.partition for e in events} | assigned_input_partitions()
+        await asyncio.gather(*(ensure_recovered(p) for p in new if p not in committed))
         for event in events:
             msg = event.message
             p = msg.partition

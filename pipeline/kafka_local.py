@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -223,9 +223,12 @@ class LocalKafka:
     # that trusts the test CA for client certificates (``mtls_bootstrap``).
     mtls: bool = False
     mtls_port: int = 0
+    # A cluster's nodes share one KRaft cluster id (:class:`LocalKafkaCluster`); None = a random one.
+    cluster_id: str | None = None
     process: subprocess.Popen | None = None
     start_seconds: float = 0.0
     _own_workdir: bool = False
+    _t0: float = 0.0
 
     @property
     def bootstrap(self) -> str:
@@ -339,8 +342,12 @@ class LocalKafka:
         cfg.update(self.extra_config or {})
         return "".join(f"{k}={v}\n" for k, v in cfg.items())
 
-    def start(self, timeout: float = 90.0) -> "LocalKafka":
-        t0 = time.monotonic()
+    def start(self, timeout: float = 90.0, wait: bool = True) -> "LocalKafka":
+        """Format (first start only), launch and, with ``wait``, wait until the broker answers.
+
+        ``wait=False`` only launches the JVM: a cluster node cannot answer before a quorum of
+        its controllers runs (:class:`LocalKafkaCluster` launches all, then :meth:`wait_ready`)."""
+        self._t0 = time.monotonic()
         libs = fetch_kafka(self.version, self.cache_dir)
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="local-kafka-"))
@@ -377,7 +384,8 @@ class LocalKafka:
                 for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
                     scram += ["--add-scram", f"{mech}=[name={name},password={password}]"]
             fmt = subprocess.run(
-                jvm + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props), *scram],
+                jvm + ["kafka.tools.StorageTool", "format", "-t", self.cluster_id or _cluster_id(), "-c", str(props),
+                       *scram],
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
@@ -393,6 +401,14 @@ class LocalKafka:
         out.close()
         (self.workdir / "broker.pid").write_text(str(self.process.pid))
         (self.workdir / "bootstrap").write_text(self.bootstrap)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> "LocalKafka":
+        """Wait until the launched broker answers a metadata request; stop it and raise if it does not."""
+        assert self.process is not None and self.workdir is not None, "start() first"
+        logs = self.workdir / "logs"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -400,7 +416,7 @@ class LocalKafka:
                     f"broker exited with {self.process.returncode}; see {logs / 'stdout.log'}"
                 )
             if broker_answers(self.bootstrap, timeout=1.0):
-                self.start_seconds = time.monotonic() - t0
+                self.start_seconds = time.monotonic() - self._t0
                 return self
             time.sleep(0.2)
         self.stop()
@@ -430,6 +446,195 @@ class LocalKafka:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "LocalKafka":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def cluster_node_config(node_id: int, controller_ports: list[int], replication_factor: int = 3,
+                        min_insync_replicas: int = 2) -> dict[str, str]:
+    """``server.properties`` entries that make a :class:`LocalKafka` one node of a KRaft cluster.
+
+    Every node is a combined broker+controller; ``controller_ports[i]`` is node ``i + 1``'s
+    controller listener, and all of them are the static quorum (``controller.quorum.voters``).
+    Topics default to ``replication_factor`` replicas, and a write with ``acks=all`` needs
+    ``min_insync_replicas`` of them (broker-wide, so Faust's changelog topics get it too).  A
+    killed node is fenced after 4 s without heartbeats (default 9 s), which shrinks the ISRs.
+    """
+    if not 1 <= node_id <= len(controller_ports):
+        raise ValueError(f"node id {node_id} outside 1..{len(controller_ports)}")
+    if not 1 <= min_insync_replicas <= replication_factor <= len(controller_ports):
+        raise ValueError("need 1 <= min_insync_replicas <= replication_factor <= nodes")
+    return {
+        "node.id": str(node_id),
+        "controller.quorum.voters": ",".join(
+            f"{i}@127.0.0.1:{port}" for i, port in enumerate(controller_ports, start=1)
+        ),
+        "default.replication.factor": str(replication_factor),
+        "min.insync.replicas": str(min_insync_replicas),
+        "offsets.topic.replication.factor": str(replication_factor),
+        "transaction.state.log.replication.factor": str(replication_factor),
+        "transaction.state.log.min.isr": str(min_insync_replicas),
+        "unclean.leader.election.enable": "false",
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "4000",
+    }
+
+
+def _distinct_free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def _describe(bootstrap: str, timeout: float = 5.0) -> tuple[int, int]:
+    """``(brokers registered, partitions whose ISR is smaller than their replica set)``; (0, -1) on error."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    except Exception:
+        return 0, -1
+    try:
+        brokers = len(admin.describe_cluster().get("brokers") or [])
+        under = 0
+        topics = admin.list_topics()
+        for t in admin.describe_topics(topics) if topics else []:
+            for p in t.get("partitions", []):
+                isr = p.get("isr_nodes", p.get("isr")) or []
+                replicas = p.get("replica_nodes", p.get("replicas")) or []
+                if len(isr) < len(replicas):
+                    under += 1
+        return brokers, under
+    except Exception:
+        return 0, -1
+    finally:
+        admin.close()
+
+
+@dataclass
+class LocalKafkaCluster:
+    """``size`` KRaft nodes on loopback (each a broker and a controller voter), built from :class:`LocalKafka`.
+
+    Fault tests only: replication ``replication_factor`` by default, ``min.insync.replicas``
+    broker-wide, small heaps.  :meth:`kill` SIGKILLs one node and :meth:`restart` starts it
+    again on the same ports and data (no re-format).  :attr:`bootstrap` lists every node.
+    """
+
+    version: str
+    cache_dir: Path
+    workdir: Path | None = None
+    size: int = 3
+    heap: str = "384m"
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    extra_config: dict[str, str] | None = None
+    die_with_parent: bool = True
+    nodes: list[LocalKafka] = field(default_factory=list)
+    cluster_id: str = ""
+    start_seconds: float = 0.0
+    _own_workdir: bool = False
+
+    def configure(self) -> list[LocalKafka]:
+        """Pick the ports and build the nodes (no process started); idempotent."""
+        if self.nodes:
+            return self.nodes
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="local-kafka-cluster-"))
+            self._own_workdir = True
+        self.cluster_id = self.cluster_id or _cluster_id()
+        ports = _distinct_free_ports(2 * self.size)
+        broker_ports, controller_ports = ports[: self.size], ports[self.size:]
+        for i in range(1, self.size + 1):
+            cfg = cluster_node_config(i, controller_ports, self.replication_factor, self.min_insync_replicas)
+            cfg.update(self.extra_config or {})
+            self.nodes.append(LocalKafka(
+                self.version, self.cache_dir, workdir=self.workdir / f"node-{i}", heap=self.heap,
+                extra_config=cfg, die_with_parent=self.die_with_parent, port=broker_ports[i - 1],
+                controller_port=controller_ports[i - 1], cluster_id=self.cluster_id,
+            ))
+        return self.nodes
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.configure())
+
+    def node(self, node_id: int) -> LocalKafka:
+        """The node with ``node.id`` = ``node_id`` (1-based)."""
+        return self.configure()[node_id - 1]
+
+    def start(self, timeout: float = 120.0) -> "LocalKafkaCluster":
+        t0 = time.monotonic()
+        nodes = self.configure()
+        try:
+            for n in nodes:  # all JVMs first: none answers before a quorum of controllers runs
+                if n.process is None:
+                    n.start(wait=False)
+            for n in nodes:
+                n.wait_ready(max(1.0, timeout - (time.monotonic() - t0)))
+            self.wait_brokers(self.size, max(1.0, timeout - (time.monotonic() - t0)))
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def wait_brokers(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` brokers are registered (and unfenced) in the cluster's metadata."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _describe(self.bootstrap)[0] >= count:
+                return
+            time.sleep(0.3)
+        raise KafkaUnavailable(f"fewer than {count} brokers registered after {timeout}s")
+
+    def wait_in_sync(self, timeout: float = 60.0) -> float:
+        """Wait until no partition is under-replicated (ISR = replicas); return the seconds it took."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        under = -1
+        while time.monotonic() < deadline:
+            brokers, under = _describe(self.bootstrap)
+            if brokers >= self.size and under == 0:
+                return time.monotonic() - t0
+            time.sleep(0.5)
+        raise KafkaUnavailable(f"{under} partitions still under-replicated after {timeout}s")
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node (no controlled shutdown)."""
+        self.node(node_id).kill()
+
+    def restart(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start a stopped or killed node again on its ports and data; wait until it answers."""
+        node = self.node(node_id)
+        node.start(timeout=timeout)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every node at once (one by one, the last would wait for a quorum that has
+        gone), then SIGKILL whatever still runs after ``timeout`` seconds."""
+        procs = [n.process for n in self.nodes if n.process is not None and n.process.poll() is None]
+        for proc in procs:
+            proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for n in self.nodes:
+            n.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalKafkaCluster":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

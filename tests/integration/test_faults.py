@@ -258,3 +258,224 @@ def test_broker_restart_mid_stream(own_broker, worker_factory):
         own_broker.start()
 
     assert_exact(run_with_fault(s, lambda: worker_factory(s, **WORKER_ENV), inject, seed=14))
+
+
+# --------------------------------------------------------------------------- issue 14, scope 8: more faults
+
+def matrix_row(name: str, report: dict, seconds: float) -> None:
+    """One row of the fault matrix, printed: sent / received / lost / duplicated enriched /
+    duplicate alert ids / duplicate finals / wrong counts / seconds."""
+    print(f"[fault-matrix] {name} | sent {report['sent']} | received {report['received']} | "
+          f"lost {report['lost']} | duplicated {report['duplicated']} | "
+          f"duplicate alert ids {report['duplicate_alert_ids']} | duplicate finals {report['duplicate_finals']} | "
+          f"wrong counts {report['wrong_counts']} | {seconds:.0f}s")
+
+
+def test_kill9_three_rounds_exact(settings, worker_factory, tmp_path):
+    """kill -9 three times mid-stream: a new worker each time (twice under the killed one's group instance
+    id, i.e. a static member coming back at once; once under a new one, so the dead member's partitions
+    wait for its session timeout), each let progress before the next kill; the last one finishes; exact."""
+    from pipeline.kafka_local import free_port
+    from pipeline.runtime import WorkerProcess
+
+    s = settings
+    inputs = [s.topics.orders, s.topics.complaints]
+    workers: list[WorkerProcess] = []
+    mine: list[WorkerProcess] = []
+    rounds: list[dict] = []
+
+    def start_on(port: int) -> WorkerProcess:
+        w = WorkerProcess(s, port, tmp_path / f"round-{len(workers)}.log", extra_env=WORKER_ENV).start()
+        mine.append(w)
+        workers.append(w)
+        w.wait_ready()
+        return w
+
+    def inject():
+        for fraction, same_port in ((None, True), (0.4, False), (0.55, True)):
+            if fraction is not None:
+                wait_consumed(s, inputs, fraction)
+            victim = workers[-1]
+            lag = group_lag(s, s.app_id, inputs)
+            victim.kill()
+            t0 = time.monotonic()
+            start_on(victim.web_port if same_port else free_port())
+            rounds.append({"lag_at_kill": lag, "same_instance_id": same_port,
+                           "new_worker_ready_s": round(time.monotonic() - t0, 1)})
+
+    t0 = time.monotonic()
+    try:
+        report = run_with_fault(s, lambda: start_on(free_port()), inject, seed=21)
+    finally:
+        for w in mine:
+            w.stop()
+    print(f"[fault] kill -9 rounds: {rounds}")
+    matrix_row("kill9_three_rounds", report, time.monotonic() - t0)
+    assert len(rounds) == 3 and rounds[0]["lag_at_kill"] > 0, rounds
+    assert_exact(report)
+
+
+def test_sigstop_old_owner_past_session_timeout(settings, worker_factory):
+    """Two workers; one is paused (SIGSTOP) mid-stream until the other owns its partitions (the paused
+    static member is evicted only when its session times out), then resumed (SIGCONT): a zombie that
+    must notice it lost its partitions and write neither duplicates nor wrong counts; exact."""
+    import os
+    import signal
+
+    s = settings
+    inputs = [s.topics.orders, s.topics.complaints]
+    workers = []
+    facts: dict = {}
+
+    def start():
+        workers.append(worker_factory(s, **WORKER_ENV))
+        workers.append(worker_factory(s, **WORKER_ENV))
+
+    def inject():
+        from tests.integration.test_aggregation import wait_ready_all
+
+        wait_ready_all(workers)
+        victim, other = workers
+        before = other.health()["assigned_partitions"]
+        lag = group_lag(s, s.app_id, inputs)
+        t0 = time.monotonic()
+        os.kill(victim.proc.pid, signal.SIGSTOP)
+        deadline = t0 + s.session_timeout_seconds + 90
+        moved = None
+        while time.monotonic() < deadline:
+            h = other.health()
+            if h and h.get("assigned_partitions", 0) > before and h.get("recovered") and not h.get("rebalancing"):
+                moved = time.monotonic() - t0
+                break
+            time.sleep(0.25)
+        facts.update(lag_at_pause=lag, other_partitions_before=before,
+                     other_partitions_after=(other.health() or {}).get("assigned_partitions"),
+                     moved_after_s=None if moved is None else round(moved, 1))
+        if moved is None:
+            os.kill(victim.proc.pid, signal.SIGCONT)
+            raise AssertionError(f"partitions did not move to the other worker: {facts}")
+        # the new owner works on while the old one is still frozen
+        wait_consumed(s, inputs, 0.6)
+        facts["paused_s"] = round(time.monotonic() - t0, 1)
+        os.kill(victim.proc.pid, signal.SIGCONT)
+        # the zombie: it either stops (fail-stop) or rejoins the group as a member with a new assignment
+        t1 = time.monotonic()
+        outcome = None
+        while time.monotonic() < t1 + 90 and outcome is None:
+            if victim.proc.poll() is not None:
+                outcome = f"exited {victim.proc.returncode}"
+                victim.meant_to_run = False  # a fail-stop exit is one legitimate way of noticing
+            else:
+                h = victim.health()
+                if h and h.get("assigned_partitions", 0) > 0 and h.get("recovered") and not h.get("rebalancing") \
+                        and time.monotonic() - t1 > 2:
+                    outcome = f"rejoined with {h['assigned_partitions']} partitions"
+            time.sleep(0.25)
+        facts["zombie"] = outcome or "neither exited nor rejoined within 90 s"
+        facts["zombie_seconds"] = round(time.monotonic() - t1, 1)
+
+    t0 = time.monotonic()
+    report = run_with_fault(s, start, inject, seed=23)
+    print(f"[fault] SIGSTOP: {facts}")
+    matrix_row("sigstop_old_owner_past_session_timeout", report, time.monotonic() - t0)
+    assert facts["moved_after_s"] >= s.session_timeout_seconds * 0.5, facts
+    assert_exact(report)
+
+
+def _committed(s, topics: list[str]) -> dict[tuple[str, int], int]:
+    from pipeline.kafka_security import admin_client
+
+    admin = admin_client(s)
+    try:
+        got = admin.list_group_offsets(s.app_id).get(s.app_id, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in got.items() if tp.topic in topics}
+
+
+@pytest.mark.xfail(raises=TimeoutError, strict=False, reason=(
+    "measured once (issue 14 scope 8): the worker fail-stops (exit 70, 'agent_crashed' in stage aggregate, "
+    "TypeError) within a second of the deletion, but after the topic is re-created a restarted worker made "
+    "no progress: the group stayed 3162 records behind for 300 s with nothing logged at WARNING"))
+def test_deleted_output_topic_mid_stream(settings, worker_factory):
+    """``events.enriched`` deleted while the worker writes to it (the broker does not create topics on
+    its own: ``auto.create.topics.enable=false``).  The worker must stop (status 70) or block; nothing
+    is committed past records whose enriched output was not written.  The topic is re-created, a worker
+    started, and every event is in the old topic (read completely just before it was deleted, the
+    worker frozen for that moment) or in the new one; the aggregates (which do not read
+    ``events.enriched``) stay exact."""
+    import os
+    import signal
+
+    from pipeline.agents.failstop import EXIT_FATAL
+    from pipeline.kafka_security import admin_client
+    from pipeline.topics import ensure_topics
+
+    s = settings
+    t = s.topics
+    inputs = [t.orders, t.complaints]
+    check_texts()
+    tiers, events, burst, expected, last = scenario(17)
+    t0 = time.monotonic()
+    w = worker_factory(s, **WORKER_ENV)
+    set_profiles(s, tiers)
+    publish_by_hour(s, [ke for ke in events if hour_of(ke[1]) < FAULT_HOUR])
+    publish(burst + [ke for ke in events if hour_of(ke[1]) == FAULT_HOUR], s, progress=False)
+    lag_at_fault = wait_consumed(s, inputs, 0.25)
+    # freeze the worker for a moment so the old topic is read completely before it goes (< session timeout)
+    os.kill(w.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)  # produce requests already on the wire complete
+        old = Counter(orjson.loads(v)["event_id"] for _, v in read_topic(s, t.enriched))
+        admin = admin_client(s)
+        try:
+            admin.delete_topics([t.enriched])
+        finally:
+            admin.close()
+        committed_at_delete = _committed(s, inputs)
+    finally:
+        os.kill(w.proc.pid, signal.SIGCONT)
+    facts: dict = {"old_topic_records": sum(old.values()), "lag_at_fault": lag_at_fault}
+    # what the worker does: exit 70, or block; and does the topic come back on its own?
+    deadline = time.monotonic() + 90
+    came_back = False
+    while time.monotonic() < deadline and w.proc.poll() is None:
+        admin = admin_client(s)
+        try:
+            came_back = came_back or t.enriched in set(admin.list_topics())
+        finally:
+            admin.close()
+        time.sleep(1.0)
+    facts["worker"] = "running (blocked)" if w.proc.poll() is None else f"exited {w.proc.returncode}"
+    facts["topic_recreated_by_itself"] = came_back
+    committed_after = _committed(s, inputs)
+    facts["offsets_committed_while_topic_missing"] = sum(
+        max(0, committed_after.get(tp, 0) - off) for tp, off in committed_at_delete.items())
+    facts["seconds_to_react"] = round(90 - max(0.0, deadline - time.monotonic()), 1)
+    if w.proc.poll() is None:
+        w.stop()
+    else:
+        w.meant_to_run = False  # its exit is the fail-stop under test, not an accident
+    print(f"[fault] deleted output topic, before re-creation: {facts}")
+    # what holds: the worker stopped (fail-stop); the broker did not re-create the topic.  (Offsets committed
+    # after the deletion may belong to batches confirmed before it: the final check decides what was lost.)
+    assert facts["worker"] == f"exited {EXIT_FATAL}", facts
+    assert not came_back, facts
+    # the operator re-creates the topic and restarts the worker
+    ensure_topics(s)
+    worker_factory(s, **WORKER_ENV)
+    wait_for_group(s, s.app_id, group_topics(s), timeout=120)
+    publish_by_hour(s, [ke for ke in events if hour_of(ke[1]) > FAULT_HOUR])
+    close_all(s, last, t.aggregates)
+    # every event not already in the old topic must be in the new one (or dead-lettered)
+    rest = [(k, e) for k, e in events + burst if e["event_id"] not in old]
+    report = check(s, rest, expected, lag_at_fault)
+    new = Counter(orjson.loads(v)["event_id"] for _, v in read_topic(s, t.enriched))
+    facts["rewritten_after_recreation"] = len(set(old) & set(new))  # in both: the old topic is gone
+    facts["duplicated_in_old_topic"] = sum(c - 1 for c in old.values() if c > 1)
+    print(f"[fault] deleted output topic: {facts}")
+    report["sent"] = len({e['event_id'] for _, e in events + burst})
+    report["received"] = report["received"] + len(old)
+    report["duplicated"] += facts["duplicated_in_old_topic"]
+    matrix_row("deleted_output_topic_mid_stream", report, time.monotonic() - t0)
+    assert_exact(report)

@@ -27,7 +27,7 @@ from typing import Any
 import faust
 
 from . import codec, web
-from .agents import aggregate, ingest
+from .agents import aggregate, faust_fixes, ingest
 from .config import Settings
 from .metrics import Metrics
 from .process import Processor
@@ -43,25 +43,9 @@ class Pipeline:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-def durable_producer() -> None:
-    """Every producer Faust creates gets ``acks=all`` and idempotence (not only in transactional mode).
-
-    Faust 0.15.3 sets both only for ``processing_guarantee="exactly_once"``
-    (``Producer._settings_extra``).  With idempotence a retried batch is written
-    once, in order, so a broker fail-over during a send neither duplicates nor
-    reorders outputs and changelog writes.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    def settings_extra(self: Any) -> Any:
-        return {"acks": "all", "enable_idempotence": True}
-
-    driver.Producer._settings_extra = settings_extra
-
-
 def make_faust_app(settings: Settings) -> faust.App:
     codec.register()
-    durable_producer()
+    faust_fixes.apply()  # seeks not undone, no unverified gaps committed, idempotent acks=all producer
     return faust.App(
         settings.app_id,
         broker=settings.faust_broker,

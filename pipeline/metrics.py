@@ -68,7 +68,7 @@ COMMITMENT_STATUSES = ("open", "warned", "breached")
 ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "duplicate_alert_suppressed",
                 "duplicate_final_suppressed", "duplicate_enriched_suppressed", "replayed_record_skipped",
                 "replayed_partial_skipped", "input_gap_restart",
-                "input_gap_absent_offsets", "input_gap_held_back",
+                "input_gap_absent_offsets", "input_gap_held_back", "input_gap_rewind",
                 "input_redelivered_skipped")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
 MAX_PAIN_POINTS = 64
@@ -153,7 +153,7 @@ class Metrics:
             "pipeline_consumer_lag_records",
             "Records not yet processed and committed: end offset (high watermark; last stable offset under "
             "exactly_once) minus the consumer group's committed offset, per input partition assigned to this "
-            "worker (sampled every second, read at scrape time). A stuck agent shows its whole backlog here.",
+            "worker (sampled every 5 s and at every scrape). A stuck agent shows its whole backlog here.",
             ["topic", "partition"], registry=r)
         self.table_keys = Gauge("pipeline_table_keys", "Keys held in a table on this worker (at scrape time).",
                                 ["table"], registry=r)

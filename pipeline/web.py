@@ -46,7 +46,7 @@ from .liveness import Liveness, stuck_seconds_from_env
 from .metrics import Metrics
 
 COMMITMENT_SCAN_SECONDS = 5.0
-SAMPLE_SECONDS = 1.0  # commit-progress sampling interval
+SAMPLE_SECONDS = 5.0  # commit-progress sampling interval (each sample asks the broker for end offsets)
 BROKER_TIMEOUT_SECONDS = 5.0  # one end-offset / committed-offset request
 GROUP_OFFSET_CACHE_SECONDS = 10.0
 OPEN_PATHS = frozenset({"/health", "/metrics"})  # served without the token (probes, Prometheus)

@@ -89,7 +89,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     meta_keys = {p: partition_meta_key(p, settings.partitions) for p in range(settings.partitions)}
     emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
     recovery_tail = settings.recovery_tail_records
-    gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds)  # the partials topic is guarded like stage 1's inputs
+    gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds,
+                      consumer=lambda: app.consumer)  # the partials topic is guarded like stage 1's inputs
     guarded: set[int] = set()
 
     async def ensure_guarded(p: int) -> None:
@@ -248,7 +249,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     @app.timer(1.0)
     async def aggregate_gap_watch() -> None:
         """Restart from the committed offsets when a held-back range never came (input idle)."""
-        gaps.restart_if_overdue()
+        await gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -131,9 +131,12 @@ class InputGuard:
     """
 
     def __init__(self, settings: Any, metrics: Metrics, stage: str, wait_seconds: float = 20.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, consumer: Callable[[], Any] | None = None,
+                 rewind_seconds: float = 3.0) -> None:
         self.settings, self.metrics, self.stage = settings, metrics, stage
-        self.wait_seconds, self.clock = wait_seconds, clock
+        self.wait_seconds, self.clock, self.rewind_seconds = wait_seconds, clock, rewind_seconds
+        self.consumer = consumer  # the app's Faust consumer (None in unit tests without one)
+        self._rewound: set[tuple[str, int, int]] = set()
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
@@ -168,6 +171,7 @@ class InputGuard:
             self.metrics.errors.labels("input_gap_absent_offsets").inc()
             self.check.accept_gap(topic, partition, offset)
             self._waiting.pop(tp, None)
+            await self._let_commits_pass(topic, partition, first, offset - 1)
             return True
         if event is not None:
             hold_back([event])
@@ -177,13 +181,17 @@ class InputGuard:
             log.warning("input gap: records past a missing range held back until it is delivered",
                         extra={"topic": topic, "partition": partition, "offset": first, "actual": offset,
                                "count": end - first})
-        self.restart_if_overdue()
+        await self.restart_if_overdue()
         return False
 
-    def restart_if_overdue(self) -> None:
-        """Restart from the committed offsets where a missing range has not come for ``wait_seconds``.
+    async def restart_if_overdue(self) -> None:
+        """Where a missing range has not come: rewind to the committed offsets, then restart.
 
-        Called on every held-back record and by a timer (an idle input calls nothing else).
+        After ``rewind_seconds`` the consumer is sought back to its committed
+        offsets once (Faust's own ``perform_seek``, which runs on the consumer's
+        thread and which :mod:`~pipeline.agents.faust_fixes` keeps from being
+        undone); after ``wait_seconds`` the worker restarts itself.  Called on
+        every held-back record and by a timer (an idle input calls nothing else).
         """
         now = self.clock()
         for (topic, partition), (first, since) in list(self._waiting.items()):
@@ -191,6 +199,21 @@ class InputGuard:
                 self.metrics.errors.labels("input_gap_restart").inc()
                 restart_from_committed("input_gap", stage=self.stage, topic=topic, partition=partition,
                                        offset=first)
+            if now - since > self.rewind_seconds and (topic, partition, first) not in self._rewound:
+                self._rewound.add((topic, partition, first))
+                consumer = self.consumer() if self.consumer is not None else None
+                if consumer is not None:
+                    log.warning("input gap: re-reading from the committed offsets",
+                                extra={"topic": topic, "partition": partition, "offset": first})
+                    self.metrics.errors.labels("input_gap_rewind").inc()
+                    await consumer.perform_seek()
+
+    async def _let_commits_pass(self, topic: str, partition: int, first: int, last: int) -> None:
+        consumer = self.consumer() if self.consumer is not None else None
+        if consumer is not None and hasattr(consumer, "add_verified_gap") and first <= last:
+            from faust.types import TP
+
+            await consumer.add_verified_gap(TP(topic, partition), first, last)
 
 
 def hold_back(events: Any) -> None:

@@ -139,7 +139,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     # per partition: event ids already in events.enriched past the committed offsets (after a crash)
     enriched_written: dict[int, set[str]] = {}
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
-    gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds)
+    gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
+                      consumer=lambda: app.consumer)
 
     retry = RetryPolicy.from_env(os.environ)
     recovery_tail = settings.recovery_tail_records  # alert ids read back before the first emit
@@ -367,7 +368,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     @app.timer(1.0)
     async def ingest_gap_watch() -> None:
         """Restart from the committed offsets when a held-back range never came (input idle)."""
-        gaps.restart_if_overdue()
+        await gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -285,12 +285,82 @@ def test_a_range_that_never_comes_restarts_the_worker_from_its_commits(no_exit, 
     monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
     assert asyncio.run(guard.admit("t", 0, 9, Ev(9))) is False
     now[0] = 19.0
-    guard.restart_if_overdue()
+    asyncio.run(guard.restart_if_overdue())
     assert no_exit == []
     now[0] = 21.0
     with pytest.raises(Exit):
-        guard.restart_if_overdue()  # the timer: the input is idle, nothing else would notice
+        asyncio.run(guard.restart_if_overdue())  # the timer: the input is idle, nothing else would notice
     assert no_exit[0][0] == "exec" and no_exit[0][2]
+
+
+class FakeConsumer:
+    def __init__(self):
+        self.seeks, self.gaps = 0, []
+
+    async def perform_seek(self):
+        self.seeks += 1
+
+    async def add_verified_gap(self, tp, first, last):
+        self.gaps.append((tp.topic, tp.partition, first, last))
+
+
+def test_a_missing_range_first_rewinds_the_consumer_once_then_restarts(no_exit, monkeypatch):
+    now = [0.0]
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", wait_seconds=20,
+                              clock=lambda: now[0], consumer=lambda: consumer, rewind_seconds=3)
+    guard.start("t", 0, 5)
+    monkeypatch.setattr(common, "first_offset_from", lambda s, topic, p, offset: 5)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    assert asyncio.run(guard.admit("t", 0, 9, Ev(9))) is False
+    now[0] = 2.0
+    asyncio.run(guard.restart_if_overdue())
+    assert consumer.seeks == 0
+    now[0] = 4.0
+    asyncio.run(guard.restart_if_overdue())
+    asyncio.run(guard.restart_if_overdue())
+    assert consumer.seeks == 1 and no_exit == []  # one rewind per missing range
+    now[0] = 21.0
+    with pytest.raises(Exit):
+        asyncio.run(guard.restart_if_overdue())
+
+
+def test_an_absent_range_is_registered_with_the_consumer_so_commits_pass_over_it(no_exit, monkeypatch):
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", consumer=lambda: consumer)
+    guard.start("t", 2, 10)
+    monkeypatch.setattr(common, "first_offset_from", lambda s, topic, p, offset: 14)
+    assert asyncio.run(guard.admit("t", 2, 14, Ev(14))) is True
+    assert consumer.gaps == [("t", 2, 10, 13)]
+
+
+def test_records_fetched_before_a_seek_are_not_handed_over_after_it():
+    from pipeline.agents.faust_fixes import until_next_seek
+
+    epoch = [0]
+
+    async def fetch():
+        for offset in (40, 41, 42, 43):
+            if offset == 42:
+                epoch[0] += 1  # perform_seek ran while the batch was being handed over
+            yield offset
+
+    async def collect():
+        return [o async for o in until_next_seek(fetch, lambda: epoch[0])]
+
+    assert asyncio.run(collect()) == [40, 41]
+
+
+def test_faust_fixes_install_once_and_ignore_unverified_gaps():
+    import faust.transport.consumer as fc
+
+    from pipeline.agents import faust_fixes
+
+    faust_fixes.apply()
+    first = fc.Consumer._add_gap
+    faust_fixes.apply()
+    assert fc.Consumer._add_gap is first and hasattr(fc.Consumer, "add_verified_gap")
+    assert asyncio.run(fc.Consumer._add_gap(object(), None, 1, 5)) is None  # a fetch-loop jump commits nothing
 
 
 def test_the_restart_budget_turns_a_loop_into_an_exit(no_exit, monkeypatch):

@@ -394,9 +394,10 @@ def _committed(s, topics: list[str]) -> dict[tuple[str, int], int]:
 
 
 @pytest.mark.xfail(raises=TimeoutError, strict=False, reason=(
-    "measured once (issue 14 scope 8): the worker fail-stops (exit 70, 'agent_crashed' in stage aggregate, "
-    "TypeError) within a second of the deletion, but after the topic is re-created a restarted worker made "
-    "no progress: the group stayed 3162 records behind for 300 s with nothing logged at WARNING"))
+    "issue 14 scope 8, measured twice: after the deletion the worker either fail-stopped (exit 70, "
+    "'agent_crashed' in stage aggregate, TypeError) or blocked 90 s committing nothing; in the first run a "
+    "worker restarted after the topic was re-created made no progress (3162 records behind after 300 s, "
+    "nothing logged at WARNING); the recovery part has not passed yet"))
 def test_deleted_output_topic_mid_stream(settings, worker_factory):
     """``events.enriched`` deleted while the worker writes to it (the broker does not create topics on
     its own: ``auto.create.topics.enable=false``).  The worker must stop (status 70) or block; nothing
@@ -459,7 +460,7 @@ def test_deleted_output_topic_mid_stream(settings, worker_factory):
     print(f"[fault] deleted output topic, before re-creation: {facts}")
     # what holds: the worker stopped (fail-stop); the broker did not re-create the topic.  (Offsets committed
     # after the deletion may belong to batches confirmed before it: the final check decides what was lost.)
-    assert facts["worker"] == f"exited {EXIT_FATAL}", facts
+    assert facts["worker"] in (f"exited {EXIT_FATAL}", "running (blocked)"), facts  # both measured
     assert not came_back, facts
     # the operator re-creates the topic and restarts the worker
     ensure_topics(s)

@@ -240,4 +240,14 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
             raise
         except BaseException as exc:
             hold_back(events)
-            fatal("agent_crashed", stage=stage, error=type(exc).__name__)
+            fatal("agent_crashed", stage=stage, error=type(exc).__name__, where=raised_at(exc))
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """``module.py:line`` where ``exc`` was raised (a code location, never data), for the fail-stop line."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"

@@ -47,11 +47,11 @@ def _flush_logs() -> None:
 
 
 def fatal(reason: str, *, stage: str, topic: str | None = None, partition: int | None = None,
-          offset: int | None = None, error: str | None = None) -> NoReturn:
+          offset: int | None = None, error: str | None = None, where: str | None = None) -> NoReturn:
     """Stop the worker now with one log line; nothing after the last commit is acknowledged."""
     log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed",
                  extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
-                        "offset": offset, "error": error})
+                        "offset": offset, "error": error, "code": where})
     _flush_logs()
     os._exit(EXIT_FATAL)
 

@@ -114,26 +114,29 @@ class Settings:
     producer_linger_ms: int = 5
     producer_buffer_messages: int = 5000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
-    # PIPELINE_GROUP_INSTANCE_ID: static group membership; "" = <app id>-<host name>-<web port>, "off" = dynamic
+    # PIPELINE_GROUP_INSTANCE_ID: static group membership, opt-in; "" = dynamic, "auto" = <app id>-<host>-<web port>
     group_instance_id: str = ""
     # a missing input range held back this long (not re-delivered) makes the worker restart from its commits
     gap_wait_seconds: float = 20.0
 
     @property
     def instance_id(self) -> str | None:
-        """The consumer group instance id (KIP-345), stable across restarts of the same worker.
+        """The consumer group instance id (KIP-345), or None for dynamic membership (the default).
 
-        The default is unique per host and web port, so several workers on one host
-        and one worker per pod (its host name) each get their own; a container
-        restarted in the same pod keeps it.
+        Opt-in: with the local Kafka 4.1 broker a cleanly stopped static member kept
+        its partitions for minutes (no LeaveGroup is sent for static members), so a
+        replacement worker with another id processed nothing (docs/reliability.md).
+        ``auto`` is unique per host and web port and survives a container restart
+        in the same pod.
         """
-        if self.group_instance_id.lower() == "off":
+        value = self.group_instance_id.strip()
+        if not value or value.lower() == "off":
             return None
-        if self.group_instance_id:
-            return self.group_instance_id
-        import socket
+        if value.lower() == "auto":
+            import socket
 
-        return f"{self.app_id}-{socket.gethostname()}-{self.web_port}"
+            return f"{self.app_id}-{socket.gethostname()}-{self.web_port}"
+        return value
 
     @property
     def advertised_host(self) -> str:

@@ -67,13 +67,18 @@ def seek_epochs() -> None:
 async def until_next_seek(fetch: Callable[[], AsyncIterator[Any]], epoch: Callable[[], int]) -> AsyncIterator[Any]:
     """The records of one fetch, cut off at the first seek that happens while they are handed over.
 
-    ``epoch`` is read before the fetch starts (``fetch()`` is only iterated
-    afterwards), so a batch fetched from a position a seek has since replaced is
-    never handed over past the seek.
+    The count is taken when the fetch returns its first record: a seek that ran
+    while the fetch was waiting on the consumer thread came before these records
+    (aiokafka itself discards data fetched from a position a seek replaced), but
+    a seek while they are handed over makes the rest stale — it rewound the
+    position they came from, and they are fetched again.
     """
-    start = epoch()
+    start: int | None = None
     async for item in fetch():
-        if epoch() != start:
+        now = epoch()
+        if start is None:
+            start = now
+        elif now != start:
             break  # fetched before a seek: fetched again from the new position
         yield item
 

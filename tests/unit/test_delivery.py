@@ -350,6 +350,16 @@ def test_records_fetched_before_a_seek_are_not_handed_over_after_it():
 
     assert asyncio.run(collect()) == [40, 41]
 
+    async def fetch_after_seek():
+        epoch[0] += 1  # a seek ran while the fetch waited on the consumer thread: the records are fresh
+        for offset in (40, 41):
+            yield offset
+
+    async def collect_fresh():
+        return [o async for o in until_next_seek(fetch_after_seek, lambda: epoch[0])]
+
+    assert asyncio.run(collect_fresh()) == [40, 41]
+
 
 def test_faust_fixes_install_once_and_ignore_unverified_gaps():
     import faust.transport.consumer as fc

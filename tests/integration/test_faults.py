@@ -317,7 +317,7 @@ def test_kill9_three_rounds_exact(settings, worker_factory, tmp_path):
 
 def test_sigstop_old_owner_past_session_timeout(settings, worker_factory):
     """Two workers; one is paused (SIGSTOP) mid-stream until the other owns its partitions (the paused
-    static member is evicted only when its session times out), then resumed (SIGCONT): a zombie that
+    member is evicted only when its session times out), then resumed (SIGCONT): a zombie that
     must notice it lost its partitions and write neither duplicates nor wrong counts; exact."""
     import os
     import signal
@@ -393,11 +393,6 @@ def _committed(s, topics: list[str]) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): meta.offset for tp, meta in got.items() if tp.topic in topics}
 
 
-@pytest.mark.xfail(raises=TimeoutError, strict=False, reason=(
-    "issue 14 scope 8, measured twice: after the deletion the worker either fail-stopped (exit 70, "
-    "'agent_crashed' in stage aggregate, TypeError) or blocked 90 s committing nothing; in the first run a "
-    "worker restarted after the topic was re-created made no progress (3162 records behind after 300 s, "
-    "nothing logged at WARNING); the recovery part has not passed yet"))
 def test_deleted_output_topic_mid_stream(settings, worker_factory):
     """``events.enriched`` deleted while the worker writes to it (the broker does not create topics on
     its own: ``auto.create.topics.enable=false``).  The worker must stop (status 70) or block; nothing

@@ -25,18 +25,28 @@
    only in its transactional mode.  With idempotence a retried batch is written
    once and in order, so a broker fail-over neither duplicates nor reorders
    outputs and changelog writes.
+
+4. **aiokafka's metadata race on send** (:func:`metadata_race`).  ``AIOKafkaProducer.send``
+   waits for the topic's metadata, then looks the partitions up again; a metadata
+   refresh in between can leave the topic out, and ``send`` raises ``TypeError``
+   (``list(None)``) before the record is queued.  Seen in CI on a worker's first
+   batch right after start (a changelog write flushed by the agent).  The send is
+   retried while the topic's partitions are missing — safe, nothing was queued — and
+   a topic that stays missing still fails (``UnknownTopicOrPartitionError`` after the
+   request timeout: a deleted topic stops the worker).
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 _APPLIED: set[str] = set()
 
 
 def apply() -> None:
     """Idempotent: each correction is installed once per process."""
-    for fix in (seek_epochs, verified_gaps, durable_producer):
+    for fix in (seek_epochs, verified_gaps, durable_producer, metadata_race):
         if fix.__name__ not in _APPLIED:
             fix()
             _APPLIED.add(fix.__name__)
@@ -106,3 +116,28 @@ def durable_producer() -> None:
         return {"acks": "all", "enable_idempotence": True}
 
     driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
+
+
+async def retry_metadata_race(send: Callable[[], Awaitable[Any]], partitions_known: Callable[[], bool],
+                              attempts: int = 5, backoff: float = 0.2) -> Any:
+    """``send()``, again when it raised ``TypeError`` while the topic's partitions were unknown."""
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except TypeError:
+            if partitions_known() or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(backoff * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def metadata_race() -> None:
+    from aiokafka import AIOKafkaProducer
+
+    original_send = AIOKafkaProducer.send
+
+    async def send(self: Any, topic: str, *args: Any, **kwargs: Any) -> Any:
+        return await retry_metadata_race(lambda: original_send(self, topic, *args, **kwargs),
+                                         lambda: self.client.cluster.partitions_for_topic(topic) is not None)
+
+    AIOKafkaProducer.send = send  # type: ignore[method-assign]

@@ -382,3 +382,32 @@ def test_the_restart_budget_turns_a_loop_into_an_exit(no_exit, monkeypatch):
         failstop.restart_from_committed("input_gap", stage="ingest", topic="t", partition=0, offset=1,
                                         budget=RestartBudget(limit=3, window_seconds=60))
     assert no_exit == [("exit", failstop.EXIT_RESTART_LOOP)]
+
+
+def test_a_send_that_hit_the_metadata_race_is_retried_and_a_real_type_error_is_not():
+    from pipeline.agents.faust_fixes import retry_metadata_race
+
+    calls = {"n": 0}
+    known = {"value": False}
+
+    async def flaky_send():
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise TypeError("'NoneType' object is not iterable")
+        return "queued"
+
+    assert asyncio.run(retry_metadata_race(flaky_send, lambda: known["value"], backoff=0)) == "queued"
+    assert calls["n"] == 3
+
+    async def buggy_send():
+        raise TypeError("a bug, metadata is fine")
+
+    known["value"] = True
+    with pytest.raises(TypeError):
+        asyncio.run(retry_metadata_race(buggy_send, lambda: known["value"], backoff=0))
+
+    async def always_missing():
+        raise TypeError("'NoneType' object is not iterable")
+
+    with pytest.raises(TypeError):
+        asyncio.run(retry_metadata_race(always_missing, lambda: False, attempts=3, backoff=0))

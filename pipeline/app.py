@@ -55,6 +55,8 @@ def make_faust_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         processing_guarantee="at_least_once",  # exactly_once is refused by config (docs/reliability.md)
         producer_acks=-1,
+        # Faust's default is 20 minutes: an outage (or a deleted topic) that long before a send fails
+        producer_request_timeout=settings.producer_timeout_seconds,
         # Static group membership (KIP-345): a worker restarted under the same instance id takes its
         # partitions back at once, without the two rebalances a kill -9 restart otherwise causes.
         consumer_group_instance_id=settings.instance_id,

@@ -118,6 +118,8 @@ class Settings:
     group_instance_id: str = ""
     # a missing input range held back this long (not re-delivered) makes the worker restart from its commits
     gap_wait_seconds: float = 20.0
+    # a produce request (or a wait for a topic's metadata) unanswered this long fails, and the worker fail-stops
+    producer_timeout_seconds: float = 120.0
 
     @property
     def instance_id(self) -> str | None:
@@ -234,6 +236,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         security=KafkaSecurity.from_env(env),
         group_instance_id=_get(env, "PIPELINE_GROUP_INSTANCE_ID", d.group_instance_id),
         gap_wait_seconds=float(_get(env, "PIPELINE_GAP_WAIT_SECONDS", str(d.gap_wait_seconds))),
+        producer_timeout_seconds=float(_get(env, "PIPELINE_PRODUCER_TIMEOUT_SECONDS", str(d.producer_timeout_seconds))),
     )
 
 

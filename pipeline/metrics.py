@@ -151,8 +151,8 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=r)
         self.consumer_lag = Gauge(
             "pipeline_consumer_lag_records",
-            "Records not yet processed and committed: end offset (high watermark; last stable offset under "
-            "exactly_once) minus the consumer group's committed offset, per input partition assigned to this "
+            "Records not yet processed and committed: end offset (high watermark) "
+            "minus the consumer group's committed offset, per input partition assigned to this "
             "worker (sampled every 5 s and at every scrape). A stuck agent shows its whole backlog here.",
             ["topic", "partition"], registry=r)
         self.table_keys = Gauge("pipeline_table_keys", "Keys held in a table on this worker (at scrape time).",

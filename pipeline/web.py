@@ -111,7 +111,7 @@ class Progress:
     committed = Faust's ``consumer._committed_offset[tp]`` (what this worker committed, or the
     group's committed offset found at assignment), else the group's committed offset asked from
     the broker, else the partition's first offset (nothing committed yet: ``auto_offset_reset``
-    is ``earliest``).  end = the broker's end offset (last stable offset under exactly_once),
+    is ``earliest``).  end = the broker's end offset,
     else the consumer's cached high watermark.
     """
 

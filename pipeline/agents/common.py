@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable, Mapping, NoReturn
 
 from aiokafka.partitioner import murmur2
 
@@ -136,7 +136,8 @@ class InputGuard:
         self.settings, self.metrics, self.stage = settings, metrics, stage
         self.wait_seconds, self.clock, self.rewind_seconds = wait_seconds, clock, rewind_seconds
         self.consumer = consumer  # the app's Faust consumer (None in unit tests without one)
-        self._rewound: set[tuple[str, int, int]] = set()
+        self._rewound_at: dict[tuple[str, int], float] = {}
+        self._busy, self._last_batch = False, clock()
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
@@ -148,13 +149,15 @@ class InputGuard:
         self.check.forget(topic, partition)
         self._waiting.pop((topic, partition), None)
         self._exists.pop((topic, partition), None)
+        self._rewound_at.pop((topic, partition), None)
 
     async def admit(self, topic: str, partition: int, offset: int, event: Any = None) -> bool:
         """True: process the record now.  False: skip it (``event`` held back when it must not be acknowledged)."""
         tp = (topic, partition)
         verdict = self.check.check(topic, partition, offset)
         if verdict is Verdict.PROCESS:
-            self._waiting.pop(tp, None)
+            if self._waiting.pop(tp, None) is not None:
+                self._rewound_at.pop(tp, None)
             return True
         if verdict is Verdict.SKIP:
             self.metrics.errors.labels("input_redelivered_skipped").inc()
@@ -187,26 +190,53 @@ class InputGuard:
     async def restart_if_overdue(self) -> None:
         """Where a missing range has not come: rewind to the committed offsets, then restart.
 
-        After ``rewind_seconds`` the consumer is sought back to its committed
-        offsets once (Faust's own ``perform_seek``, which runs on the consumer's
-        thread and which :mod:`~pipeline.agents.faust_fixes` keeps from being
-        undone); after ``wait_seconds`` the worker restarts itself.  Called on
-        every held-back record and by a timer (an idle input calls nothing else).
+        Every ``rewind_seconds`` the consumer is sought back to its committed
+        offsets (Faust's own ``perform_seek``, which runs on the consumer's thread;
+        Faust's fetch loop can undo one, so it is repeated); after ``wait_seconds``
+        the worker restarts itself.  Called on every held-back record and by a
+        timer (an idle input calls nothing else).
         """
         now = self.clock()
+        rewind = False
         for (topic, partition), (first, since) in list(self._waiting.items()):
             if now - since > self.wait_seconds:
                 self.metrics.errors.labels("input_gap_restart").inc()
                 restart_from_committed("input_gap", stage=self.stage, topic=topic, partition=partition,
                                        offset=first)
-            if now - since > self.rewind_seconds and (topic, partition, first) not in self._rewound:
-                self._rewound.add((topic, partition, first))
-                consumer = self.consumer() if self.consumer is not None else None
-                if consumer is not None:
-                    log.warning("input gap: re-reading from the committed offsets",
-                                extra={"topic": topic, "partition": partition, "offset": first})
-                    self.metrics.errors.labels("input_gap_rewind").inc()
-                    await consumer.perform_seek()
+            last = self._rewound_at.get((topic, partition), since)
+            if now - since >= self.rewind_seconds and now - last >= self.rewind_seconds:
+                self._rewound_at[(topic, partition)] = now
+                log.warning("input gap: re-reading from the committed offsets",
+                            extra={"topic": topic, "partition": partition, "offset": first})
+                rewind = True
+        consumer = self.consumer() if self.consumer is not None else None
+        if rewind and consumer is not None:
+            self.metrics.errors.labels("input_gap_rewind").inc()
+            await consumer.perform_seek()
+
+    def note_batch(self, busy: bool) -> None:
+        """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
+        self._busy = busy
+        self._last_batch = self.clock()
+
+    async def watch_tail(self, ends: Mapping[tuple[str, int], int | None]) -> None:
+        """A missing range at the end of a partition: records exist past the next expected offset,
+        but the agent has been idle (no batch) for ``rewind_seconds`` — nothing later would reveal it.
+
+        ``ends``: the consumer's end offsets of the partitions this guard expects records on.
+        Such a partition is treated like a held-back gap (rewind, then restart).
+        """
+        now = self.clock()
+        if self._busy or now - self._last_batch <= self.rewind_seconds:
+            return
+        for tp, want in list(self.check.expected.items()):
+            end = ends.get(tp)
+            if end is not None and end > want and tp not in self._waiting:
+                log.warning("input stalled: records past the next expected offset are not delivered",
+                            extra={"topic": tp[0], "partition": tp[1], "offset": want, "count": end - want})
+                self.metrics.errors.labels("input_gap_held_back").inc()
+                self._waiting[tp] = (want, now - self.rewind_seconds)
+        await self.restart_if_overdue()
 
     async def _let_commits_pass(self, topic: str, partition: int, first: int, last: int) -> None:
         consumer = self.consumer() if self.consumer is not None else None
@@ -214,6 +244,19 @@ class InputGuard:
             from faust.types import TP
 
             await consumer.add_verified_gap(TP(topic, partition), first, last)
+
+
+def input_ends(app: Any, guard: InputGuard) -> dict[tuple[str, int], int | None]:
+    """The consumer's cached end offsets of the partitions ``guard`` expects records on (no I/O)."""
+    from faust.types import TP
+
+    ends: dict[tuple[str, int], int | None] = {}
+    for topic, partition in list(guard.check.expected):
+        try:
+            ends[(topic, partition)] = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # not assigned any more, or not fetched yet: nothing to say
+            ends[(topic, partition)] = None
+    return ends
 
 
 def hold_back(events: Any) -> None:

@@ -41,8 +41,8 @@ from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import (InputGuard, Sender, is_meta_key, json_table, log, partition_meta_key, partition_of,
-                     run_batches)
+from .common import (InputGuard, Sender, input_ends, is_meta_key, json_table, log, partition_meta_key,
+                     partition_of, run_batches)
 
 
 class Clocks:
@@ -238,6 +238,13 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     async def process_batch(events: list[Any]) -> None:
         """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""
+        gaps.note_batch(True)
+        try:
+            await process_records(events)
+        finally:
+            gaps.note_batch(False)
+
+    async def process_records(events: list[Any]) -> None:
         pending: dict[str, Any] = {}
         touched: set[int] = set()
         partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
@@ -367,8 +374,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     @app.timer(1.0)
     async def ingest_gap_watch() -> None:
-        """Restart from the committed offsets when a held-back range never came (input idle)."""
-        await gaps.restart_if_overdue()
+        """Rewind / restart where a held-back range never came, or records at a partition's end are
+        not delivered while the agent is idle (nothing later would reveal the hole)."""
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return
+        await gaps.watch_tail(input_ends(app, gaps))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -304,7 +304,7 @@ class FakeConsumer:
         self.gaps.append((tp.topic, tp.partition, first, last))
 
 
-def test_a_missing_range_first_rewinds_the_consumer_once_then_restarts(no_exit, monkeypatch):
+def test_a_missing_range_first_rewinds_the_consumer_then_restarts(no_exit, monkeypatch):
     now = [0.0]
     consumer = FakeConsumer()
     guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", wait_seconds=20,
@@ -319,7 +319,7 @@ def test_a_missing_range_first_rewinds_the_consumer_once_then_restarts(no_exit, 
     now[0] = 4.0
     asyncio.run(guard.restart_if_overdue())
     asyncio.run(guard.restart_if_overdue())
-    assert consumer.seeks == 1 and no_exit == []  # one rewind per missing range
+    assert consumer.seeks == 1 and no_exit == []  # at most one rewind per rewind_seconds
     now[0] = 21.0
     with pytest.raises(Exit):
         asyncio.run(guard.restart_if_overdue())
@@ -334,31 +334,36 @@ def test_an_absent_range_is_registered_with_the_consumer_so_commits_pass_over_it
     assert consumer.gaps == [("t", 2, 10, 13)]
 
 
-def test_records_fetched_before_a_seek_are_not_handed_over_after_it():
-    from pipeline.agents.faust_fixes import until_next_seek
-
-    epoch = [0]
-
-    async def fetch():
-        for offset in (40, 41, 42, 43):
-            if offset == 42:
-                epoch[0] += 1  # perform_seek ran while the batch was being handed over
-            yield offset
-
-    async def collect():
-        return [o async for o in until_next_seek(fetch, lambda: epoch[0])]
-
-    assert asyncio.run(collect()) == [40, 41]
-
-    async def fetch_after_seek():
-        epoch[0] += 1  # a seek ran while the fetch waited on the consumer thread: the records are fresh
-        for offset in (40, 41):
-            yield offset
-
-    async def collect_fresh():
-        return [o async for o in until_next_seek(fetch_after_seek, lambda: epoch[0])]
-
-    assert asyncio.run(collect_fresh()) == [40, 41]
+def test_an_idle_agent_with_records_past_its_expectation_rewinds_then_restarts(no_exit, monkeypatch):
+    """A hole at a partition's end: nothing later arrives to reveal it, so the timer must."""
+    now = [0.0]
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", wait_seconds=20,
+                              clock=lambda: now[0], consumer=lambda: consumer, rewind_seconds=3)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    guard.start("t", 0, 10)
+    assert asyncio.run(guard.admit("t", 0, 10)) is True  # expects 11 next
+    guard.note_batch(True)
+    now[0] = 10.0
+    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    assert consumer.seeks == 0  # busy in a batch (e.g. a long read-back): not a stall
+    guard.note_batch(False)
+    now[0] = 12.0
+    asyncio.run(guard.watch_tail({("t", 0): 11}))
+    assert consumer.seeks == 0  # caught up
+    now[0] = 16.0
+    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    assert consumer.seeks == 1  # idle with 4 records never delivered: re-read from the commits
+    now[0] = 17.0
+    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    assert consumer.seeks == 1
+    now[0] = 20.5
+    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    assert consumer.seeks == 2  # repeated: Faust's fetch loop can undo a seek
+    assert asyncio.run(guard.admit("t", 0, 11)) is True  # the range came: the watch stands down
+    now[0] = 40.0
+    asyncio.run(guard.watch_tail({("t", 0): 12}))
+    assert no_exit == []
 
 
 def test_faust_fixes_install_once_and_ignore_unverified_gaps():

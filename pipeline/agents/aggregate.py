@@ -253,13 +253,16 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         for key, state in pending.items():
             table[key] = state
 
-    @app.timer(1.0)
+    @app.timer(2.0)
     async def aggregate_gap_watch() -> None:
         """Rewind / restart where a held-back range never came, or records at a partition's end are
         not delivered while the agent is idle (nothing later would reveal the hole)."""
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
-        await gaps.watch_tail(input_ends(app, gaps))
+        if gaps.idle():
+            await gaps.watch_tail(await input_ends(app, {settings.partials_topic}))
+        else:
+            await gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -184,8 +184,17 @@ class InputGuard:
             log.warning("input gap: records past a missing range held back until it is delivered",
                         extra={"topic": topic, "partition": partition, "offset": first, "actual": offset,
                                "count": end - first})
-        await self.restart_if_overdue()
+        self.restart_if_due()
         return False
+
+    def restart_if_due(self) -> None:
+        """Restart from the committed offsets where a missing range has waited ``wait_seconds``."""
+        now = self.clock()
+        for (topic, partition), (first, since) in list(self._waiting.items()):
+            if now - since > self.wait_seconds:
+                self.metrics.errors.labels("input_gap_restart").inc()
+                restart_from_committed("input_gap", stage=self.stage, topic=topic, partition=partition,
+                                       offset=first)
 
     async def restart_if_overdue(self) -> None:
         """Where a missing range has not come: rewind to the committed offsets, then restart.
@@ -212,26 +221,36 @@ class InputGuard:
         consumer = self.consumer() if self.consumer is not None else None
         if rewind and consumer is not None:
             self.metrics.errors.labels("input_gap_rewind").inc()
-            await consumer.perform_seek()
+            async with SEEK_LOCK:  # one seek at a time, from timers only (never inside a batch)
+                # Faust can leave a partition paused after back-to-back rebalances: resume what is waited on
+                from faust.types import TP
+
+                consumer.resume_partitions({TP(topic, partition) for topic, partition in self._waiting})
+                await consumer.perform_seek()
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
         self._busy = busy
         self._last_batch = self.clock()
 
-    async def watch_tail(self, ends: Mapping[tuple[str, int], int | None]) -> None:
+    def idle(self) -> bool:
+        """No batch in progress and none for ``rewind_seconds`` (the tail watch asks the broker only then)."""
+        return not self._busy and self.clock() - self._last_batch > self.rewind_seconds
+
+    async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """A missing range at the end of a partition: records exist past the next expected offset,
         but the agent has been idle (no batch) for ``rewind_seconds`` — nothing later would reveal it.
 
-        ``ends``: the consumer's end offsets of the partitions this guard expects records on.
+        ``ends``: (end offset, committed offset) of each assigned partition this guard watches; the
+        committed offset stands in for a partition that has delivered nothing yet.
         Such a partition is treated like a held-back gap (rewind, then restart).
         """
         now = self.clock()
         if self._busy or now - self._last_batch <= self.rewind_seconds:
             return
-        for tp, want in list(self.check.expected.items()):
-            end = ends.get(tp)
-            if end is not None and end > want and tp not in self._waiting:
+        for tp, (end, committed) in ends.items():
+            want = self.check.expected.get(tp, committed)
+            if end is not None and want is not None and end > want and tp not in self._waiting:
                 log.warning("input stalled: records past the next expected offset are not delivered",
                             extra={"topic": tp[0], "partition": tp[1], "offset": want, "count": end - want})
                 self.metrics.errors.labels("input_gap_held_back").inc()
@@ -246,17 +265,29 @@ class InputGuard:
             await consumer.add_verified_gap(TP(topic, partition), first, last)
 
 
-def input_ends(app: Any, guard: InputGuard) -> dict[tuple[str, int], int | None]:
-    """The consumer's cached end offsets of the partitions ``guard`` expects records on (no I/O)."""
-    from faust.types import TP
+async def input_ends(app: Any, topics: Any) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+    """(end offset, committed offset) of each assigned partition of ``topics``.
 
-    ends: dict[tuple[str, int], int | None] = {}
-    for topic, partition in list(guard.check.expected):
-        try:
-            ends[(topic, partition)] = app.consumer.highwater(TP(topic, partition))
-        except Exception:  # not assigned any more, or not fetched yet: nothing to say
-            ends[(topic, partition)] = None
-    return ends
+    End offsets are asked from the broker (through the consumer's own thread): a partition
+    Faust never fetched after a rebalance has no cached high watermark.
+    """
+    out: dict[tuple[str, int], tuple[int | None, int | None]] = {}
+    try:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in topics]
+    except Exception:  # consumer not started
+        return out
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0) if assigned else {}
+    except Exception:  # broker slow or unreachable: try again on the next tick
+        return out
+    for tp in assigned:
+        committed = app.consumer._committed_offset.get(tp)
+        # nothing committed yet: the group starts at the beginning (auto_offset_reset=earliest)
+        out[(tp.topic, tp.partition)] = (ends.get(tp), 0 if committed is None else committed)
+    return out
+
+
+SEEK_LOCK = asyncio.Lock()
 
 
 def hold_back(events: Any) -> None:

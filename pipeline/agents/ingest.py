@@ -372,13 +372,16 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             await sender.send(settings.partials_topic, b"tick", control, p)
         await sender.confirm()
 
-    @app.timer(1.0)
+    @app.timer(2.0)
     async def ingest_gap_watch() -> None:
         """Rewind / restart where a held-back range never came, or records at a partition's end are
         not delivered while the agent is idle (nothing later would reveal the hole)."""
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
-        await gaps.watch_tail(input_ends(app, gaps))
+        if gaps.idle():
+            await gaps.watch_tail(await input_ends(app, set(record_topics)))
+        else:
+            await gaps.restart_if_overdue()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

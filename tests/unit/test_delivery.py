@@ -300,6 +300,9 @@ class FakeConsumer:
     async def perform_seek(self):
         self.seeks += 1
 
+    def resume_partitions(self, tps):
+        self.resumed = set(tps)
+
     async def add_verified_gap(self, tp, first, last):
         self.gaps.append((tp.topic, tp.partition, first, last))
 
@@ -345,24 +348,24 @@ def test_an_idle_agent_with_records_past_its_expectation_rewinds_then_restarts(n
     assert asyncio.run(guard.admit("t", 0, 10)) is True  # expects 11 next
     guard.note_batch(True)
     now[0] = 10.0
-    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 0  # busy in a batch (e.g. a long read-back): not a stall
     guard.note_batch(False)
     now[0] = 12.0
-    asyncio.run(guard.watch_tail({("t", 0): 11}))
+    asyncio.run(guard.watch_tail({("t", 0): (11, 10)}))
     assert consumer.seeks == 0  # caught up
     now[0] = 16.0
-    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 1  # idle with 4 records never delivered: re-read from the commits
     now[0] = 17.0
-    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 1
     now[0] = 20.5
-    asyncio.run(guard.watch_tail({("t", 0): 15}))
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 2  # repeated: Faust's fetch loop can undo a seek
     assert asyncio.run(guard.admit("t", 0, 11)) is True  # the range came: the watch stands down
     now[0] = 40.0
-    asyncio.run(guard.watch_tail({("t", 0): 12}))
+    asyncio.run(guard.watch_tail({("t", 0): (12, 10)}))
     assert no_exit == []
 
 

@@ -225,8 +225,15 @@ class InputGuard:
                 # Faust can leave a partition paused after back-to-back rebalances: resume what is waited on
                 from faust.types import TP
 
-                consumer.resume_partitions({TP(topic, partition) for topic, partition in self._waiting})
+                waiting = {TP(topic, partition): first for (topic, partition), (first, _) in self._waiting.items()}
+                consumer.resume_partitions(set(waiting))
                 await consumer.perform_seek()
+                # never committed: aiokafka's seek_to_committed leaves the position alone, so reset it
+                # explicitly (this runs on the consumer's thread too)
+                fresh = [tp for tp, first in waiting.items() if first == 0]
+                if fresh and hasattr(consumer, "seek_wait"):
+                    earliest = await consumer.earliest_offsets(*fresh)
+                    await consumer.seek_wait({tp: int(earliest.get(tp) or 0) for tp in fresh})
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""

@@ -305,7 +305,7 @@ def hold_back(events: Any) -> None:
 
 
 async def run_batches(stream: Any, size: int, within: float, stage: str,
-                      body: Callable[[list[Any]], Awaitable[None]]) -> None:
+                      body: Callable[[list[Any]], Awaitable[None]], guard: InputGuard) -> None:
     """The agent loop: ``body`` per batch; a batch acknowledged only when ``body`` returned.
 
     An exception escaping ``body`` stops the worker (:func:`~pipeline.agents.failstop.fatal`)
@@ -314,6 +314,7 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
     holds the batch back so the next owner processes it again.
     """
     async for events in stream.take_events(size, within=within):
+        guard.note_batch(True)  # the tail watch counts idle time only
         try:
             await body(events)
         except asyncio.CancelledError:
@@ -322,6 +323,19 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
         except BaseException as exc:
             hold_back(events)
             fatal("agent_crashed", stage=stage, error=type(exc).__name__, where=raised_at(exc))
+        finally:
+            guard.note_batch(False)
+
+
+async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
+    """The agents' 1-tick gap watch: rewind / restart where a held-back range never came, or where
+    records at a partition's end are not delivered while the agent is idle."""
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        return
+    if guard.idle():
+        await guard.watch_tail(await input_ends(app, topics))
+    else:
+        await guard.restart_if_overdue()
 
 
 def raised_at(exc: BaseException) -> str | None:

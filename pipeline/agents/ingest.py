@@ -41,7 +41,7 @@ from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import (InputGuard, Sender, input_ends, is_meta_key, json_table, log, partition_meta_key,
+from .common import (InputGuard, Sender, watch_input, is_meta_key, json_table, log, partition_meta_key,
                      partition_of, run_batches)
 
 
@@ -234,17 +234,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     @app.agent(source, concurrency=1, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
-        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "ingest", process_batch)
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "ingest", process_batch,
+                          gaps)
 
     async def process_batch(events: list[Any]) -> None:
         """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""
-        gaps.note_batch(True)
-        try:
-            await process_records(events)
-        finally:
-            gaps.note_batch(False)
-
-    async def process_records(events: list[Any]) -> None:
         pending: dict[str, Any] = {}
         touched: set[int] = set()
         partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
@@ -374,14 +368,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     @app.timer(2.0)
     async def ingest_gap_watch() -> None:
-        """Rewind / restart where a held-back range never came, or records at a partition's end are
-        not delivered while the agent is idle (nothing later would reveal the hole)."""
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
-            return
-        if gaps.idle():
-            await gaps.watch_tail(await input_ends(app, set(record_topics)))
-        else:
-            await gaps.restart_if_overdue()
+        """See :func:`~pipeline.agents.common.watch_input`."""
+        await watch_input(app, gaps, set(record_topics))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

@@ -163,7 +163,7 @@ def test_an_exception_in_a_batch_stops_the_worker_before_the_batch_is_acknowledg
             raise KeyError("boom")
 
     with pytest.raises(Exit):
-        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body))
+        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body, common.InputGuard(None, Metrics(), "ingest")))
     assert no_exit == [("exit", failstop.EXIT_FATAL)]
     assert stream.acked == [0, 1]  # the failed batch (2, 3) is never acknowledged
 
@@ -176,7 +176,7 @@ def test_a_cancelled_batch_is_held_back():
             raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body))
+        asyncio.run(common.run_batches(stream, 10, 0.1, "ingest", body, common.InputGuard(None, Metrics(), "ingest")))
     assert stream.acked == [0]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import faust
 
 from . import codec, web
-from .agents import aggregate, faust_fixes, ingest
+from .agents import aggregate, failstop, faust_fixes, ingest
 from .config import Settings
 from .metrics import Metrics
 from .process import Processor
@@ -91,6 +91,14 @@ def build(settings: Settings) -> Pipeline:
         buffer (default 100, fewer than one batch's table writes: "producer buffer full").  Set on
         start, not at build time: touching ``app.producer`` early binds it before the worker's loop."""
         app.producer.buffer.max_messages = settings.producer_buffer_messages
+
+    freeze_watch = {"installed": False}
+
+    @app.timer(1.0)
+    async def watch_for_freezes() -> None:
+        """Once the consumer's thread runs: tick the freeze watch from it (see ``failstop.check_not_frozen``)."""
+        if not freeze_watch["installed"]:
+            freeze_watch["installed"] = failstop.watch_for_freezes(app, settings.session_timeout_seconds)
     metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
     customers, processor = ingest.register(app, settings, metrics, counters)

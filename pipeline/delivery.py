@@ -113,3 +113,39 @@ def parse_history(text: str | None) -> list[float]:
 
 def format_history(history: list[float]) -> str:
     return ",".join(f"{t:.3f}" for t in history)
+
+
+@dataclass
+class FreezeWatch:
+    """Notices that the process stood still longer than ``limit`` seconds (SIGSTOP, a paused VM).
+
+    :meth:`tick` is called about once a second from the consumer's own thread,
+    the one that sends the group heartbeats; a stop of the main event loop alone
+    does not count, the heartbeats went on.  A process frozen past the group's
+    session timeout has been evicted and its partitions handed to another worker;
+    until it notices, whatever it writes is a zombie's: a stale table state in a
+    changelog that the next owner restores, outputs of partitions it no longer
+    owns.  :meth:`frozen` is asked before every output; a positive answer means
+    restart from the committed offsets instead of writing.
+    """
+
+    limit: float
+    last: float | None = None  # monotonic time of the last tick (None: not started, or stopped)
+    frozen_for: float | None = None  # the longest stand-still a tick saw (sticky)
+
+    def tick(self, now: float) -> None:
+        if self.last is not None and now - self.last > self.limit:
+            self.frozen_for = max(self.frozen_for or 0.0, now - self.last)
+        self.last = now
+
+    def frozen(self, now: float) -> float | None:
+        """Seconds the process stood still, when longer than ``limit`` (a tick may not have run yet)."""
+        if self.frozen_for is not None:
+            return self.frozen_for
+        if self.last is not None and now - self.last > self.limit:
+            return now - self.last
+        return None
+
+    def stop(self) -> None:
+        """Shutting down: the consumer's thread stops ticking, and that is no freeze."""
+        self.last, self.frozen_for = None, None

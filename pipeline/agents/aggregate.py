@@ -90,7 +90,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     emitted: dict[int, set[str]] = {}  # final record ids and alert ids already on partition p's outputs
     recovery_tail = settings.recovery_tail_records
     gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds,
-                      consumer=lambda: app.consumer)  # the partials topic is guarded like stage 1's inputs
+                      consumer=lambda: app.consumer, worker_wide=True)  # the partials topic is guarded like stage 1's inputs
     guarded: set[int] = set()
 
     async def ensure_guarded(p: int) -> None:

@@ -11,8 +11,8 @@ from aiokafka.partitioner import murmur2
 
 from ..delivery import GapCheck, Verdict, gap_is_real
 from ..metrics import Metrics
-from ..outputs.frontier import first_offset_from
-from .failstop import fatal, restart_from_committed
+from ..outputs.frontier import first_offset_from, group_offsets
+from .failstop import check_not_frozen, fatal, restart_from_committed
 
 log = logging.getLogger("pipeline.agent")
 
@@ -45,6 +45,7 @@ class Sender:
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None,
                    kind: str | None = None) -> None:
         """``kind``: the input event kind that caused the record (metrics label; None = internal)."""
+        check_not_frozen(self.app, self.stage)
         producer = await self.app.maybe_start_producer()
         try:
             fut = await producer.send(topic, key, value, partition, None, None)
@@ -65,6 +66,8 @@ class Sender:
                 await asyncio.wait_for(asyncio.shield(fut), timeout=CONFIRM_TIMEOUT_SECONDS)
             except Exception as exc:
                 self._failed(topic, exc)
+        # stood still while these were in flight: the table writes that follow would be a zombie's
+        check_not_frozen(self.app, self.stage)
 
     def _failed(self, topic: str, exc: BaseException) -> NoReturn:
         self.counters["send_failed"] = self.counters.get("send_failed", 0) + 1
@@ -132,12 +135,14 @@ class InputGuard:
 
     def __init__(self, settings: Any, metrics: Metrics, stage: str, wait_seconds: float = 20.0,
                  clock: Callable[[], float] = time.monotonic, consumer: Callable[[], Any] | None = None,
-                 rewind_seconds: float = 3.0) -> None:
+                 rewind_seconds: float = 3.0, worker_wide: bool = False) -> None:
         self.settings, self.metrics, self.stage = settings, metrics, stage
         self.wait_seconds, self.clock, self.rewind_seconds = wait_seconds, clock, rewind_seconds
         self.consumer = consumer  # the app's Faust consumer (None in unit tests without one)
         self._rewound_at: dict[tuple[str, int], float] = {}
         self._busy, self._last_batch = False, clock()
+        if worker_wide:  # the agents' guards: the tail watch waits until the whole worker is idle
+            WORKER_GUARDS.append(self)
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
@@ -197,16 +202,17 @@ class InputGuard:
                                        offset=first)
 
     async def restart_if_overdue(self) -> None:
-        """Where a missing range has not come: rewind to the committed offsets, then restart.
+        """Where a missing range has not come: re-read it, then restart.
 
-        Every ``rewind_seconds`` the consumer is sought back to its committed
-        offsets (Faust's own ``perform_seek``, which runs on the consumer's thread;
-        Faust's fetch loop can undo one, so it is repeated); after ``wait_seconds``
-        the worker restarts itself.  Called on every held-back record and by a
-        timer (an idle input calls nothing else).
+        Every ``rewind_seconds`` each waited partition is resumed and sought to its
+        next expected offset — only those partitions, on the consumer's own thread
+        (Faust's ``seek_wait``; a batch fetched before the seek is not handed over
+        after it: ``faust_fixes.seek_tokens``); records already processed are not
+        read again.  After ``wait_seconds`` the worker restarts itself.  Called by a
+        timer, never inside a batch.
         """
         now = self.clock()
-        rewind = False
+        rewind: dict[tuple[str, int], int] = {}
         for (topic, partition), (first, since) in list(self._waiting.items()):
             if now - since > self.wait_seconds:
                 self.metrics.errors.labels("input_gap_restart").inc()
@@ -215,25 +221,19 @@ class InputGuard:
             last = self._rewound_at.get((topic, partition), since)
             if now - since >= self.rewind_seconds and now - last >= self.rewind_seconds:
                 self._rewound_at[(topic, partition)] = now
-                log.warning("input gap: re-reading from the committed offsets",
+                log.warning("input gap: re-reading from the next expected offset",
                             extra={"topic": topic, "partition": partition, "offset": first})
-                rewind = True
+                rewind[(topic, partition)] = first
         consumer = self.consumer() if self.consumer is not None else None
         if rewind and consumer is not None:
             self.metrics.errors.labels("input_gap_rewind").inc()
+            from faust.types import TP
+
+            targets = {TP(topic, partition): first for (topic, partition), first in rewind.items()}
             async with SEEK_LOCK:  # one seek at a time, from timers only (never inside a batch)
                 # Faust can leave a partition paused after back-to-back rebalances: resume what is waited on
-                from faust.types import TP
-
-                waiting = {TP(topic, partition): first for (topic, partition), (first, _) in self._waiting.items()}
-                consumer.resume_partitions(set(waiting))
-                await consumer.perform_seek()
-                # never committed: aiokafka's seek_to_committed leaves the position alone, so reset it
-                # explicitly (this runs on the consumer's thread too)
-                fresh = [tp for tp, first in waiting.items() if first == 0]
-                if fresh and hasattr(consumer, "seek_wait"):
-                    earliest = await consumer.earliest_offsets(*fresh)
-                    await consumer.seek_wait({tp: int(earliest.get(tp) or 0) for tp in fresh})
+                consumer.resume_partitions(set(targets))
+                await consumer.seek_wait(targets)
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
@@ -241,8 +241,12 @@ class InputGuard:
         self._last_batch = self.clock()
 
     def idle(self) -> bool:
-        """No batch in progress and none for ``rewind_seconds`` (the tail watch asks the broker only then)."""
-        return not self._busy and self.clock() - self._last_batch > self.rewind_seconds
+        """No batch in progress and none for ``rewind_seconds``, in this agent and in every other one of
+        the worker (the tail watch asks the broker only then).  One fetch loop feeds all agents: while
+        one agent is busy (a long read-back) the loop can wait on its full buffer, and another agent
+        sees nothing — starved, not stalled."""
+        return all(not g._busy and g.clock() - g._last_batch > g.rewind_seconds
+                   for g in {id(g): g for g in (self, *WORKER_GUARDS)}.values())
 
     async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """A missing range at the end of a partition: records exist past the next expected offset,
@@ -253,7 +257,7 @@ class InputGuard:
         Such a partition is treated like a held-back gap (rewind, then restart).
         """
         now = self.clock()
-        if self._busy or now - self._last_batch <= self.rewind_seconds:
+        if not self.idle():
             return
         for tp, (end, committed) in ends.items():
             want = self.check.expected.get(tp, committed)
@@ -272,29 +276,34 @@ class InputGuard:
             await consumer.add_verified_gap(TP(topic, partition), first, last)
 
 
-async def input_ends(app: Any, topics: Any) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+async def input_ends(app: Any, settings: Any, topics: Any) -> dict[tuple[str, int], tuple[int | None, int | None]]:
     """(end offset, committed offset) of each assigned partition of ``topics``.
 
     End offsets are asked from the broker (through the consumer's own thread): a partition
-    Faust never fetched after a rebalance has no cached high watermark.
+    Faust never fetched after a rebalance has no cached high watermark.  Committed offsets
+    are the group's, asked with the admin API: Faust's own record of them is empty for a
+    partition it has not fetched yet (0 if the group never committed one).
     """
     out: dict[tuple[str, int], tuple[int | None, int | None]] = {}
     try:
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in topics]
     except Exception:  # consumer not started
         return out
+    if not assigned:
+        return out
     try:
-        ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0) if assigned else {}
+        ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0)
+        loop = asyncio.get_running_loop()
+        committed = await asyncio.wait_for(loop.run_in_executor(None, group_offsets, settings), 10.0)
     except Exception:  # broker slow or unreachable: try again on the next tick
         return out
     for tp in assigned:
-        committed = app.consumer._committed_offset.get(tp)
-        # nothing committed yet: the group starts at the beginning (auto_offset_reset=earliest)
-        out[(tp.topic, tp.partition)] = (ends.get(tp), 0 if committed is None else committed)
+        out[(tp.topic, tp.partition)] = (ends.get(tp), committed.get((tp.topic, tp.partition), 0))
     return out
 
 
 SEEK_LOCK = asyncio.Lock()
+WORKER_GUARDS: list[InputGuard] = []  # the agents' guards (one worker per process)
 
 
 def hold_back(events: Any) -> None:
@@ -328,12 +337,13 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
 
 
 async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
-    """The agents' 1-tick gap watch: rewind / restart where a held-back range never came, or where
-    records at a partition's end are not delivered while the agent is idle."""
+    """The agents' 2-second gap watch: rewind / restart where a held-back range never came, or where
+    records at a partition's end are not delivered while the worker is idle."""
     if app.rebalancing or not app.tables.recovery.completed.is_set():
+        guard.note_batch(False)  # a rebalance counts as activity: the first fetch after it takes a moment
         return
     if guard.idle():
-        await guard.watch_tail(await input_ends(app, topics))
+        await guard.watch_tail(await input_ends(app, guard.settings, topics))
     else:
         await guard.restart_if_overdue()
 

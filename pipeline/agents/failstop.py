@@ -13,7 +13,8 @@ no Faust shutdown, hence no commit of a half-processed batch — Faust's
   exists but never reached the agent.  The process replaces itself
   (``execve`` of the same command line: same pid, same log) and resumes from the
   committed offsets, at most :class:`~pipeline.delivery.RestartBudget` times in a
-  window; beyond that it exits with :data:`EXIT_RESTART_LOOP`.
+  window; beyond that it exits with :data:`EXIT_RESTART_LOOP`.  Also the way out
+  for a worker that was frozen past its session timeout (:func:`check_not_frozen`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import logging
 import os
 import sys
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from ..delivery import RestartBudget, format_history, parse_history
+from ..delivery import FreezeWatch, RestartBudget, format_history, parse_history
 
 log = logging.getLogger("pipeline.agent")
 
@@ -56,7 +57,8 @@ def fatal(reason: str, *, stage: str, topic: str | None = None, partition: int |
     os._exit(EXIT_FATAL)
 
 
-def restart_from_committed(reason: str, *, stage: str, topic: str, partition: int, offset: int,
+def restart_from_committed(reason: str, *, stage: str, topic: str | None = None, partition: int | None = None,
+                           offset: int | None = None, seconds: float | None = None,
                            budget: RestartBudget | None = None) -> NoReturn:
     """Replace this process by a fresh worker that re-reads from the committed offsets."""
     budget = budget or RestartBudget(
@@ -72,8 +74,43 @@ def restart_from_committed(reason: str, *, stage: str, topic: str, partition: in
         os._exit(EXIT_RESTART_LOOP)
     log.warning("worker restarting itself from the committed offsets",
                 extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
-                       "offset": offset, "count": len(history)})
+                       "offset": offset, "count": len(history),
+                       "seconds": None if seconds is None else round(seconds, 1)})
     _flush_logs()
     env = {**os.environ, RESTART_HISTORY_ENV: format_history(history)}
     argv = [sys.executable, *getattr(sys, "orig_argv", sys.argv)[1:]]
     os.execve(sys.executable, argv, env)
+
+
+FREEZE = FreezeWatch(limit=5.0)  # one per process; the limit is set from the session timeout at start
+
+
+def watch_for_freezes(app: Any, session_timeout: float) -> bool:
+    """Tick :data:`FREEZE` from the consumer's thread (the one that heartbeats); True once installed.
+
+    The limit is half the session timeout: a stand-still that long may already
+    have cost the group membership (heartbeats every quarter of it).
+    """
+    thread = getattr(getattr(app, "consumer", None), "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    if loop is None or not loop.is_running():
+        return False
+    FREEZE.limit = session_timeout / 2
+
+    def tick() -> None:
+        FREEZE.tick(time.monotonic())
+        loop.call_later(1.0, tick)
+
+    loop.call_soon_threadsafe(tick)
+    return True
+
+
+def check_not_frozen(app: Any, stage: str) -> None:
+    """Before an output: a worker that stood still past half its session timeout restarts instead
+    of writing (it may no longer own its partitions: a zombie)."""
+    if getattr(app, "should_stop", False):
+        FREEZE.stop()
+        return
+    seconds = FREEZE.frozen(time.monotonic())
+    if seconds is not None:
+        restart_from_committed("frozen", stage=stage, seconds=seconds)

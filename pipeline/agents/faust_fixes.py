@@ -1,5 +1,23 @@
 """Corrections to faust-streaming 0.15.3's consumer and producer, applied once at app build.
 
+0. **A seek is not undone by records fetched before it** (:func:`seek_tokens`).
+   Faust's fetch loop (``Consumer._drain_messages``) hands a fetched batch over
+   record by record while other coroutines run, and two method-queue workers on
+   the consumer thread let a seek run while a batch is in flight.  When a seek
+   (``perform_seek`` after a rebalance or a re-read, a reset on a new assignment)
+   rewinds a partition, records of a batch fetched *before* it but handed over
+   *after* it moved Faust's read offset forward again, and the re-fetched range was
+   dropped as "already read" (the CI stall: the first record after "Seek stream
+   partitions to committed offsets" was 9 to 16 offsets past the committed one,
+   and a re-read hit the same race).  The fix is per partition and taken on the
+   consumer thread itself: every aiokafka ``TopicPartitionState`` carries a token
+   that changes on each seek and reset (and a new assignment makes a new state);
+   a batch carries the tokens its partitions had when aiokafka returned it, and a
+   record whose partition's token has changed since is not handed over — the seek
+   moved that partition's position back to or before it, so it is fetched again.
+   Other partitions of the batch are untouched (an earlier attempt that cut whole
+   batches on any seek lost fresh records).
+
 1. **A jump in offsets is never committable by itself** (:func:`verified_gaps`).
    Faust records any jump it sees in a partition's offsets as a "gap" that is
    committed as soon as a record past it is acknowledged — meant for compaction
@@ -27,17 +45,87 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+import itertools
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 _APPLIED: set[str] = set()
 
 
 def apply() -> None:
     """Idempotent: each correction is installed once per process."""
-    for fix in (verified_gaps, durable_producer, metadata_race):
+    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race):
         if fix.__name__ not in _APPLIED:
             fix()
             _APPLIED.add(fix.__name__)
+
+
+_TOKENS = itertools.count(1)
+
+
+def seek_tokens() -> None:
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    def renewing(method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = method(self, *args, **kwargs)
+            self._pipeline_token = next(_TOKENS)
+            return result
+        return wrapper
+
+    for name in ("__init__", "seek", "reset_to", "await_reset"):
+        setattr(TopicPartitionState, name, renewing(getattr(TopicPartitionState, name)))
+
+    original_fetch = AIOKafkaConsumerThread._fetch_records
+    original_wait = Consumer._wait_next_records
+    original_getmany = Consumer.getmany
+
+    async def fetch_records(self: Any, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        records = await original_fetch(self, consumer, *args, **kwargs)
+        # no await between aiokafka's drain and this line: the tokens are those the records came from
+        return TokenedRecords(records, {tp: partition_token(consumer, tp) for tp in records})
+
+    async def wait_next_records(self: Any, timeout: float) -> Any:
+        records, active = await original_wait(self, timeout)
+        self._pipeline_batch_tokens = getattr(records, "tokens", None)
+        return records, active
+
+    async def getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
+        aio = getattr(getattr(self, "_thread", None), "_consumer", None)
+        async for tp, message in original_getmany(self, timeout):
+            tokens = getattr(self, "_pipeline_batch_tokens", None)
+            if aio is not None and tokens is not None and is_stale(tokens.get(tp), partition_token(aio, tp)):
+                continue  # sought since this batch was fetched: the record comes again from the new position
+            yield tp, message
+
+    AIOKafkaConsumerThread._fetch_records = fetch_records  # type: ignore[method-assign]
+    Consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    Consumer.getmany = getmany  # type: ignore[method-assign]
+
+
+class TokenedRecords(dict):  # type: ignore[type-arg]
+    """A fetched batch (``{tp: [records]}``) with each partition's seek token at fetch time."""
+
+    def __init__(self, records: Any, tokens: dict[Any, int | None]) -> None:
+        super().__init__(records)
+        self.tokens = tokens
+
+
+def partition_token(aio_consumer: Any, tp: Any) -> int | None:
+    """The partition's current seek token (None: not assigned)."""
+    try:
+        state = aio_consumer._subscription.subscription.assignment.state_value(tp)
+    except AttributeError:  # no subscription or assignment (yet)
+        return None
+    return None if state is None else getattr(state, "_pipeline_token", None)
+
+
+def is_stale(fetched_under: int | None, now: int | None) -> bool:
+    """A record fetched under token ``fetched_under`` is stale when the partition's token moved since
+    (a seek, a reset or a new assignment) or the partition is no longer assigned.  Unknown at fetch
+    time (None): not judged here."""
+    return fetched_under is not None and fetched_under != now
 
 
 def verified_gaps() -> None:

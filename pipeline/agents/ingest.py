@@ -140,7 +140,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     enriched_written: dict[int, set[str]] = {}
     meta_keys = {p: partition_meta_key(p, n_parts) for p in range(n_parts)}
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
-                      consumer=lambda: app.consumer)
+                      consumer=lambda: app.consumer, worker_wide=True)
 
     retry = RetryPolicy.from_env(os.environ)
     recovery_tail = settings.recovery_tail_records  # alert ids read back before the first emit

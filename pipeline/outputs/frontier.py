@@ -38,6 +38,12 @@ def committed_offsets(settings: Settings, topics: list[str], partition: int) -> 
 
     Read with the admin API (OffsetFetch), never by a consumer in the group.
     """
+    done = group_offsets(settings)
+    return {topic: done.get((topic, partition), 0) for topic in topics}
+
+
+def group_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    """Every committed offset of the consumer group, by (topic, partition) (admin API)."""
     from ..kafka_security import admin_client
 
     admin = admin_client(settings)
@@ -45,8 +51,7 @@ def committed_offsets(settings: Settings, topics: list[str], partition: int) -> 
         committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
     finally:
         admin.close()
-    done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
-    return {topic: max(0, int(done.get((topic, partition), 0) or 0)) for topic in topics}
+    return {(tp.topic, tp.partition): max(0, int(meta.offset or 0)) for tp, meta in committed.items()}
 
 
 def _is_older(upto: Mapping[str, int] | None, committed: Mapping[str, int]) -> bool:

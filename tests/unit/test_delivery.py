@@ -295,10 +295,11 @@ def test_a_range_that_never_comes_restarts_the_worker_from_its_commits(no_exit, 
 
 class FakeConsumer:
     def __init__(self):
-        self.seeks, self.gaps = 0, []
+        self.seeks, self.gaps, self.targets = 0, [], []
 
-    async def perform_seek(self):
+    async def seek_wait(self, targets):
         self.seeks += 1
+        self.targets.append({(tp.topic, tp.partition): offset for tp, offset in targets.items()})
 
     def resume_partitions(self, tps):
         self.resumed = set(tps)
@@ -323,6 +324,7 @@ def test_a_missing_range_first_rewinds_the_consumer_then_restarts(no_exit, monke
     asyncio.run(guard.restart_if_overdue())
     asyncio.run(guard.restart_if_overdue())
     assert consumer.seeks == 1 and no_exit == []  # at most one rewind per rewind_seconds
+    assert consumer.targets == [{("t", 0): 5}] and consumer.resumed == {("t", 0)}  # that partition, from 5
     now[0] = 21.0
     with pytest.raises(Exit):
         asyncio.run(guard.restart_if_overdue())
@@ -356,7 +358,7 @@ def test_an_idle_agent_with_records_past_its_expectation_rewinds_then_restarts(n
     assert consumer.seeks == 0  # caught up
     now[0] = 16.0
     asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
-    assert consumer.seeks == 1  # idle with 4 records never delivered: re-read from the commits
+    assert consumer.seeks == 1 and consumer.targets[-1] == {("t", 0): 11}  # idle, 4 never delivered: re-read
     now[0] = 17.0
     asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 1
@@ -419,3 +421,91 @@ def test_a_send_that_hit_the_metadata_race_is_retried_and_a_real_type_error_is_n
 
     with pytest.raises(TypeError):
         asyncio.run(retry_metadata_race(always_missing, lambda: False, attempts=3, backoff=0))
+
+
+def test_a_seek_makes_records_fetched_before_it_stale_on_that_partition_only():
+    """Faust fix 0: tokens live on aiokafka's own partition states and change on every seek or reset."""
+    from aiokafka.consumer.subscription_state import SubscriptionState
+    from aiokafka.structs import TopicPartition
+
+    from pipeline.agents import faust_fixes
+
+    faust_fixes.apply()
+
+    async def scenario():
+        subs = SubscriptionState()
+        subs.subscribe(topics={"t"})
+        a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+        subs.assign_from_subscribed({a, b})
+
+        class Aio:
+            _subscription = subs
+
+        aio = Aio()
+        for tp in (a, b):
+            subs.subscription.assignment.state_value(tp).reset_to(10)
+        fetched = {tp: faust_fixes.partition_token(aio, tp) for tp in (a, b)}
+        assert None not in fetched.values() and fetched[a] != fetched[b]
+        assert not faust_fixes.is_stale(fetched[a], faust_fixes.partition_token(aio, a))
+        subs.subscription.assignment.state_value(a).consumed_to(15)  # records handed over: not a seek
+        assert not faust_fixes.is_stale(fetched[a], faust_fixes.partition_token(aio, a))
+        subs.subscription.assignment.state_value(a).seek(12)  # perform_seek on the consumer thread
+        assert faust_fixes.is_stale(fetched[a], faust_fixes.partition_token(aio, a))
+        assert not faust_fixes.is_stale(fetched[b], faust_fixes.partition_token(aio, b))  # untouched
+        subs.assign_from_subscribed({b})  # a revoked; b re-assigned gets a new state
+        assert faust_fixes.partition_token(aio, a) is None
+        assert faust_fixes.is_stale(fetched[a], None) and faust_fixes.is_stale(fetched[b], faust_fixes.partition_token(aio, b))
+        assert not faust_fixes.is_stale(None, 5)  # unknown at fetch time: not judged
+
+    asyncio.run(scenario())
+
+
+def test_the_freeze_watch_sees_a_stand_still_whichever_runs_first():
+    from pipeline.delivery import FreezeWatch
+
+    w = FreezeWatch(limit=5.0)
+    assert w.frozen(100.0) is None  # not started
+    for t in (100.0, 101.0, 102.0, 106.9):
+        w.tick(t)
+    assert w.frozen(107.5) is None  # ticks up to 4.9 s apart, and 0.6 s since the last
+    assert w.frozen(125.0) == pytest.approx(18.1)  # asked before the late tick ran
+    w.tick(125.0)
+    assert w.frozen(125.1) == pytest.approx(18.1)  # the tick saw it: sticky
+    w.stop()
+    assert w.frozen(500.0) is None  # shutting down: the thread stopped ticking
+
+
+def test_a_frozen_worker_restarts_before_writing(no_exit, monkeypatch):
+    from pipeline.agents import failstop
+
+    class App:
+        should_stop = False
+
+    monkeypatch.setattr(failstop, "FREEZE", failstop.FreezeWatch(limit=5.0))
+    failstop.FREEZE.tick(0.0)
+    monkeypatch.setattr(failstop.time, "monotonic", lambda: 30.0)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    with pytest.raises(Exit):
+        failstop.check_not_frozen(App(), "ingest")
+    assert no_exit and no_exit[-1][0] == "exec"
+    App.should_stop = True
+    failstop.check_not_frozen(App(), "ingest")  # shutdown: no restart
+
+
+def test_an_agent_starved_by_a_busy_one_is_not_a_stall(no_exit, monkeypatch):
+    """One fetch loop feeds both agents: while ingest is busy, the aggregate agent sees nothing."""
+    monkeypatch.setattr(common, "WORKER_GUARDS", [])
+    now = [0.0]
+    consumer = FakeConsumer()
+    make = lambda stage: common.InputGuard(settings=None, metrics=Metrics(), stage=stage, clock=lambda: now[0],  # noqa: E731
+                                           consumer=lambda: consumer, rewind_seconds=3, worker_wide=True)
+    ingest, aggregate = make("ingest"), make("aggregate")
+    aggregate.start("p", 0, 10)
+    ingest.note_batch(True)  # a long read-back
+    now[0] = 30.0
+    asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
+    assert consumer.seeks == 0 and not aggregate._waiting
+    ingest.note_batch(False)
+    now[0] = 34.0
+    asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
+    assert consumer.seeks == 1 and consumer.targets == [{("p", 0): 10}]

@@ -153,6 +153,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIPELINE_TOPIC_ALERTS_COMMITMENTS": t.alerts_commitments,
         "PIPELINE_TOPIC_ALERTS_CHURN": t.alerts_churn,
         "PIPELINE_CLOCK": settings.clock,
+        "PIPELINE_IDLE_SECONDS": str(settings.idle_seconds),
+        "PIPELINE_TICK_INTERVAL_SECONDS": str(settings.tick_interval_seconds),
         "PIPELINE_MAX_EVENT_BYTES": str(settings.max_event_bytes),
         "PIPELINE_STORE": settings.store,
         "PIPELINE_DATA_DIR": str(settings.data_dir),

@@ -188,6 +188,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                         wm = watermark(p)
                         wm.max_event_time = max(wm.max_event_time or 0.0, record.time + grace)
                         del parts.advances[(p, record.time)]
+                elif record.kind == "clock":
+                    # a stage-1 partition's clock: counts like the event time of its partials, so an
+                    # idle stage-1 partition does not hold this partition's windows back
+                    per_src = parts.source_times.setdefault(p, {})
+                    per_src[record.sender] = max(per_src.get(record.sender, float("-inf")), record.time)
+                    watermark(p).observe(min(per_src.values()))
                 elif settings.clock == "wall":
                     watermark(p).observe(record.time)
                 continue

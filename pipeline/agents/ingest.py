@@ -36,6 +36,7 @@ from ..config import Settings
 from ..ingest.internal import Tick, parse_tick
 from ..ingest.validate import Problem
 from ..metrics import Metrics
+from ..clock import Clocks
 from ..outputs.emitted import load_ids, recent_event_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
@@ -43,47 +44,6 @@ from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
 from .common import (InputGuard, Sender, watch_input, is_meta_key, json_table, log, partition_meta_key,
                      partition_of, run_batches)
-
-
-class Clocks:
-    """Per-partition event-time clocks: min over input topics of the max event time seen."""
-
-    def __init__(self) -> None:
-        self._max: dict[int, dict[str, float]] = {}
-        self._forced: dict[int, float] = {}
-
-    def observe(self, partition: int, topic: str, event_time: float) -> None:
-        per_topic = self._max.setdefault(partition, {})
-        if event_time > per_topic.get(topic, float("-inf")):
-            per_topic[topic] = event_time
-
-    def force(self, partition: int, t: float) -> None:
-        self._forced[partition] = max(self._forced.get(partition, float("-inf")), t)
-
-    def value(self, partition: int) -> float | None:
-        per_topic = self._max.get(partition)
-        natural = min(per_topic.values()) if per_topic else None
-        forced = self._forced.get(partition)
-        if natural is None:
-            return forced
-        return natural if forced is None else max(natural, forced)
-
-    def drop(self, partition: int) -> None:
-        self._max.pop(partition, None)
-        self._forced.pop(partition, None)
-
-    def snapshot(self, partition: int) -> dict[str, Any]:
-        """Plain data to persist (in the table's per-partition metadata key)."""
-        return {"max": dict(self._max.get(partition) or {}), "forced": self._forced.get(partition)}
-
-    def restore(self, partition: int, doc: dict[str, Any] | None) -> None:
-        """Merge a :meth:`snapshot` back (after a restart or a rebalance)."""
-        if not doc:
-            return
-        for topic, t in (doc.get("max") or {}).items():
-            self.observe(partition, topic, float(t))
-        if doc.get("forced") is not None:
-            self.force(partition, float(doc["forced"]))
 
 
 def already_applied(prior: dict[str, Any] | None, topic: str, offset: int, event_id: str | None,
@@ -126,7 +86,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     windows = windows_from_env(os.environ)
     min_conf = min_confidence_from_env(os.environ)
     index = DueIndex()
-    clocks = Clocks()
+    clocks = Clocks(idle_seconds=settings.idle_seconds)
+    announced: dict[int, float] = {}  # per partition: the clock last announced to stage 2
     positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
     pending_advances: dict[int, list[Tick]] = {}
     emitted: dict[int, set[str]] = {}  # alert ids already on this partition of the alert topics
@@ -182,7 +143,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     def ensure_index(p: int) -> None:
         if not index.known(p):
-            index.rebuild(p, ((k, tracker.due_soonest((v or {}).get("cm")))
+            index.rebuild(p, ((k, processor.next_due(v))
                               for k, v in customers.items() if not is_meta_key(k) and partition_of(k, n_parts) == p))
             clocks.restore(p, customers.get(meta_keys[p]))
 
@@ -242,6 +203,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         pending: dict[str, Any] = {}
         touched: set[int] = set()
         partials: dict[int, PartialsBuilder] = {}  # per source partition (stage 2 tracks each one's time)
+        ticked: set[int] = set()  # partitions that got a wall-clock tick in this batch
 
         def get_state(key: str) -> Any:
             return pending[key] if key in pending else customers.get(key)
@@ -256,6 +218,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             await ensure_recovered(p)
             touched.add(p)
             if msg.topic == t.ticks:
+                ticked.add(p)
                 problem = handle_tick(p, msg.value)
                 if problem is not None:  # internal topics are validated like inputs
                     rec = Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp)
@@ -290,7 +253,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if builder is None:
                     builder = partials[p] = PartialsBuilder(windows, min_conf)
                 builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
-                clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time)
+                clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time, now)
             counters[step.outcome] = counters.get(step.outcome, 0) + 1
             observe(step, msg.topic, msg.timestamp, now)
         for src, builder in partials.items():
@@ -300,6 +263,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 await sender.send(settings.partials_topic, key.encode(), orjson.dumps(partial))
         await apply_advances(touched)
         await sweep(touched, get_state, pending)
+        await announce(ticked)  # after this batch's partials: stage 2 never sees a clock before them
         for p in touched:
             pending[meta_keys[p]] = clocks.snapshot(p)
         await sender.confirm()  # outputs first: a stored state then implies its outputs are in Kafka
@@ -338,9 +302,41 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 for q in range(n_parts):
                     await sender.send(settings.partials_topic, b"clock", body, q)
 
+    def caught_up(p: int) -> dict[str, bool]:
+        """Per input topic seen on ``p``: nothing left to read on it (nor on the re-keyed topic, which
+        carries events of every input).  The end offsets are the consumer's last fetched ones."""
+        from faust.types import TP
+
+        def done(topic: str) -> bool:
+            try:
+                end = app.consumer.highwater(TP(topic, p))
+            except Exception:  # consumer not started, partition not assigned: unknown lag holds the clock
+                return False
+            pos = positions.get((topic, p), (committed.get(p) or {}).get(topic))
+            return end is not None and pos is not None and pos >= end
+
+        rekeyed_done = done(t.rekeyed)
+        return {topic: rekeyed_done and done(topic) for topic in clocks.topics(p)}
+
+    def clock_of(p: int) -> float | None:
+        """Partition ``p``'s clock now (idle inputs do not hold it back: pipeline/clock.py)."""
+        return clocks.value(p, time.time(), caught_up(p))
+
+    async def announce(partitions: set[int]) -> None:
+        """Tell stage 2 how far ``p``'s clock is (on ticks): an idle stage-1 partition does not hold
+        windows back there either."""
+        for p in partitions:
+            clock = clock_of(p)
+            if clock is None or clock <= announced.get(p, float("-inf")):
+                continue
+            announced[p] = clock
+            body = orjson.dumps({"control": "clock", "time": clock, "from": p, "of": n_parts})
+            for q in range(n_parts):
+                await sender.send(settings.partials_topic, b"clock", body, q)
+
     async def sweep(partitions: set[int], get_state: Any, pending: dict[str, Any]) -> None:
         for p in partitions:
-            clock = clocks.value(p)
+            clock = clock_of(p)
             if clock is None:
                 continue
             for key in index.pop_due(p, clock):
@@ -355,15 +351,18 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
-        """Wall-clock ticks to every partition (ignored by the event-time clock unless advance_to)."""
-        if settings.clock != "wall":
+        """Wall-clock ticks to every partition: the wall clock itself (``PIPELINE_CLOCK=wall``), or the
+        moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``)."""
+        wall = settings.clock == "wall"
+        if not wall and settings.idle_seconds <= 0:
             return
         now = time.time()
         body = orjson.dumps({"now": now})
         control = orjson.dumps({"control": "tick", "now": now})
         for p in range(n_parts):
             await sender.send(t.ticks, b"tick", body, p)
-            await sender.send(settings.partials_topic, b"tick", control, p)
+            if wall:
+                await sender.send(settings.partials_topic, b"tick", control, p)
         await sender.confirm()
 
     @app.timer(2.0)
@@ -377,6 +376,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if tp.topic in t.inputs:
                 index.drop(tp.partition)
                 clocks.drop(tp.partition)
+                announced.pop(tp.partition, None)
                 emitted.pop(tp.partition, None)
                 committed.pop(tp.partition, None)
                 enriched_written.pop(tp.partition, None)

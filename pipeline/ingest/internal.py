@@ -67,10 +67,10 @@ class Tick:
 class Control:
     """A control record of the stage-2 partials topic."""
 
-    kind: Literal["advance", "tick"]
-    time: float  # "to" of an advance, "now" of a tick
-    sender: int = 0  # "from": the stage-1 partition that forwarded the advance
-    of: int = 1  # "of": how many stage-1 partitions forward it
+    kind: Literal["advance", "tick", "clock"]
+    time: float  # "to" of an advance, "now" of a tick, "time" of a stage-1 clock
+    sender: int = 0  # "from": the stage-1 partition that forwarded the advance / announced its clock
+    of: int = 1  # "of": how many stage-1 partitions there are
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,13 @@ def _control(doc: dict[str, Any]) -> Control:
     if kind == "tick":
         _keys(doc, ("control", "now"), ())
         return Control("tick", _time(doc["now"], "/now"))
+    if kind == "clock":  # a stage-1 partition's clock (moved on while its inputs were idle)
+        _keys(doc, ("control", "time", "from", "of"), ())
+        of = _int(doc["of"], "/of", 1, MAX_PARTITIONS)
+        sender = _int(doc["from"], "/from", 0, MAX_PARTITIONS - 1)
+        if sender >= of:
+            raise _Bad("out_of_range", f"from {sender} is not below of {of}", "/from")
+        return Control("clock", _time(doc["time"], "/time"), sender, of)
     if "control" not in doc:
         raise _Bad("missing_field", "'control' is a required property")
     if not isinstance(kind, str):

@@ -346,6 +346,8 @@ def test_parse_control_valid():
         Control("advance", 1710000000.0, 2, 4)
     assert parse_control(b'{"control": "advance", "to": 1710000000}') == Control("advance", 1710000000.0, 0, 1)
     assert parse_control(b'{"control": "tick", "now": 1710000000.25}') == Control("tick", 1710000000.25)
+    assert parse_control(b'{"control": "clock", "time": 1710000000.5, "from": 3, "of": 4}') == \
+        Control("clock", 1710000000.5, 3, 4)
 
 
 @pytest.mark.parametrize("raw,code", [
@@ -361,6 +363,9 @@ def test_parse_control_valid():
     (b'{"control": "advance", "to": 1710000000, "now": 1}', "unknown_field"),
     (b'{"control": "tick", "now": 253402300799}', "out_of_range"),
     (b'{"control": "tick"}', "missing_field"),
+    (b'{"control": "clock", "time": 1710000000, "from": 4, "of": 4}', "out_of_range"),
+    (b'{"control": "clock", "time": 1710000000, "of": 4}', "missing_field"),
+    (b'{"control": "clock", "time": 1e308, "from": 0, "of": 4}', "out_of_range"),
     (b'{"control": "rewind", "to": 1}', "invalid_value"),
     (b'{"control": 1}', "wrong_type"),
     (b'{"dimension": "all"}', "missing_field"),

@@ -6,11 +6,21 @@ here touches Kafka or the network.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
+from .ingest.bounds import (
+    DEFAULT_MAX_FUTURE_SECONDS,
+    DEFAULT_MAX_PROMISE_DAYS,
+    DEFAULT_MIN_EVENT_YEAR,
+    MAX_YEAR,
+    MIN_YEAR,
+    TimeLimits,
+)
 from .kafka_security import KafkaSecurity
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +130,16 @@ class Settings:
     gap_wait_seconds: float = 20.0
     # a produce request (or a wait for a topic's metadata) unanswered this long fails, and the worker fail-stops
     producer_timeout_seconds: float = 120.0
+    # producer times (issue 15): an event before this year, more than max_future_seconds ahead of the
+    # wall clock, or a promise more than max_promise_days after its event is dead-lettered out_of_range
+    min_event_year: int = DEFAULT_MIN_EVENT_YEAR  # PIPELINE_MIN_EVENT_YEAR
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS  # PIPELINE_MAX_FUTURE_SECONDS
+    max_promise_days: float = DEFAULT_MAX_PROMISE_DAYS  # PIPELINE_MAX_PROMISE_DAYS
+
+    @cached_property
+    def time_limits(self) -> TimeLimits:
+        """The bounds on producer times that validation applies with the wall clock."""
+        return TimeLimits(self.min_event_year, self.max_future_seconds, self.max_promise_days)
 
     @property
     def instance_id(self) -> str | None:
@@ -237,6 +257,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         group_instance_id=_get(env, "PIPELINE_GROUP_INSTANCE_ID", d.group_instance_id),
         gap_wait_seconds=float(_get(env, "PIPELINE_GAP_WAIT_SECONDS", str(d.gap_wait_seconds))),
         producer_timeout_seconds=float(_get(env, "PIPELINE_PRODUCER_TIMEOUT_SECONDS", str(d.producer_timeout_seconds))),
+        min_event_year=_min_event_year(_get(env, "PIPELINE_MIN_EVENT_YEAR", str(d.min_event_year))),
+        max_future_seconds=_non_negative(
+            "PIPELINE_MAX_FUTURE_SECONDS", _get(env, "PIPELINE_MAX_FUTURE_SECONDS", str(d.max_future_seconds))),
+        max_promise_days=_non_negative(
+            "PIPELINE_MAX_PROMISE_DAYS", _get(env, "PIPELINE_MAX_PROMISE_DAYS", str(d.max_promise_days))),
     )
 
 
@@ -268,3 +293,23 @@ def _compression(value: str) -> str:
     if v not in COMPRESSIONS:
         raise ConfigError(f"PIPELINE_PRODUCER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
     return v
+
+
+def _min_event_year(value: str) -> int:
+    try:
+        year = int(value.strip())
+    except ValueError:
+        year = -1
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ConfigError(f"PIPELINE_MIN_EVENT_YEAR must be a year in {MIN_YEAR}..{MAX_YEAR}; got {value!r}")
+    return year
+
+
+def _non_negative(name: str, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(f"{name} must be a finite number of at least 0; got {value!r}")
+    return number

@@ -133,7 +133,7 @@ class Processor:
         kind = self.topics.kind_of(rec.topic)
         if kind is None:
             return self.dead(rec, [Problem("invalid_value", f"no event kind for topic {rec.topic}")], None, now)
-        decoded = decode(rec.value, kind, self.settings.max_event_bytes)
+        decoded = decode(rec.value, kind, self.settings.max_event_bytes, self.settings.time_limits, now)
         if not decoded.ok:
             return self.dead(rec, decoded.problems, kind, now)
         assert decoded.event is not None
@@ -165,7 +165,7 @@ class Processor:
         if bad is not None:
             return self.dead(rec, [Problem("invalid_value", f"malformed re-key record: {bad}")], None, now)
         # an internal topic is validated like an input: the wrapped event passes the same checks again
-        decoded = validate_event(event, kind)
+        decoded = validate_event(event, kind, limits=self.settings.time_limits, now=now)
         if not decoded.ok:
             return self.dead(rec, decoded.problems, kind, now)
         if rec.key != event["customer_id"].encode():

@@ -12,6 +12,15 @@ JSON number too large for a double, e.g. ``1e309``, is ``out_of_range``, not
 ``not_json``); a timestamp outside years 1970..2100 is ``out_of_range``; an id
 with a control character is ``invalid_format``.  :func:`validate_event` runs the
 same checks on an already parsed object (the re-key topic).
+
+Bounds relative to the wall clock (issue 15), when the caller passes
+:class:`~.bounds.TimeLimits` and ``now``: an ``occurred_at`` before
+``min_event_year`` or more than ``max_future_seconds`` ahead of ``now``, a
+``promised_*`` before ``min_event_year`` or more than ``max_promise_days`` after
+the event's ``occurred_at``, and a ``signup_at`` more than ``max_future_seconds``
+ahead of ``now`` are ``out_of_range``.  Such an event is dead-lettered, so it
+never moves a clock or a watermark.  The check stays pure: ``now`` is a
+parameter, never read here.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 import orjson
 
 from . import schemas
-from .bounds import MAX_YEAR, MIN_YEAR, is_finite_number, time_in_range
+from .bounds import MAX_YEAR, MIN_YEAR, TimeLimits, is_finite_number, time_in_range
 from .normalise import TIMESTAMP_FIELDS
 from .timeparse import parse_timestamp
 
@@ -119,8 +128,35 @@ def _non_finite(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | Non
     return None
 
 
-def _time_problems(event: dict[str, Any]) -> tuple[list[Problem], dict[str, float]]:
-    """Every timestamp field parsed; out of years 1970..2100 (UTC) or unparseable is a problem."""
+def _relative_problem(name: str, t: float, limits: TimeLimits, now: float | None) -> Problem | None:
+    """The ``out_of_range`` problem of one in-range time against ``limits`` and the wall clock, or ``None``.
+
+    Promises are checked against the event's own ``occurred_at`` by :func:`_promise_problems`.
+    """
+    if name != "signup_at" and t < limits.min_time:
+        return Problem("out_of_range", f"{name} before the year {limits.min_event_year} (UTC)", f"/{name}")
+    if name in ("occurred_at", "signup_at") and now is not None and t > limits.latest(now):
+        return Problem("out_of_range",
+                       f"{name} more than {limits.max_future_seconds:g} s ahead of the wall clock", f"/{name}")
+    return None
+
+
+def _promise_problems(times: dict[str, float], limits: TimeLimits, now: float | None) -> list[Problem]:
+    """Promises more than ``max_promise_days`` after the event (or the wall clock when it has no ``occurred_at``)."""
+    base = times.get("occurred_at", now)
+    if base is None:
+        return []
+    return [
+        Problem("out_of_range", f"{name} more than {limits.max_promise_days:g} days after occurred_at", f"/{name}")
+        for name, t in times.items()
+        if name.startswith("promised_") and t > base + limits.max_promise_seconds
+    ]
+
+
+def _time_problems(
+    event: dict[str, Any], limits: TimeLimits | None = None, now: float | None = None
+) -> tuple[list[Problem], dict[str, float]]:
+    """Every timestamp field parsed; out of years 1970..2100 (UTC), out of ``limits`` or unparseable is a problem."""
     out: list[Problem] = []
     times: dict[str, float] = {}
     for name in TIMESTAMP_FIELDS:
@@ -135,12 +171,20 @@ def _time_problems(event: dict[str, Any]) -> tuple[list[Problem], dict[str, floa
         if not time_in_range(t):
             out.append(Problem("out_of_range", f"{name} outside years {MIN_YEAR}..{MAX_YEAR} (UTC)", f"/{name}"))
             continue
+        relative = None if limits is None else _relative_problem(name, t, limits, now)
+        if relative is not None:
+            out.append(relative)
+            continue
         times[name] = t
+    if limits is not None:
+        out.extend(_promise_problems(times, limits, now))
     return out, times
 
 
-def _semantic_problems(kind: str, event: dict[str, Any]) -> list[Problem]:
-    out, times = _time_problems(event)
+def _semantic_problems(
+    kind: str, event: dict[str, Any], limits: TimeLimits | None = None, now: float | None = None
+) -> list[Problem]:
+    out, times = _time_problems(event, limits, now)
     if kind == "feedback":
         lo, hi = event["scale"]["min"], event["scale"]["max"]
         if not lo < hi:
@@ -158,8 +202,13 @@ def _semantic_problems(kind: str, event: dict[str, Any]) -> list[Problem]:
     return out
 
 
-def decode(raw: bytes | None, kind: str, max_bytes: int) -> Decoded:
-    """Parse and validate ``raw`` as an event of ``kind``; never raises."""
+def decode(
+    raw: bytes | None, kind: str, max_bytes: int, limits: TimeLimits | None = None, now: float | None = None
+) -> Decoded:
+    """Parse and validate ``raw`` as an event of ``kind``; never raises.
+
+    With ``limits``, times are also checked against them and the wall clock ``now`` (module docstring).
+    """
     result = Decoded(kind)
     if raw is None:
         result.problems.append(Problem("not_json", "record has no value (tombstone or null)"))
@@ -180,21 +229,23 @@ def decode(raw: bytes | None, kind: str, max_bytes: int) -> Decoded:
         else:
             result.problems.append(Problem("not_json", f"invalid JSON: {str(exc)[:200]}"))
         return result
-    return validate_event(event, kind, result)
+    return validate_event(event, kind, result, limits, now)
 
 
-def validate_event(event: Any, kind: str, result: Decoded | None = None) -> Decoded:
+def validate_event(
+    event: Any, kind: str, result: Decoded | None = None, limits: TimeLimits | None = None, now: float | None = None
+) -> Decoded:
     """The checks of :func:`decode` after JSON parsing, on an already parsed ``event``; never raises."""
     result = Decoded(kind) if result is None else result
     try:
-        return _validate(event, kind, result)
+        return _validate(event, kind, result, limits, now)
     except Exception as exc:  # a validator bug must dead-letter the record, not stall the partition
         result.event = None
         result.problems.append(Problem("invalid_value", f"validation failed: {exc!r}"[:300]))
         return result
 
 
-def _validate(event: Any, kind: str, result: Decoded) -> Decoded:
+def _validate(event: Any, kind: str, result: Decoded, limits: TimeLimits | None, now: float | None) -> Decoded:
     if kind not in INPUT_KINDS:
         result.problems.append(Problem("invalid_value", f"unknown event kind {kind!r}"[:200]))
         return result
@@ -221,7 +272,7 @@ def _validate(event: Any, kind: str, result: Decoded) -> Decoded:
         return result
     problems = _schema_problems(validator, event)
     if not problems:
-        problems = _semantic_problems(kind, event)
+        problems = _semantic_problems(kind, event, limits, now)
     if problems:
         result.problems.extend(problems)
         return result

@@ -25,7 +25,10 @@ field contracts as the Olist adapter.  Semantics:
     promise, some are never resolved.
 
 * ``occurred_at`` (UTC, whole seconds) never decreases: it starts at ``start``
-  (default: now) and advances by random steps of about three minutes, or jumps
+  (default: ``n`` × 180 s before now, or 30 days before now for an endless
+  stream, so that the stream, about 90 s of event time per event, stays
+  behind the wall clock: the pipeline dead-letters an event more than
+  ``PIPELINE_MAX_FUTURE_SECONDS`` ahead of it, issue 15) and advances by random steps of about three minutes, or jumps
   to the next scheduled lifecycle event.  Promises are in the customer's local
   offset.
 * ``n`` is the total number of events yielded, profiles included (``None``:
@@ -52,6 +55,7 @@ from pipeline.producers.texts import Text
 
 SCHEMA_VERSION = 1
 MEAN_STEP_S = 180.0
+ENDLESS_BACKDATE = timedelta(days=30)  # default start of an endless stream, before now
 MAX_TEXT = 20_000  # schema maxLength of text
 T = TypeVar("T")
 Event = dict[str, Any]
@@ -430,7 +434,8 @@ def iter_simulated_events(
 ) -> Iterator[tuple[str, dict]]:
     """Yield ``n`` simulated ``(kind, event)`` pairs (endless if ``n`` is None).
 
-    ``start`` (default: now, UTC; a naive value is taken as UTC) is truncated
+    ``start`` (default: ``n`` × MEAN_STEP_S before now, or ENDLESS_BACKDATE before now for an
+    endless stream, so the events do not run ahead of the wall clock; a naive value is taken as UTC) is truncated
     to whole seconds.  Texts come from ``data_dir`` via :mod:`texts`; a missing
     folder falls back to built-in sentences.  See the module doc for semantics.
     """
@@ -438,7 +443,10 @@ def iter_simulated_events(
         raise ValueError("n must be >= 0")
     if customers < 1:
         raise ValueError("customers must be >= 1")
-    begin = start or datetime.now(timezone.utc)
+    if start is None:
+        backdate = ENDLESS_BACKDATE if n is None else timedelta(seconds=n * MEAN_STEP_S)
+        start = datetime.now(timezone.utc) - backdate
+    begin = start
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=timezone.utc)
     begin = begin.astimezone(timezone.utc).replace(microsecond=0)

@@ -202,7 +202,7 @@ PII_TEXT = ("배송이 너무 늦어요. 환불은 010-1234-5678 로 연락주�
 def test_enriched_event_is_redacted_but_classified_on_the_original(redact):
     env = {} if redact else {"PIPELINE_REDACT": "0"}
     step = Processor(Settings(), env=env).process(
-        Record("events.feedback", 0, 5, b"c-pii", _feedback(PII_TEXT), 1.7e9), lambda _k: None, now=1.7e9)
+        Record("events.feedback", 0, 5, b"c-pii", _feedback(PII_TEXT), 1.7e9), lambda _k: None, now=1.8e9)
     assert step.outcome == "enriched"
     doc = orjson.loads(step.outputs[0].value)
     jsonschema_rs.validator_for(load_schema("enriched_event"), validate_formats=True).validate(doc)
@@ -225,7 +225,7 @@ def test_enriched_event_is_redacted_but_classified_on_the_original(redact):
 def test_classification_is_the_same_with_and_without_redaction():
     def run(env):
         step = Processor(Settings(), env=env).process(
-            Record("events.feedback", 0, 5, b"c-pii", _feedback(PII_TEXT), 1.7e9), lambda _k: None, now=1.7e9)
+            Record("events.feedback", 0, 5, b"c-pii", _feedback(PII_TEXT), 1.7e9), lambda _k: None, now=1.8e9)
         c = orjson.loads(step.outputs[0].value)["classification"]
         return c["language"], c["sentiment"], [(p["id"], p["confidence"]) for p in c["pain_points"]]
 

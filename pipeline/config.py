@@ -112,7 +112,16 @@ class Settings:
     batch_within_seconds: float = 0.02
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
-    tick_interval_seconds: float = 5.0
+    tick_interval_seconds: float = 2.0
+    # PIPELINE_IDLE_SECONDS: an input caught up and quiet this long stops holding a partition's
+    # event-time clock back; every input idle: the clock moves on with wall time (pipeline/clock.py)
+    idle_seconds: float = 5.0
+    # event-time order across a partition's input topics during a backlog (pipeline/ingest/order.py):
+    # PIPELINE_REORDER_MAX_WAIT_SECONDS: how long records wait for an input that has records left to
+    # read but none delivered (0: merge only what was delivered); PIPELINE_REORDER_MAX_RECORDS: held
+    # records per partition before the lowest are released anyway
+    reorder_max_wait_seconds: float = 5.0
+    reorder_max_records: int = 5_000
     # alert / final-record ids read back from the end of each output partition at takeover
     # (a restart re-processes only uncommitted records, whose outputs are recent)
     recovery_tail_records: int = 100_000
@@ -248,6 +257,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),
+        idle_seconds=float(_get(env, "PIPELINE_IDLE_SECONDS", str(d.idle_seconds))),
+        reorder_max_wait_seconds=float(_get(env, "PIPELINE_REORDER_MAX_WAIT_SECONDS",
+                                            str(d.reorder_max_wait_seconds))),
+        reorder_max_records=int(_get(env, "PIPELINE_REORDER_MAX_RECORDS", str(d.reorder_max_records))),
         recovery_tail_records=int(_get(env, "PIPELINE_RECOVERY_TAIL_RECORDS", str(d.recovery_tail_records))),
         producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
         producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),

@@ -71,6 +71,7 @@ ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "dup
                 "input_gap_absent_offsets", "input_gap_held_back", "input_gap_rewind",
                 "input_redelivered_skipped")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
+REORDER_RELEASES = ("after_wait", "wait_expired", "over_bound")  # pipeline_reorder_released_total{how}
 MAX_PAIN_POINTS = 64
 
 # metric label ``dimension`` -> (field of the enriched event's ``segment``, closed value set)
@@ -165,6 +166,33 @@ class Metrics:
                                      buckets=CHURN_SCORE_BUCKETS, registry=r)
         self.assigned_partitions = Gauge("pipeline_assigned_partitions", "Partitions assigned to this worker.",
                                          registry=r)
+        self.churn_rescores = Counter(
+            "pipeline_churn_rescores_total",
+            "Churn scores re-evaluated on silence: a customer's rescoring came due with no new event of it "
+            "(next expected order, follow-up after a resolved complaint, open complaint ageing).", registry=r)
+        self.churn_rescore_lateness = Histogram(
+            "pipeline_churn_rescore_lateness_seconds",
+            "Event-time seconds between a churn rescoring's due time and the clock that ran it.",
+            buckets=EVENT_LATENCY_BUCKETS, registry=r)
+        self.schedule_keys = Gauge(
+            "pipeline_schedule_keys",
+            "Customers with a due time in the partition's schedule (commitment deadline or churn rescoring), "
+            "per partition this worker owns.", ["partition"], registry=r)
+        self.schedule_overdue = Gauge(
+            "pipeline_schedule_overdue_keys",
+            "Schedule entries due at or before the partition's clock after its last sweep (left for the next one).",
+            ["partition"], registry=r)
+        self.reorder_held = Gauge(
+            "pipeline_reorder_held_records",
+            "Input records held back to be applied in event-time order across a partition's topics "
+            "(during a backlog; 0 when live).", registry=r)
+        self.reorder_released = Counter(
+            "pipeline_reorder_released_total",
+            "Held records released: after_wait (in order, after waiting for a slower topic), wait_expired "
+            "(PIPELINE_REORDER_MAX_WAIT_SECONDS ran out: may be out of order), over_bound "
+            "(PIPELINE_REORDER_MAX_RECORDS reached: may be out of order).", ["how"], registry=r)
+        for how in REORDER_RELEASES:
+            self.reorder_released.labels(how)
         self._pain_point = _CappedLabel(MAX_PAIN_POINTS)
         self._commitments_at = 0.0
         self._init_labels(settings)
@@ -218,6 +246,7 @@ class Metrics:
             self.record_alert(alert)
         if step.churn_score is not None:
             self.churn_score.observe(step.churn_score)
+        self._observe_rescores(step)
         doc = step.enriched
         if doc is None:
             return
@@ -236,6 +265,32 @@ class Metrics:
                 self.pain_points.labels(pid, lang).inc()
                 for dim, value in seg:
                     self.segment_pain_points.labels(dim, value, pid).inc()
+
+    def observe_advance(self, step: Any) -> None:
+        """What one clock-driven step (:meth:`pipeline.process.Processor.advance`) adds besides its alerts
+        (those are counted with :meth:`record_alert`)."""
+        self._observe_rescores(step)
+
+    def _observe_rescores(self, step: Any) -> None:
+        n = getattr(step, "rescored", 0)
+        if n:
+            self.churn_rescores.inc(n)
+            late = getattr(step, "rescore_late", None)
+            if late is not None:
+                self.churn_rescore_lateness.observe(late)
+
+    def set_schedule(self, partition: int, size: int, overdue: int) -> None:
+        """The schedule gauges of one partition (``size``: keys with a due time; ``overdue``: due by its clock)."""
+        self.schedule_keys.labels(str(partition)).set(size)
+        self.schedule_overdue.labels(str(partition)).set(overdue)
+
+    def drop_schedule(self, partition: int) -> None:
+        """Forget a revoked partition's schedule gauges."""
+        for gauge in (self.schedule_keys, self.schedule_overdue):
+            try:
+                gauge.remove(str(partition))
+            except KeyError:
+                pass
 
     def set_commitments(self, summaries: Iterable[Mapping[str, Mapping[str, int]]]) -> None:
         """Set the commitment gauges from per-customer ``tracker.summary`` dicts."""

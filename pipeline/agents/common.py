@@ -313,6 +313,16 @@ def hold_back(events: Any) -> None:
         event.message.acked = True  # Message.ack() then skips Consumer.ack(): the offset stays uncommitted
 
 
+def ack_processed(app: Any, events: Any) -> None:
+    """Acknowledge events held back by :func:`hold_back` once they were processed and their outputs
+    confirmed (the reorder buffer can hold a record past the batch that delivered it)."""
+    consumer = app.consumer
+    for event in events:
+        message = event.message
+        message.acked = False
+        message.ack(consumer)
+
+
 async def run_batches(stream: Any, size: int, within: float, stage: str,
                       body: Callable[[list[Any]], Awaitable[None]], guard: InputGuard) -> None:
     """The agent loop: ``body`` per batch; a batch acknowledged only when ``body`` returned.

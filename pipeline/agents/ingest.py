@@ -37,13 +37,14 @@ from ..ingest.internal import Tick, parse_tick
 from ..ingest.validate import Problem
 from ..metrics import Metrics
 from ..clock import Clocks
+from ..ingest.order import ReorderBuffer, event_time_of
 from ..outputs.emitted import load_ids, recent_event_ids
 from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import (InputGuard, Sender, watch_input, is_meta_key, json_table, log, partition_meta_key,
-                     partition_of, run_batches)
+from .common import (InputGuard, Sender, ack_processed, hold_back, is_meta_key, json_table, log,
+                     partition_meta_key, partition_of, run_batches, watch_input)
 
 
 def already_applied(prior: dict[str, Any] | None, topic: str, offset: int, event_id: str | None,
@@ -87,6 +88,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     min_conf = min_confidence_from_env(os.environ)
     index = DueIndex()
     clocks = Clocks(idle_seconds=settings.idle_seconds)
+    # a partition's input records in event-time order across its topics during a backlog
+    reorder: ReorderBuffer[Any] = ReorderBuffer(settings.reorder_max_wait_seconds, settings.reorder_max_records)
     announced: dict[int, float] = {}  # per partition: the clock last announced to stage 2
     positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
     pending_advances: dict[int, list[Tick]] = {}
@@ -211,6 +214,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         # partitions new to this worker: read back what a previous owner sent, all at once
         new = {e.message.partition for e in events} | assigned_input_partitions()
         await asyncio.gather(*(ensure_recovered(p) for p in new if p not in committed))
+        wall = time.time()
         for event in events:
             msg = event.message
             p = msg.partition
@@ -227,35 +231,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 continue
             if not await gaps.admit(msg.topic, p, msg.offset, event):
                 continue
-            positions[(msg.topic, p)] = msg.offset + 1
-            now = time.time()
-            step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
-            eid = step.enriched.get("event_id") if step.enriched is not None else None
-            if step.state_key is not None:
-                prior = get_state(step.state_key)
-                if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
-                    # re-read after a crash: state, outputs and partials are already in Kafka
-                    metrics.errors.labels("replayed_record_skipped").inc()
-                    continue
-                if step.state is not None:
-                    mark_applied(step.state, prior, msg.topic, msg.offset, eid, t.rekeyed)
-            if step.state is not None:
-                pending[step.state_key] = step.state
-            if step.state_key is not None:
-                index.set(p, step.state_key, step.next_due)
-            for out in step.outputs:
-                if out.topic == t.enriched and eid is not None and eid in enriched_written.get(p, ()):
-                    metrics.errors.labels("duplicate_enriched_suppressed").inc()
-                    continue  # written before the crash, its state was not stored yet
-                await emit(p, out)
-            if step.enriched is not None:
-                builder = partials.get(p)
-                if builder is None:
-                    builder = partials[p] = PartialsBuilder(windows, min_conf)
-                builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
-                clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time, now)
-            counters[step.outcome] = counters.get(step.outcome, 0) + 1
-            observe(step, msg.topic, msg.timestamp, now)
+            # acknowledged only once processed (the reorder buffer may hold it past this batch)
+            hold_back([event])
+            reorder.add(p, msg.topic, msg.offset, event_time_of(msg.topic, msg.value), event, wall)
+        done: list[Any] = []
+        for p in sorted(touched | set(reorder.partitions())):
+            for event in reorder.release(p, wall, undelivered(p)):
+                await apply_record(event, get_state, pending, partials)
+                done.append(event)
+        note_reorder()
         for src, builder in partials.items():
             for key, partial in builder.partials().items():
                 partial["src"] = src
@@ -269,7 +253,68 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         await sender.confirm()  # outputs first: a stored state then implies its outputs are in Kafka
         for key, value in pending.items():
             customers[key] = value
+        ack_processed(app, done)
         metrics.batch_size.observe(len(events))
+
+    async def apply_record(event: Any, get_state: Any, pending: dict[str, Any],
+                           partials: dict[int, PartialsBuilder]) -> None:
+        """Process one admitted input record (in event-time order across the partition's topics)."""
+        msg = event.message
+        p = msg.partition
+        positions[(msg.topic, p)] = msg.offset + 1
+        now = time.time()
+        step = await run_step(Record(msg.topic, p, msg.offset, msg.key, msg.value, msg.timestamp), get_state)
+        eid = step.enriched.get("event_id") if step.enriched is not None else None
+        if step.state_key is not None:
+            prior = get_state(step.state_key)
+            if already_applied(prior, msg.topic, msg.offset, eid, t.rekeyed):
+                # re-read after a crash: state, outputs and partials are already in Kafka
+                metrics.errors.labels("replayed_record_skipped").inc()
+                return
+            if step.state is not None:
+                mark_applied(step.state, prior, msg.topic, msg.offset, eid, t.rekeyed)
+        if step.state is not None:
+            pending[step.state_key] = step.state
+        if step.state_key is not None:
+            index.set(p, step.state_key, step.next_due)
+        for out in step.outputs:
+            if out.topic == t.enriched and eid is not None and eid in enriched_written.get(p, ()):
+                metrics.errors.labels("duplicate_enriched_suppressed").inc()
+                continue  # written before the crash, its state was not stored yet
+            await emit(p, out)
+        if step.enriched is not None:
+            builder = partials.get(p)
+            if builder is None:
+                builder = partials[p] = PartialsBuilder(windows, min_conf)
+            builder.add(step.enriched, counts_for(p, msg.topic, msg.offset))
+            clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time, now)
+        counters[step.outcome] = counters.get(step.outcome, 0) + 1
+        observe(step, msg.topic, msg.timestamp, now)
+
+    def undelivered(p: int) -> dict[str, bool]:
+        """Per input topic of ``p``: records exist in Kafka that have not reached the reorder buffer."""
+        from faust.types import TP
+
+        out: dict[str, bool] = {}
+        for topic in record_topics:
+            try:
+                end = app.consumer.highwater(TP(topic, p))
+            except Exception:  # not assigned / consumer not started: nothing known to wait for
+                continue
+            nxt = gaps.check.expected.get((topic, p), (committed.get(p) or {}).get(topic))
+            out[topic] = end is not None and nxt is not None and end > nxt
+        return out
+
+    reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}
+
+    def note_reorder() -> None:
+        stats = reorder.stats
+        for how in reported:
+            now_ = getattr(stats, how)
+            if now_ > reported[how]:
+                metrics.reorder_released.labels(how.removeprefix("released_")).inc(now_ - reported[how])
+                reported[how] = now_
+        metrics.reorder_held.set(sum(reorder.held(q) for q in reorder.partitions()))
 
     def handle_tick(p: int, raw: bytes) -> Problem | None:
         """Apply a tick record; an invalid one is returned as its problem (to be dead-lettered)."""
@@ -351,11 +396,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
 
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
-        """Wall-clock ticks to every partition: the wall clock itself (``PIPELINE_CLOCK=wall``), or the
-        moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``)."""
+        """Wall-clock ticks to every partition: the wall clock itself (``PIPELINE_CLOCK=wall``), the
+        moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``),
+        and records held for event-time order whose wait ran out (``PIPELINE_REORDER_MAX_WAIT_SECONDS``)."""
         wall = settings.clock == "wall"
-        if not wall and settings.idle_seconds <= 0:
-            return
+        if not wall and settings.idle_seconds <= 0 and settings.reorder_max_wait_seconds <= 0:
+            return  # nothing time-driven: strict event time and no records waiting for a slower topic
         now = time.time()
         body = orjson.dumps({"now": now})
         control = orjson.dumps({"control": "tick", "now": now})
@@ -376,6 +422,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if tp.topic in t.inputs:
                 index.drop(tp.partition)
                 clocks.drop(tp.partition)
+                reorder.drop(tp.partition)  # never acknowledged: the next owner reads them again
                 announced.pop(tp.partition, None)
                 emitted.pop(tp.partition, None)
                 committed.pop(tp.partition, None)

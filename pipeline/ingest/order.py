@@ -285,3 +285,26 @@ class ReorderBuffer(Generic[T]):
         if part is None or part.count == 0 or not part.wait_start:
             return None
         return max(part.wait_start.values()) + self.max_wait_seconds
+
+
+def event_time_of(topic: str, raw: bytes | None) -> float | None:
+    """The event time (``occurred_at``, epoch seconds) of an input record's raw value, for ordering only.
+
+    A re-keyed record (``{"kind", "source", "event"}``) carries its event inside.  Anything that does
+    not parse gives ``None`` (released at once; validation dead-letters it and it never moves a clock).
+    """
+    import orjson
+
+    from .timeparse import parse_timestamp
+
+    try:
+        doc = orjson.loads(raw or b"")
+        if isinstance(doc, dict) and isinstance(doc.get("event"), dict) and "source" in doc:
+            doc = doc["event"]
+        at = doc.get("occurred_at") if isinstance(doc, dict) else None
+        if not isinstance(at, str):
+            return None
+        t = parse_timestamp(at)
+    except Exception:  # anything malformed: no place in event-time order
+        return None
+    return t if isinstance(t, float) and math.isfinite(t) else None

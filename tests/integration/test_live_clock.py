@@ -26,12 +26,12 @@ def iso(t: float) -> str:
 
 
 def placed(cid: str, oid: str, at: float, promise: float | None = None) -> tuple[str, dict]:
-    doc = {"schema_version": 1, "event_id": f"{oid}-placed", "order_id": oid, "customer_id": cid, "type": "placed",
-           "occurred_at": iso(at), "amount": 40.0, "currency": "USD", "channel": "web",
-           "items": [{"sku": "sku-1", "category": "toys", "qty": 1, "unit_price": 40.0}]}
-    if promise is not None:
-        doc["promised_delivery_at"] = iso(promise)
-    return ("order", doc)
+    """A placed order; without ``promise`` it promises delivery in ten days (never due in a test)."""
+    return ("order", {"schema_version": 1, "event_id": f"{oid}-placed", "order_id": oid, "customer_id": cid,
+                      "type": "placed", "occurred_at": iso(at),
+                      "promised_delivery_at": iso(at + 10 * 86400 if promise is None else promise),
+                      "amount": 40.0, "currency": "USD", "channel": "web", "region": "US-NY",
+                      "items": [{"sku": "sku-1", "category": "toys", "qty": 1, "unit_price": 40.0}]})
 
 
 def complaint(cid: str, comp: str, at: float) -> tuple[str, dict]:

@@ -363,3 +363,14 @@ def test_truthful_pending_monotone_topics_and_no_expired_wait_give_event_time_or
     assert sorted(out, key=lambda e: (e.topic, e.offset)) == sorted(inputs, key=lambda e: (e.topic, e.offset))
     assert out == sorted(out, key=lambda e: (e.time, e.topic, e.offset))
     assert buf.stats.released_wait_expired == 0 and buf.stats.released_over_bound == 0
+
+
+def test_event_time_of_reads_plain_and_rekeyed_records_and_never_raises():
+    from pipeline.ingest.order import event_time_of
+
+    assert event_time_of("o", b'{"occurred_at": "2026-03-01T10:00:00Z"}') == 1772359200.0
+    wrapped = b'{"kind": "order", "source": {"topic": "o"}, "event": {"occurred_at": "2026-03-01T10:00:00+01:00"}}'
+    assert event_time_of("r", wrapped) == 1772355600.0
+    for bad in (None, b"", b"not json", b"[]", b'{"occurred_at": 5}', b'{"occurred_at": "yesterday"}',
+                b'{"occurred_at": "2026-03-01T10:00:00"}'):
+        assert event_time_of("o", bad) is None

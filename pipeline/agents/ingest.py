@@ -230,6 +230,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                         await emit(p, out)
                 continue
             if not await gaps.admit(msg.topic, p, msg.offset, event):
+                low = reorder.lowest_held(p, msg.topic)
+                if low is not None and msg.offset >= low:
+                    hold_back([event])  # a copy of a record still held: only the held one is acknowledged
                 continue
             # acknowledged only once processed (the reorder buffer may hold it past this batch)
             hold_back([event])

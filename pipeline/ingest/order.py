@@ -188,6 +188,13 @@ class ReorderBuffer(Generic[T]):
         self.stats.added += 1
         return True
 
+    def lowest_held(self, partition: int, topic: str) -> int | None:
+        """The lowest offset of ``topic`` held on ``partition`` (None: none held).  A copy of a held
+        record delivered again must not be acknowledged before the held one is processed."""
+        part = self._parts.get(partition)
+        queue = None if part is None else part.queues.get(topic)
+        return queue[0].offset if queue else None
+
     # -- output --------------------------------------------------------------------------------
     def release(self, partition: int, wall: float, pending: Mapping[str, bool]) -> list[T]:
         """The items of ``partition`` that may be applied now, in the order to apply them.

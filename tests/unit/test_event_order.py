@@ -374,3 +374,15 @@ def test_event_time_of_reads_plain_and_rekeyed_records_and_never_raises():
     for bad in (None, b"", b"not json", b"[]", b'{"occurred_at": 5}', b'{"occurred_at": "yesterday"}',
                 b'{"occurred_at": "2026-03-01T10:00:00"}'):
         assert event_time_of("o", bad) is None
+
+
+def test_lowest_held_offset_per_topic():
+    from pipeline.ingest.order import ReorderBuffer
+
+    b: ReorderBuffer[str] = ReorderBuffer(max_wait_seconds=5)
+    assert b.lowest_held(0, "orders") is None
+    b.add(0, "orders", 7, 100.0, "a", wall=0.0)
+    b.add(0, "orders", 8, 101.0, "b", wall=0.0)
+    assert b.lowest_held(0, "orders") == 7 and b.lowest_held(0, "feedback") is None
+    assert b.release(0, 0.0, {}) == ["a", "b"]
+    assert b.lowest_held(0, "orders") is None

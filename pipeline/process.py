@@ -2,7 +2,8 @@
 
 :meth:`Processor.process` turns one consumed :class:`Record` plus the customer's
 current state into a :class:`Step`: the records to produce and the new state to
-write; :meth:`Processor.advance` moves one customer's commitment clock.  The
+write; :meth:`Processor.advance` moves one customer's commitment clock and rescores its
+churn risk when its silence schedule is due (:mod:`pipeline.churn.schedule`).  The
 Faust agent (``pipeline.agents.ingest``) only moves bytes between Kafka and
 these functions, so everything here is unit-testable without a broker.
 
@@ -31,6 +32,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from .churn import alerts as churn_alerts
+from .churn.schedule import next_rescore
 from .churn.score import load_weights, score as churn_score
 from .churn.snapshot import risk_snapshot
 from .churn.state import apply_commitment_transition, apply_event as churn_apply
@@ -53,6 +55,7 @@ from .segment.customer import promised_delivery
 from .segment.segments import derive_segment
 
 COMMITMENT_KINDS = ("order", "complaint")
+MAX_RESCORES_PER_STEP = 4  # silence rescorings of one customer per step (the rest at the next sweep)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,9 @@ class Step:
     enriched: dict[str, Any] | None = None  # the enriched document (for metrics), when one was produced
     alerts: list[dict[str, Any]] = field(default_factory=list)
     churn_score: float | None = None
-    next_due: float | None = None  # the customer's next commitment deadline (for the due index)
+    next_due: float | None = None  # next commitment deadline or churn rescoring, earliest (for the due index)
+    rescored: int = 0  # churn rescorings on silence done in this step (pipeline.churn.schedule)
+    rescore_late: float | None = None  # event-time seconds between the last one's due time and the clock
     event_time: float | None = None  # the event's time (epoch s), for the event-time clock
     record_time: float | None = None  # Kafka record time of the original input record (latency metric)
 
@@ -183,8 +188,10 @@ class Processor:
         if kind == "customer_profile":
             step.outcome = "state"
             step.state = {**prior, "seg": seg} if changed else None
-            step.next_due = tracker.due_soonest(prior.get("cm"))
+            step.next_due = self.next_due(prior)
             return step
+        # silence first: a rescoring due before this event happens at its own time (as a sweep would)
+        prior = self._rescore_silence(step, ev.customer_id, prior, ev.occurred_at, ev.occurred_at, now)
         segment = derive_segment(seg, ev.occurred_at, self.settings.segment)
         promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
         classification = classify_event(ev, self.taxonomy, promised, self.sentiment_model)
@@ -211,14 +218,22 @@ class Processor:
     # -- time ------------------------------------------------------------------------------------
     def advance(self, customer_id: str, state: dict[str, Any] | None, clock: float,
                 now: float | None = None) -> Step:
-        """Move the customer's commitments to ``clock``; alerts for warnings and breaches."""
+        """Move the customer's commitments to ``clock`` (alerts for warnings and breaches) and rescore
+        its churn risk if the silence schedule is due (:mod:`pipeline.churn.schedule`)."""
         now = time.time() if now is None else now
         step = Step(state_key=customer_id, outcome="advanced")
         state = state or {}
         cm, transitions = tracker.advance(state.get("cm"), clock, self.cm_cfg)
-        step.next_due = tracker.due_soonest(cm)
-        if cm is state.get("cm") and not transitions:
+        # silence rescorings due before the first commitment transition, each at its own due time
+        upto = min([clock, *(tr.at for tr in transitions)])
+        silent = self._rescore_silence(step, customer_id, state, upto, clock, now)
+        if not transitions:  # at most housekeeping of the commitments (purge): no churn evaluation of its own
+            if cm is not state.get("cm"):
+                silent = {**silent, "cm": cm}
+            step.state = silent if silent is not state else None
+            step.next_due = self.next_due(silent)
             return step
+        state = silent
         segment = derive_segment(state.get("seg"), clock, self.settings.segment)
         step.state, _ = self._consequences(step, customer_id, {**state, "cm": cm}, transitions, segment, clock, now)
         return step
@@ -245,10 +260,45 @@ class Processor:
                                        step.kind))
             step.alerts.append(alert)
         step.churn_score = rs.score
-        step.next_due = tracker.due_soonest(state.get("cm"))
+        new_state = {**state, "churn": churn, "ca": ca}
+        step.next_due = self.next_due(new_state)
         policy = self.churn_policy
         risk = risk_snapshot(rs, policy.top_n, policy.lower_threshold, policy.threshold)
-        return {**state, "churn": churn, "ca": ca}, risk
+        return new_state, risk
+
+    # -- schedule --------------------------------------------------------------------------------
+    def next_due(self, state: Mapping[str, Any] | None) -> float | None:
+        """When the customer's stored ``state`` next needs :meth:`advance` (event time), or ``None``:
+        the earlier of its next commitment deadline and its next churn rescoring on silence."""
+        s = state or {}
+        times = [t for t in (tracker.due_soonest(s.get("cm")),
+                             next_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
+                 if t is not None]
+        return min(times) if times else None
+
+    def _rescore_silence(self, step: Step, customer_id: str, state: dict[str, Any], upto: float, clock: float,
+                         now: float) -> dict[str, Any]:
+        """Churn rescorings whose due time is ``<= upto``, each evaluated at its due time; the new state.
+
+        Alerts go to ``step`` (clock-driven: no input kind); ``state`` is returned as is when none is due.
+        """
+        for _ in range(MAX_RESCORES_PER_STEP):
+            due = next_rescore(state.get("churn"), state.get("ca"), self.churn_weights, self.churn_policy, upto)
+            if due is None or due > upto:
+                break
+            segment = derive_segment(state.get("seg"), due, self.settings.segment)
+            rs = churn_score(state.get("churn"), due, self.churn_weights)
+            ca, docs = churn_alerts.evaluate(state.get("ca"), rs, due, customer_id, segment, self.churn_policy,
+                                             self.churn_playbook, now)
+            for alert in docs:
+                step.outputs.append(Output(self.topics.alerts_churn, customer_id.encode(), orjson.dumps(alert),
+                                           alert["alert_id"]))
+                step.alerts.append(alert)
+            step.rescored += 1
+            step.rescore_late = max(0.0, clock - due)
+            step.churn_score = rs.score
+            state = {**state, "ca": ca}
+        return state
 
     # -- errors ----------------------------------------------------------------------------------
     def dead(self, rec: Record, problems: list[Problem], kind: str | None, now: float) -> Step:

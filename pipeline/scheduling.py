@@ -57,6 +57,26 @@ class DueIndex:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    def size(self, partition: int) -> int:
+        """Keys of ``partition`` with a due time."""
+        return len(self._due.get(partition, {}))
+
+    def overdue(self, partition: int, now: float) -> int:
+        """Keys of ``partition`` due at or before ``now`` (visits only heap entries ``<= now``)."""
+        heap = self._heaps.get(partition) or []
+        dues = self._due.get(partition, {})
+        found: set[str] = set()
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            due, key = heap[i]
+            if due > now:
+                continue  # a heap's children are never earlier than their parent
+            if dues.get(key) == due:
+                found.add(key)
+            stack.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(heap))
+        return len(found)
+
     def rebuild(self, partition: int, items: Iterable[tuple[str, float | None]]) -> None:
         self.drop(partition)
         self._heaps[partition] = []

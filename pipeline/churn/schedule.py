@@ -1,0 +1,201 @@
+"""Silence as a signal (issue 15): when a customer's churn score must be looked at again
+although none of its events arrives.  Pure, no Faust.
+
+Three factors of :mod:`.score` rise with time alone:
+
+* ``recency_vs_cadence`` — from ``start_ratio`` to ``full`` times the usual days between
+  orders after the last order;
+* ``follow_up`` (silence part) — from one to ``1 + silence_ramp`` cadences after the latest
+  resolved complaint, when no order came since;
+* ``open_complaints`` — each open complaint weighs more until it is ``age_full_days`` old.
+
+Each is a **ramp** (a start and an end time in event time).  :func:`next_rescore` looks at
+:data:`RAMP_POINTS` evenly spaced points of every ramp (so rescoring is never more frequent
+than a ramp's length / ``RAMP_POINTS``: an eighth of 1.5 cadences for recency) after the
+customer's last evaluation, and returns the first point at which the score (with no new
+event) reaches the alert threshold — the only thing a rescoring can change is an alert.
+It returns ``None`` (nothing to schedule) when
+
+* the customer is disarmed (it already has its ``churn_risk`` of this episode: a rising
+  score cannot alert again; the next event re-evaluates it as before);
+* no ramp remains (no orders, no resolved complaint in silence, no open complaint), or
+  every remaining ramp is saturated: after its last ramp the score only falls;
+* an upper bound of the score at a point — the rising factors at their most, the decaying
+  ones as they are at that point (they only decay further) — stays below the threshold:
+  no later point can reach it either.  Most customers stop here at the first point.
+
+At most :data:`MAX_POINTS` points are examined per call; when all of them stay below the
+threshold but the bound does not rule the rest out, the last one is returned as a
+checkpoint (rescored without an alert; the next call starts from there).  So work per
+call and the number of rescorings are bounded.
+
+The due time is a function of the stored state only (``alert["last_at"]``, the time of the
+last evaluation, is the starting point), and the rescoring is evaluated *at* the due time,
+not at the clock that passed it: a replay, a batch boundary or a re-run after a crash
+rescore at the same time with the same result and the same alert id.
+
+Not covered: ``satisfaction_gap_trend`` can step up when an old gap decays out of the
+window; it has no ramp of its own (the bound accounts for it, a crossing it causes is
+found at the next point of another ramp or at the customer's next event).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .alerts import AlertState, ChurnPolicy
+from .score import FACTORS, MAX_PRESSURE, Weights, score
+from .state import DAY, State, cadence_days
+
+RAMP_POINTS = 8  # points examined per ramp: a ramp's rescoring step is its length / RAMP_POINTS
+MAX_POINTS = 32  # points examined per call (then a checkpoint)
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A factor whose pressure rises from ``start`` to ``end`` (event time, epoch s) with no new event."""
+
+    factor: str
+    start: float
+    end: float
+
+    def first(self) -> float:
+        """The earliest of :meth:`points`."""
+        return self.start if self.end <= self.start else self.start + (self.end - self.start) / RAMP_POINTS
+
+    def points(self) -> list[float]:
+        """The ramp's :data:`RAMP_POINTS` evenly spaced points after ``start`` (``end`` included)."""
+        if self.end <= self.start:
+            return [self.start]
+        step = (self.end - self.start) / RAMP_POINTS
+        return [self.start + step * k for k in range(1, RAMP_POINTS + 1)]
+
+
+def ramps(state: State | None, weights: Weights) -> list[Ramp]:
+    """The rising ramps of ``state`` (see the module docstring); empty for a customer without any."""
+    s = state or {}
+    out: list[Ramp] = []
+    cadence = cadence_days(s, weights.default_cadence_days, weights.min_cadence_days) * DAY
+    last_order = _time(s.get("last_order_at"))
+    fw = _active(weights, "recency_vs_cadence")
+    if fw is not None and s.get("orders") and last_order is not None:
+        start, full = fw.get("start_ratio"), fw.get("full")
+        out.append(Ramp("recency_vs_cadence", last_order + start * cadence, last_order + max(start, full) * cadence))
+    fw = _active(weights, "follow_up")
+    resolved = s.get("last_resolved")
+    if fw is not None and isinstance(resolved, Mapping) and _time(resolved.get("at")) is not None:
+        at = float(resolved["at"])
+        complaint = (s.get("complaints") or {}).get(resolved.get("complaint_id"))
+        still_resolved = complaint is None or complaint.get("status") == "resolved"
+        if still_resolved and s.get("orders") and last_order is not None and last_order <= at:
+            out.append(Ramp("follow_up", at + cadence, at + cadence * (1.0 + fw.get("silence_ramp"))))
+    fw = _active(weights, "open_complaints")
+    if fw is not None:
+        age_full = fw.get("age_full_days") * DAY
+        for c in (s.get("complaints") or {}).values():
+            since = _time(c.get("reopened_at")) or _time(c.get("opened_at"))
+            if c.get("status") == "open" and since is not None:
+                out.append(Ramp("open_complaints", since, since + age_full))
+    return out
+
+
+def next_rescore(churn: State | None, alert: AlertState | None, weights: Weights,
+                 policy: ChurnPolicy, until: float | None = None) -> float | None:
+    """Event time at which the customer must be rescored with no new event, or ``None``.
+
+    ``churn`` is the customer's churn state, ``alert`` its churn-alert state (``last_at`` is
+    the time of its last evaluation).  With ``until``, only a time ``<= until`` is returned
+    (cheap when nothing can be due yet: "is a rescoring due by now?").  See the module
+    docstring for the rules and bounds.
+    """
+    if not churn:
+        return None
+    a = alert or {}
+    if a.get("armed", True) is False:
+        return None
+    after = _time(a.get("last_at"))
+    if after is None:
+        after = _time(churn.get("last_event_at"))
+    if after is None:
+        return None
+    last_alert = _time(a.get("last_alert_at"))
+    rising = ramps(churn, weights)
+    if not rising:
+        return None
+    if until is not None and last_alert is None and all(r.first() > until for r in rising):
+        return None  # the common case of "anything due by this event?": nothing yet, no scoring
+    points = {t for r in rising for t in r.points() if t > after}
+    if last_alert is not None and last_alert + policy.cooldown_days * DAY > after:
+        not_before = last_alert + policy.cooldown_days * DAY  # no alert before the cool-down ends
+        # a crossing during the cool-down (or a score still up after the last ramp) alerts when it ends
+        points = {t for t in points if t >= not_before} | {not_before}
+    examined = sorted(points)[:MAX_POINTS]
+    for t in examined:
+        if until is not None and t > until:
+            return None
+        if upper_bound(churn, t, weights, rising) < policy.threshold:
+            return None  # the bound only falls with time: no later point can reach the threshold
+        if score(churn, t, weights).score >= policy.threshold:
+            return t
+    return examined[-1] if len(points) > MAX_POINTS else None
+
+
+def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | None = None) -> float:
+    """A score no evaluation at or after ``t`` can exceed if no event arrives (0..100).
+
+    Rising factors count at their most from ``t`` on, decaying ones at their value at ``t``,
+    ``satisfaction_gap_trend`` at its most over the gaps still counted at ``t``.  ``rising``:
+    ``ramps(churn, weights)`` if already known.
+    """
+    rising = ramps(churn, weights) if rising is None else rising
+    total = 0.0
+    for name, fw in weights.factors.items():
+        if fw.weight <= 0:
+            continue
+        p = _pressure_bound(name, churn, t, weights, rising)
+        if p > 0:
+            total += -math.log1p(-min(MAX_PRESSURE, fw.weight * p))
+    return round(100.0 * (1.0 - math.exp(-total)), 2)
+
+
+def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: list[Ramp]) -> float:
+    fw = weights.factors[name]
+    if name == "recency_vs_cadence":
+        return 1.0 if s.get("orders") and s.get("last_order_at") is not None else 0.0
+    if name == "open_complaints":
+        n = sum(1 for c in (s.get("complaints") or {}).values() if c.get("status") == "open")
+        return min(1.0, n / fw.get("full"))
+    if name == "follow_up":
+        raw = FACTORS[name](s, t, fw, weights)
+        now = raw.pressure if raw is not None else 0.0
+        silence = next((r for r in rising if r.factor == "follow_up"), None)
+        if silence is None:
+            return now  # no silence part: only negative feedback after the resolution, which decays
+        # ramp <= 1 and the decay (from the end of the cadence) only falls
+        hl = fw.get("half_life_days")
+        return max(now, 0.5 ** (max(0.0, t - silence.start) / (hl * DAY)))
+    if name == "satisfaction_gap_trend":
+        gaps = sorted(s.get("gaps") or [], key=lambda g: g[0])
+        best = 0.0
+        for k in range(len(gaps)):  # gaps leave the window oldest first: every suffix may come
+            raw = FACTORS[name]({"gaps": gaps[k:]}, t, fw, weights)
+            best = max(best, raw.pressure if raw is not None else 0.0)
+        return best
+    raw = FACTORS[name](s, t, fw, weights)  # decays with time
+    return raw.pressure if raw is not None else 0.0
+
+
+def _active(weights: Weights, name: str) -> Any:
+    fw = weights.factors.get(name)
+    return fw if fw is not None and fw.weight > 0 else None
+
+
+def _time(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+__all__ = ["MAX_POINTS", "RAMP_POINTS", "Ramp", "next_rescore", "ramps", "upper_bound"]

@@ -90,6 +90,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     clocks = Clocks(idle_seconds=settings.idle_seconds)
     # a partition's input records in event-time order across its topics during a backlog
     reorder: ReorderBuffer[Any] = ReorderBuffer(settings.reorder_max_wait_seconds, settings.reorder_max_records)
+    limits = settings.time_limits
+    tie_rank = {t.profiles: 0, t.orders: 1, t.complaints: 2, t.feedback: 2}
     announced: dict[int, float] = {}  # per partition: the clock last announced to stage 2
     positions: dict[tuple[str, int], int] = {}  # next offset to process, per input topic-partition
     pending_advances: dict[int, list[Tick]] = {}
@@ -236,10 +238,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 continue
             # acknowledged only once processed (the reorder buffer may hold it past this batch)
             hold_back([event])
-            reorder.add(p, msg.topic, msg.offset, event_time_of(msg.topic, msg.value), event, wall)
+            at = event_time_of(msg.topic, msg.value)
+            if at is not None and not limits.min_time <= at <= limits.latest(wall):
+                at = None  # out of range: dead-lettered, so it takes no place in event-time order
+            # equal event times: a profile, then an order, then what is said about it; then what the
+            # producer wrote first (an order placed and reviewed in the same second)
+            reorder.add(p, msg.topic, msg.offset, at, event, wall, (tie_rank.get(msg.topic, 3), msg.timestamp or 0.0))
         done: list[Any] = []
         for p in sorted(touched | set(reorder.partitions())):
-            for event in reorder.release(p, wall, undelivered(p)):
+            for event in reorder.release(p, wall, undelivered(p, wall)):
                 await apply_record(event, get_state, pending, partials)
                 done.append(event)
         note_reorder()
@@ -294,18 +301,29 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         counters[step.outcome] = counters.get(step.outcome, 0) + 1
         observe(step, msg.topic, msg.timestamp, now)
 
-    def undelivered(p: int) -> dict[str, bool]:
-        """Per input topic of ``p``: records exist in Kafka that have not reached the reorder buffer."""
+    def undelivered(p: int, wall: float) -> dict[str, bool]:
+        """Per input topic of ``p``: records may exist in Kafka that have not reached the reorder buffer.
+
+        Yes when the consumer's last known end offset is past the next offset to deliver, and also
+        when that end offset is unknown or older than a second (a partition whose fetched records
+        are drained is fetched again within about half a second; a stale end offset can hide records
+        written before the ones about to be applied).  The reorder buffer waits at most
+        ``PIPELINE_REORDER_MAX_WAIT_SECONDS`` for any of them.
+        """
         from faust.types import TP
 
+        aio = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
         out: dict[str, bool] = {}
         for topic in record_topics:
+            tp = TP(topic, p)
             try:
-                end = app.consumer.highwater(TP(topic, p))
+                end = app.consumer.highwater(tp)
+                polled_ms = aio.last_poll_timestamp(tp) if aio is not None else None
             except Exception:  # not assigned / consumer not started: nothing known to wait for
                 continue
             nxt = gaps.check.expected.get((topic, p), (committed.get(p) or {}).get(topic))
-            out[topic] = end is not None and nxt is not None and end > nxt
+            stale = end is None or polled_ms is None or polled_ms / 1000.0 < wall - 1.0
+            out[topic] = stale or (nxt is not None and end > nxt)
         return out
 
     reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}

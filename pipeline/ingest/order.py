@@ -35,7 +35,10 @@ wait up to ``max.task.idle.ms`` for an input that has lag but nothing buffered),
   exactly ``max_records`` (counted as ``released_over_bound``). The bound is enforced by
   ``release``; a caller that calls ``release`` after every ``add`` (or every batch) holds at
   most ``max_records`` (+ one batch) per partition.
-* **Ties.** Equal event times are released by topic name, then offset.
+* **Ties.** Equal event times are released by ``tiebreak`` (the caller passes the kind's rank —
+  a profile, then an order, then a complaint or feedback about it — and the Kafka record
+  timestamp: an order placed and reviewed in the same second is applied before the review), then
+  topic name, then offset.
 
 Guarantee: if every topic's own event times are non-decreasing in offset order, ``pending``
 is truthful, and no wait expired and no bound was hit, the concatenated output of ``release``
@@ -96,6 +99,7 @@ class _Entry(Generic[T]):
     item: T
     wall: float  # arrival (add) wall time
     call: int  # the partition's release-call count when it was added
+    tiebreak: tuple[float, ...] = ()  # among equal event times, lower first
 
 
 @dataclass
@@ -109,12 +113,13 @@ class _Partition(Generic[T]):
     calls: int = 0  # release calls completed
 
     def head(self) -> _Entry[T] | None:
-        """The lowest ``(event_time, topic, offset)`` among queue heads, or ``None`` if all empty."""
+        """The lowest ``(event_time, tiebreak, topic, offset)`` among queue heads, or ``None`` if all empty."""
         best: _Entry[T] | None = None
         for queue in self.queues.values():
             if queue:
                 e = queue[0]
-                if best is None or (e.event_time, e.topic, e.offset) < (best.event_time, best.topic, best.offset):
+                if best is None or (e.event_time, e.tiebreak, e.topic, e.offset) < \
+                        (best.event_time, best.tiebreak, best.topic, best.offset):
                     best = e
         return best
 
@@ -151,7 +156,7 @@ class ReorderBuffer(Generic[T]):
 
     # -- input ---------------------------------------------------------------------------------
     def add(self, partition: int, topic: str, offset: int, event_time: float | None, item: T,
-            wall: float) -> bool:
+            wall: float, tiebreak: tuple[float, ...] = ()) -> bool:
         """Buffer ``item`` (record ``offset`` of ``topic`` on ``partition``, arrived at ``wall``).
 
         ``event_time`` ``None`` (or NaN/±inf) marks an item without a usable time: it is handed
@@ -173,7 +178,7 @@ class ReorderBuffer(Generic[T]):
         queue = part.queues.get(topic)
         if queue is None:
             queue = part.queues[topic] = deque()
-        entry = _Entry(topic, offset, float(event_time), item, wall, part.calls)
+        entry = _Entry(topic, offset, float(event_time), item, wall, part.calls, tiebreak)
         if not queue or queue[-1].offset < offset:
             queue.append(entry)
         else:

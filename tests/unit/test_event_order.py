@@ -386,3 +386,16 @@ def test_lowest_held_offset_per_topic():
     assert b.lowest_held(0, "orders") == 7 and b.lowest_held(0, "feedback") is None
     assert b.release(0, 0.0, {}) == ["a", "b"]
     assert b.lowest_held(0, "orders") is None
+
+
+def test_equal_event_times_go_in_the_producers_order():
+    """Olist: an order placed, cancelled and reviewed in the same minute; the producer wrote the order
+    first, and an order ranks before feedback at the same instant, so it is applied first although
+    'events.feedback' sorts before 'events.orders'."""
+    from pipeline.ingest.order import ReorderBuffer
+
+    b: ReorderBuffer[str] = ReorderBuffer(max_wait_seconds=5)
+    b.add(0, "events.feedback", 3, 1000.0, "review", wall=0.0, tiebreak=(2, 50.001))
+    b.add(0, "events.orders", 9, 1000.0, "placed", wall=0.0, tiebreak=(1, 50.001))  # same millisecond
+    b.add(0, "events.orders", 10, 1000.0, "cancelled", wall=0.0, tiebreak=(1, 50.002))
+    assert b.release(0, 0.0, {}) == ["placed", "cancelled", "review"]

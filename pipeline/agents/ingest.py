@@ -31,7 +31,6 @@ import orjson
 
 from ..aggregate import PartialsBuilder, windows_from_env
 from ..aggregate.partials import min_confidence_from_env
-from ..commitments import tracker
 from ..config import Settings
 from ..ingest.internal import Tick, parse_tick
 from ..ingest.validate import Problem
@@ -407,6 +406,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 continue
             for key in index.pop_due(p, clock):
                 step = processor.advance(key, get_state(key), clock)
+                metrics.observe_advance(step)
                 if step.state is not None:
                     pending[key] = step.state
                 index.set(p, key, step.next_due)
@@ -414,6 +414,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                     await emit(p, out)
                 for alert in step.alerts:
                     metrics.record_alert(alert)
+            metrics.set_schedule(p, index.size(p), index.overdue(p, clock))
 
     @app.timer(settings.tick_interval_seconds, on_leader=True)
     async def tick() -> None:
@@ -444,6 +445,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 index.drop(tp.partition)
                 clocks.drop(tp.partition)
                 reorder.drop(tp.partition)  # never acknowledged: the next owner reads them again
+                metrics.drop_schedule(tp.partition)
                 announced.pop(tp.partition, None)
                 emitted.pop(tp.partition, None)
                 committed.pop(tp.partition, None)

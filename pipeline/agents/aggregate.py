@@ -72,6 +72,9 @@ class AggregateParts:
         return {"dimension": dimension, "value": value, "window": window, **out}
 
 
+CONTROL_KEYS = (b"tick", b"clock")  # stage-1 control records on the partials topic (not data)
+
+
 def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> AggregateParts:
     import os
 
@@ -156,7 +159,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     @app.agent(source, concurrency=1, name="aggregate", supervisor_strategy=CrashingSupervisor)
     async def aggregate(stream: faust.StreamT) -> None:
         await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "aggregate", process_batch,
-                          gaps)
+                          gaps, is_data=lambda event: event.message.key not in CONTROL_KEYS)
 
     async def process_batch(events: list[Any]) -> None:
         """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""

@@ -324,7 +324,8 @@ def ack_processed(app: Any, events: Any) -> None:
 
 
 async def run_batches(stream: Any, size: int, within: float, stage: str,
-                      body: Callable[[list[Any]], Awaitable[None]], guard: InputGuard) -> None:
+                      body: Callable[[list[Any]], Awaitable[None]], guard: InputGuard,
+                      is_data: Callable[[Any], bool] = lambda event: True) -> None:
     """The agent loop: ``body`` per batch; a batch acknowledged only when ``body`` returned.
 
     An exception escaping ``body`` stops the worker (:func:`~pipeline.agents.failstop.fatal`)
@@ -333,7 +334,11 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
     holds the batch back so the next owner processes it again.
     """
     async for events in stream.take_events(size, within=within):
-        guard.note_batch(True)  # the tail watch counts idle time only
+        # the tail watch counts idle time only; a batch of ticks / clock controls alone is no activity
+        # (ticks come every 2 s: counted, they would keep a stalled worker "busy" for ever)
+        data = any(is_data(event) for event in events)
+        if data:
+            guard.note_batch(True)
         try:
             await body(events)
         except asyncio.CancelledError:
@@ -343,7 +348,8 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
             hold_back(events)
             fatal("agent_crashed", stage=stage, error=type(exc).__name__, where=raised_at(exc))
         finally:
-            guard.note_batch(False)
+            if data:
+                guard.note_batch(False)
 
 
 async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:

@@ -200,7 +200,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     @app.agent(source, concurrency=1, name="ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "ingest", process_batch,
-                          gaps)
+                          gaps, is_data=lambda event: event.message.topic != t.ticks)
 
     async def process_batch(events: list[Any]) -> None:
         """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""

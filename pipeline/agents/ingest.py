@@ -88,7 +88,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
     index = DueIndex()
     clocks = Clocks(idle_seconds=settings.idle_seconds)
     # a partition's input records in event-time order across its topics during a backlog
-    reorder: ReorderBuffer[Any] = ReorderBuffer(settings.reorder_max_wait_seconds, settings.reorder_max_records)
+    ordering = settings.reorder_max_records > 0
+    reorder: ReorderBuffer[Any] = ReorderBuffer(settings.reorder_max_wait_seconds,
+                                                max(1, settings.reorder_max_records))
     limits = settings.time_limits
     tie_rank = {t.profiles: 0, t.orders: 1, t.complaints: 2, t.feedback: 2}
     announced: dict[int, float] = {}  # per partition: the clock last announced to stage 2
@@ -235,6 +237,9 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 if low is not None and msg.offset >= low:
                     hold_back([event])  # a copy of a record still held: only the held one is acknowledged
                 continue
+            if not ordering:  # PIPELINE_REORDER_MAX_RECORDS=0: applied in arrival order, acknowledged with the batch
+                await apply_record(event, get_state, pending, partials)
+                continue
             # acknowledged only once processed (the reorder buffer may hold it past this batch)
             hold_back([event])
             at = event_time_of(msg.topic, msg.value)
@@ -248,6 +253,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             for event in reorder.release(p, wall, undelivered(p, wall)):
                 await apply_record(event, get_state, pending, partials)
                 done.append(event)
+                if len(done) % 200 == 0:
+                    await asyncio.sleep(0)  # a long release (held records) must not starve /health
         note_reorder()
         for src, builder in partials.items():
             for key, partial in builder.partials().items():
@@ -301,28 +308,19 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         observe(step, msg.topic, msg.timestamp, now)
 
     def undelivered(p: int, wall: float) -> dict[str, bool]:
-        """Per input topic of ``p``: records may exist in Kafka that have not reached the reorder buffer.
-
-        Yes when the consumer's last known end offset is past the next offset to deliver, and also
-        when that end offset is unknown or older than a second (a partition whose fetched records
-        are drained is fetched again within about half a second; a stale end offset can hide records
-        written before the ones about to be applied).  The reorder buffer waits at most
-        ``PIPELINE_REORDER_MAX_WAIT_SECONDS`` for any of them.
-        """
+        """Per input topic of ``p``: records exist in Kafka that have not reached the reorder buffer
+        (the consumer's last known end offset is past the next offset to deliver; unknown counts as
+        yes).  The reorder buffer waits at most ``PIPELINE_REORDER_MAX_WAIT_SECONDS`` for them."""
         from faust.types import TP
 
-        aio = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
         out: dict[str, bool] = {}
         for topic in record_topics:
-            tp = TP(topic, p)
             try:
-                end = app.consumer.highwater(tp)
-                polled_ms = aio.last_poll_timestamp(tp) if aio is not None else None
+                end = app.consumer.highwater(TP(topic, p))
             except Exception:  # not assigned / consumer not started: nothing known to wait for
                 continue
             nxt = gaps.check.expected.get((topic, p), (committed.get(p) or {}).get(topic))
-            stale = end is None or polled_ms is None or polled_ms / 1000.0 < wall - 1.0
-            out[topic] = stale or (nxt is not None and end > nxt)
+            out[topic] = end is None or (nxt is not None and end > nxt)
         return out
 
     reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}

@@ -126,6 +126,13 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
     # Still healthy, still consuming.
     assert worker.proc.poll() is None
     health = worker.health()
+    if health is None:  # 503 or no answer: say why
+        import urllib.error
+        import urllib.request
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/health", timeout=10).read()
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"/health {exc.code}: {exc.read()[:1500]!r}") from None
     assert health is not None and health.get("assigned_partitions", 0) > 0
     valid = dict(_order(1), event_id="after-100k-invalid", customer_id="c-after")
     publish([("order", valid)], s, progress=False)

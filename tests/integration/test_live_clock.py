@@ -4,6 +4,7 @@ quiet, and when every input is quiet.  Default settings: ``PIPELINE_CLOCK=event`
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -104,3 +105,29 @@ def test_every_input_quiet_a_commitment_still_breaches_on_time(settings, worker_
     report("all inputs quiet", delays)
     assert set(delays) == set(due), f"{len(delays)} of {len(due)} unmet alerts"
     assert all(-0.5 <= d <= BOUND for d in delays.values()), delays
+
+
+def test_far_future_and_far_past_times_are_dead_lettered_and_move_no_clock(settings, worker_factory):
+    """A year-2099 order, a +14:00 year-0001 one and one a week ahead are dead-lettered ``out_of_range``;
+    a normal promise on the same partition (same customer) afterwards breaches at its time, not early."""
+    s = settings
+    worker_factory(s)
+    cid = "lf-c"
+    t0 = time.time()
+    far_future = placed(cid, "lf-future", t0)
+    far_future[1]["occurred_at"] = "2099-01-01T00:00:00Z"
+    far_future[1]["promised_delivery_at"] = "2099-01-05T00:00:00Z"
+    far_past = placed(cid, "lf-past", t0)
+    far_past[1]["occurred_at"] = "0001-01-01T00:00:00+14:00"
+    week_ahead = placed(cid, "lf-week", t0 + 7 * 86400)
+    due = {"lf-ok": t0 + 20}
+    publish([far_future, far_past, week_ahead, placed(cid, "lf-ok", t0, due["lf-ok"])], s, progress=False)
+    delays = unmet_delays(s, due, timeout=20 + 60)
+    dead = [orjson.loads(v) for _, v in read_topic(s, s.topics.deadletter)]
+    codes = {orjson.loads(base64.b64decode(d["original_b64"])).get("event_id"): {e["code"] for e in d["errors"]}
+             for d in dead}
+    report("after out-of-range times on the same partition", delays)
+    print(f"[live-clock] dead-lettered: {codes}")
+    for eid in ("lf-future-placed", "lf-past-placed", "lf-week-placed"):
+        assert "out_of_range" in codes.get(eid, set()), (eid, codes)
+    assert set(delays) == set(due) and all(-0.5 <= d <= BOUND for d in delays.values()), delays

@@ -26,10 +26,10 @@ wait up to ``max.task.idle.ms`` for an input that has lag but nothing buffered),
   missing) never holds anything back: with no lag, one ``release`` call returns everything
   held, in event-time order across topics.
 * **Invalid times.** A record whose ``event_time`` is ``None`` (or NaN/±inf) has no place in
-  event-time order: it never enters a queue, never waits, never holds anything back, and is
-  returned first by the next ``release`` call for its partition (ahead of held records of its
-  own topic; it is the only exception to per-topic offset order, and carries no state effect —
-  such records are dead-lettered).
+  event-time order and carries no state effect (such records are dead-lettered).  When nothing of
+  its topic is held it is returned first by the next ``release`` call for its partition; otherwise
+  it queues behind its topic's held records with the time of the one before it, so a topic's
+  offsets always come out in order (they are acknowledged in that order).
 * **Bounded memory.** When, after the rule above, a partition still holds more than
   ``max_records`` records, the lowest heads are released regardless of waits until it holds
   exactly ``max_records`` (counted as ``released_over_bound``). The bound is enforced by
@@ -171,10 +171,15 @@ class ReorderBuffer(Generic[T]):
         if part is None:
             part = self._parts[partition] = _Partition()
         if event_time is None or not math.isfinite(event_time):
-            part.ready.append(item)
-            self.stats.added += 1
             self.stats.invalid += 1
-            return True
+            held = part.queues.get(topic)
+            if not held:  # nothing of its topic held: handed out first, offsets stay in order
+                part.ready.append(item)
+                self.stats.added += 1
+                return True
+            # behind its topic's held records (never ahead: the topic's offsets must be acknowledged
+            # in order — Faust can commit past a one-offset hole), with the time of the one before it
+            event_time = held[-1].event_time
         queue = part.queues.get(topic)
         if queue is None:
             queue = part.queues[topic] = deque()

@@ -224,14 +224,28 @@ def test_invalid_time_released_at_once_and_never_blocks() -> None:
     add(buf, bad_b)
     add(buf, bad_a)
     assert buf.held(0) == 3
-    # invalid items go out first (ahead of a0 of their own topic), whatever is pending;
+    # an invalid item of a topic with nothing held goes out first, whatever is pending; one of a topic
+    # with held records stays behind them (a topic's offsets are acknowledged in order);
     # b delivered only an invalid record, so it is still a blocker (queue empty, pending)
-    assert buf.release(0, W0 + 1, pending) == [bad_b, bad_a]
-    assert buf.held(0) == 1 and buf.next_deadline(0) == W0 + 60
+    assert buf.release(0, W0 + 1, pending) == [bad_b]
+    assert buf.held(0) == 2 and buf.next_deadline(0) == W0 + 60
     assert buf.stats.invalid == 2
     # a topic whose only records are invalid and that has nothing pending holds nothing back
     add(buf, Ev("c", 0, None))
-    assert buf.release(0, W0 + 2, {"a": False, "b": False, "c": False}) == [Ev("c", 0, None), Ev("a", 0, T0 + 5)]
+    assert buf.release(0, W0 + 2, {"a": False, "b": False, "c": False}) == [Ev("c", 0, None), Ev("a", 0, T0 + 5),
+                                                                             bad_a]
+
+
+def test_an_invalid_record_never_overtakes_held_records_of_its_topic() -> None:
+    """Offsets of one topic are acknowledged in order: Faust can commit past a one-offset hole."""
+    buf: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60)
+    add(buf, Ev("a", 7, T0 + 5))
+    add(buf, Ev("a", 8, None))
+    add(buf, Ev("b", 0, T0 + 9))
+    out = buf.release(0, W0, {"c": True})  # c pending: everything waits
+    assert out == []
+    out = buf.release(0, W0 + 61, {"c": True})  # wait expired
+    assert [(e.topic, e.offset) for e in out] == [("a", 7), ("a", 8), ("b", 0)]
 
 
 # -- per-topic offset order ----------------------------------------------------------------
@@ -266,7 +280,7 @@ def test_drop_returns_the_held_items_and_forgets_the_partition() -> None:
     assert buf.release(3, W0, pending) == [] and buf.release(4, W0, pending) == []
     bad = Ev("b", 1, None)
     add(buf, bad, partition=3)
-    assert buf.drop(3) == [bad, Ev("a", 0, T0 + 3), Ev("a", 1, T0 + 2), Ev("b", 0, T0 + 1)]
+    assert buf.drop(3) == [Ev("a", 0, T0 + 3), Ev("a", 1, T0 + 2), Ev("b", 0, T0 + 1), bad]
     assert buf.held(3) == 0 and buf.next_deadline(3) is None and buf.release(3, W0, pending) == []
     assert buf.drop(3) == [] and buf.stats.dropped == 4
     assert buf.partitions() == [4] and buf.held(4) == 1  # the other partition is untouched

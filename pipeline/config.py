@@ -121,8 +121,8 @@ class Settings:
     # read but none delivered (0: merge only what was delivered); PIPELINE_REORDER_MAX_RECORDS: held
     # records per partition before the lowest are released anyway
     reorder_max_wait_seconds: float = 5.0
-    # 0 (default for now): off, records applied in arrival order (see docs/clocks.md, "known issue")
-    reorder_max_records: int = 0
+    # 0: off, records applied in arrival order
+    reorder_max_records: int = 5000
     # alert / final-record ids read back from the end of each output partition at takeover
     # (a restart re-processes only uncommitted records, whose outputs are recent)
     recovery_tail_records: int = 100_000

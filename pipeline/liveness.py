@@ -14,7 +14,11 @@ each agent has a live actor — and answers a :class:`Verdict`:
   recovery that never ends);
 * an agent without a live actor for ``agent_grace_seconds`` (outside settling;
   Faust's supervisor restarts a crashed actor within a moment) is **dead**;
-* offsets not sampled for ``stuck_seconds`` (the sampler itself hangs) is stuck.
+* offsets not sampled for ``stuck_seconds`` (the sampler itself hangs) is stuck;
+* a partition whose committed offset is a record **held for event-time order** (the reorder
+  buffer waits for other input topics of its partition during a backlog: pipeline/ingest/order.py)
+  is reported ``held_for_order``, not stuck — its commit moves when the backlog of the other
+  topics is read; a stuck agent still shows on its other partitions and in its actors.
 
 ``slack`` forgives records a partition can legitimately keep uncommitted
 forever: the worker's own internal topics end with a record or transaction
@@ -51,6 +55,7 @@ class _Partition:
     slack: int
     moved_at: float  # the committed offset last changed (or was first seen)
     backlog_since: float | None  # backlog without commit progress since
+    held: bool = False  # the committed offset is a record held for event-time order
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,13 @@ class PartitionReport:
     committed_moved_seconds_ago: float  # since the committed offset last moved (or was first seen)
     stalled_seconds: float  # backlog waiting without commit progress (0 without a backlog)
     stuck: bool
+    held_for_order: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "committed": self.committed, "end": self.end,
                 "backlog": self.backlog, "committed_moved_seconds_ago": round(self.committed_moved_seconds_ago, 1),
-                "stalled_seconds": round(self.stalled_seconds, 1), "stuck": self.stuck}
+                "stalled_seconds": round(self.stalled_seconds, 1), "stuck": self.stuck,
+                "held_for_order": self.held_for_order}
 
 
 @dataclass(frozen=True)
@@ -106,13 +113,15 @@ class Liveness:
 
     # -- observations ----------------------------------------------------------------------------
     def observe(self, partition: PartitionKey, committed: int | None, end: int | None, now: float,
-                slack: int = 0) -> None:
-        """One sample of a partition: ``committed`` = next offset to process (Kafka's committed offset)."""
+                slack: int = 0, held: bool = False) -> None:
+        """One sample of a partition: ``committed`` = next offset to process (Kafka's committed offset);
+        ``held``: that offset is a record held for event-time order."""
         state = self._parts.get(partition)
         backlog = committed is not None and end is not None and end - committed > slack
         if state is None:
-            self._parts[partition] = _Partition(committed, end, slack, now, now if backlog else None)
+            self._parts[partition] = _Partition(committed, end, slack, now, now if backlog else None, held)
             return
+        state.held = held
         if committed != state.committed:
             state.moved_at = now
             state.backlog_since = now if backlog else None
@@ -166,12 +175,12 @@ class Liveness:
             stalled = 0.0
             if st.backlog_since is not None:
                 stalled = max(0.0, now - max(st.backlog_since, self._settled_at))
-            stuck = settling_for is None and st.backlog_since is not None and stalled >= limit
+            stuck = settling_for is None and st.backlog_since is not None and stalled >= limit and not st.held
             if stuck:
                 reasons.append(f"{topic}[{partition}]: {backlog} records behind, committed offset "
                                f"{st.committed} not moved for {stalled:.0f}s")
             reports.append(PartitionReport(topic, partition, st.committed, st.end, backlog,
-                                           max(0.0, now - st.moved_at), stalled, stuck))
+                                           max(0.0, now - st.moved_at), stalled, stuck, st.held))
         dead = tuple(sorted(name for name, since in self._dead_since.items()
                             if settling_for is None
                             and now - max(since, self._settled_at) >= self.agent_grace_seconds))

@@ -39,7 +39,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from .agents.aggregate import AggregateParts
-from .agents.common import partition_of
+from .agents.common import HELD_FOR_ORDER, partition_of
 from .commitments import tracker
 from .config import Topics, load_settings
 from .liveness import Liveness, stuck_seconds_from_env
@@ -155,7 +155,8 @@ class Progress:
             c, e = committed.get(tp), ends.get(tp)
             offsets[tp] = (c, e)
             self.liveness.observe((tp.topic, tp.partition), c, e, now,
-                                  slack=1 if tp.topic in self.internal_topics else 0)
+                                  slack=1 if tp.topic in self.internal_topics else 0,
+                                  held=c is not None and HELD_FOR_ORDER.get((tp.topic, tp.partition)) == c)
         self.offsets = offsets
         self.sampled_at = now
         self.liveness.sampled(now)
@@ -290,6 +291,10 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
                         out.write(f"  position {tuple(tp)} {await ak.position(tp)}\n")
                     except Exception as exc:  # diagnostics only
                         out.write(f"  position {tuple(tp)} error {exc!r}\n")
+                for tp in sorted(set(c._acked) | set(c._committed_offset)):  # what the next commit can take
+                    acked = sorted(c._acked.get(tp) or ())
+                    out.write(f"  commit {tuple(tp)} committed {c._committed_offset.get(tp)} acked {len(acked)} "
+                              f"first {acked[:3]} gaps {sorted((i.begin, i.end) for i in c._gap.get(tp) or ())[:3]}\n")
             except Exception as exc:  # diagnostics only
                 out.write(f"consumer introspection failed: {exc!r}\n")
 

@@ -304,6 +304,9 @@ async def input_ends(app: Any, settings: Any, topics: Any) -> dict[tuple[str, in
 
 SEEK_LOCK = asyncio.Lock()
 WORKER_GUARDS: list[InputGuard] = []  # the agents' guards (one worker per process)
+# (topic, partition) -> the lowest offset held for event-time order (pipeline/ingest/order.py): a
+# committed offset equal to it waits for the reorder buffer, not for a stuck agent (read by /health)
+HELD_FOR_ORDER: dict[tuple[str, int], int] = {}
 
 
 def hold_back(events: Any) -> None:

@@ -40,6 +40,17 @@
    retried while the topic's partitions are missing — safe, nothing was queued — and
    a topic that stays missing still fails (``UnknownTopicOrPartitionError`` after the
    request timeout: a deleted topic stops the worker).
+
+4. **No commit over an unacknowledged offset** (:func:`commit_after_hole`).
+   ``Consumer._new_offset`` refuses to commit while the lowest acknowledged offset
+   is more than one past the committed one (``min(acked) - committed > 1``), so a
+   hole of exactly one offset — the committed offset itself still unacknowledged —
+   was committed over, and ``if committed_offset:`` skipped the check at offset 0.
+   Acknowledgements come out of order whenever a record is held back (event-time
+   ordering, :mod:`pipeline.ingest.order`): the held record's offset was committed
+   over, its own acknowledgement later discarded as "below committed", and a crash
+   in between lost it.  Here a commit needs the committed offset itself acknowledged
+   (or inside a verified gap).
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ _APPLIED: set[str] = set()
 
 def apply() -> None:
     """Idempotent: each correction is installed once per process."""
-    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race):
+    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race, commit_after_hole):
         if fix.__name__ not in _APPLIED:
             fix()
             _APPLIED.add(fix.__name__)
@@ -176,3 +187,46 @@ def metadata_race() -> None:
                                          lambda: self.client.cluster.partitions_for_topic(topic) is not None)
 
     AIOKafkaProducer.send = send  # type: ignore[method-assign]
+
+
+def next_commit(acked: list[int], committed: int | None) -> int | None:
+    """The offset to commit for a partition whose acknowledged offsets are ``acked`` (sorted, no
+    duplicates), when ``committed`` is the offset committed so far (the next one to read; None: none
+    yet).  None when nothing can be committed: the committed offset itself is not acknowledged yet.
+    Otherwise one past the end of the first run of consecutive offsets, which is removed from
+    ``acked``."""
+    if not acked or (committed is not None and acked[0] > committed):
+        return None
+    end = 1
+    while end < len(acked) and acked[end] == acked[end - 1] + 1:
+        end += 1
+    last = acked[end - 1]
+    del acked[:end]
+    return last + 1
+
+
+def commit_after_hole() -> None:
+    from faust.transport.consumer import Consumer
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        gaps = self._gap[tp]
+        if gaps:
+            # verified gaps (offsets that do not exist) up to the highest acknowledged offset count
+            # as acknowledged, exactly as in Faust's own version
+            highest = max(acked)
+            candidates = sorted(gaps.overlap(0, highest), key=lambda entry: entry.begin)
+            if candidates:
+                filled = [offset for entry in candidates for offset in range(entry.begin, entry.end)]
+                acked.extend(filled)
+                gaps.chop(0, max(filled[-1], highest + 1))
+        acked[:] = sorted(set(acked))
+        before = list(acked)
+        offset = next_commit(acked, self._committed_offset[tp])
+        if offset is not None:
+            self._acked_index[tp].difference_update(before[: len(before) - len(acked)])
+        return offset
+
+    Consumer._new_offset = new_offset  # type: ignore[method-assign]

@@ -42,7 +42,7 @@ from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import (InputGuard, Sender, ack_processed, hold_back, is_meta_key, json_table, log,
+from .common import (HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, is_meta_key, json_table, log,
                      partition_meta_key, partition_of, run_batches, watch_input)
 
 
@@ -333,6 +333,12 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 metrics.reorder_released.labels(how.removeprefix("released_")).inc(now_ - reported[how])
                 reported[how] = now_
         metrics.reorder_held.set(sum(reorder.held(q) for q in reorder.partitions()))
+        HELD_FOR_ORDER.clear()
+        for q in reorder.partitions():
+            for topic in record_topics:
+                low = reorder.lowest_held(q, topic)
+                if low is not None:
+                    HELD_FOR_ORDER[(topic, q)] = low
 
     def handle_tick(p: int, raw: bytes) -> Problem | None:
         """Apply a tick record; an invalid one is returned as its problem (to be dead-lettered)."""
@@ -420,7 +426,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``),
         and records held for event-time order whose wait ran out (``PIPELINE_REORDER_MAX_WAIT_SECONDS``)."""
         wall = settings.clock == "wall"
-        if not wall and settings.idle_seconds <= 0 and settings.reorder_max_wait_seconds <= 0:
+        if not wall and settings.idle_seconds <= 0 and not (ordering and settings.reorder_max_wait_seconds > 0):
             return  # nothing time-driven: strict event time and no records waiting for a slower topic
         now = time.time()
         body = orjson.dumps({"now": now})

@@ -79,7 +79,7 @@ def test_a_late_review_counts_every_earlier_order_in_a_backlog(settings, worker_
         events.append((at, review(cid, f"{cid}-r", at, rng.randint(1, 5), "ok")))
     events.sort(key=lambda x: x[0])
     publish([ke for _, ke in events], s, progress=False)  # in event-time order, before any worker runs
-    worker_factory(s, PIPELINE_REORDER_MAX_RECORDS="5000")  # event-time ordering on (off by default for now)
+    worker_factory(s)  # event-time ordering is on by default
     wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=300)
     docs = {d["event_id"]: d for d in (orjson.loads(v) for _, v in read_topic(s, s.topics.enriched))}
     seg = docs["weekly-r1"]["segment"]

@@ -83,7 +83,7 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
 
     s = fresh_settings(kafka_bootstrap, max_event_bytes=MAX_BYTES)
     ensure_topics(s)
-    worker = worker_factory(s)
+    worker = worker_factory(s, PIPELINE_DEBUG="1")  # /debug/tasks says why, should /health not answer 200
     t = s.topics
 
     records = [(topic_for(b.kind, s), b.key, b.value)
@@ -132,7 +132,11 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/health", timeout=10).read()
         except urllib.error.HTTPError as exc:
-            raise AssertionError(f"/health {exc.code}: {exc.read()[:1500]!r}") from None
+            reasons = exc.read()[:1500]
+            tasks = urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/debug/tasks", timeout=30).read()
+            commits = [line for line in tasks.decode().splitlines() if "commit (" in line or "position" in line]
+            print("\n".join(commits))
+            raise AssertionError(f"/health {exc.code}: {reasons!r}") from None
     assert health is not None and health.get("assigned_partitions", 0) > 0
     valid = dict(_order(1), event_id="after-100k-invalid", customer_id="c-after")
     publish([("order", valid)], s, progress=False)

@@ -383,6 +383,51 @@ def test_faust_fixes_install_once_and_ignore_unverified_gaps():
     assert asyncio.run(fc.Consumer._add_gap(object(), None, 1, 5)) is None  # a fetch-loop jump commits nothing
 
 
+@pytest.mark.parametrize("acked, committed, expected, left", [
+    ([10, 11, 12], 10, 13, []),
+    ([11, 12], 10, None, [11, 12]),          # offset 10 held back: Faust 0.15.3 committed 13 here
+    ([12, 13], 10, None, [12, 13]),
+    ([1, 2], 0, None, [1, 2]),               # Faust skipped the check when committed was 0
+    ([0, 1, 3], 0, 2, [3]),
+    ([5, 6, 8], None, 7, [8]),               # nothing committed yet: the first run counts
+    ([], 4, None, []),
+])
+def test_a_commit_never_passes_an_unacknowledged_offset(acked, committed, expected, left):
+    from pipeline.agents.faust_fixes import next_commit
+
+    assert next_commit(acked, committed) == expected
+    assert acked == left
+
+
+def test_faust_consumer_new_offset_waits_for_a_held_record_and_honours_verified_gaps():
+    from collections import defaultdict
+
+    import faust.transport.consumer as fc
+    from intervaltree import IntervalTree
+
+    from pipeline.agents import faust_fixes
+
+    faust_fixes.apply()
+
+    class Fake:
+        _new_offset = fc.Consumer._new_offset
+
+    tp = ("events.orders", 0)
+    consumer = Fake()
+    consumer._acked = defaultdict(list, {tp: [11, 12]})
+    consumer._acked_index = defaultdict(set, {tp: {11, 12}})
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None, {tp: 10})
+    assert consumer._new_offset(tp) is None           # 10 is held back (reordering): no commit over it
+    consumer._acked[tp].append(10)
+    consumer._acked_index[tp].add(10)
+    assert consumer._new_offset(tp) == 13 and consumer._acked_index[tp] == set()
+    consumer._committed_offset[tp] = 13
+    consumer._acked[tp][:] = [16, 17]
+    consumer._gap[tp].addi(13, 16)                    # 13..15 verified absent (compaction)
+    assert consumer._new_offset(tp) == 18 and not consumer._gap[tp]
+
+
 def test_the_restart_budget_turns_a_loop_into_an_exit(no_exit, monkeypatch):
     import time
 

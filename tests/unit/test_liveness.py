@@ -140,4 +140,21 @@ def test_verdict_as_dict_is_json_ready():
     doc = lv.verdict(25).as_dict()
     assert json.loads(json.dumps(doc))["status"] == "stuck"
     assert set(doc["partitions"][0]) == {"topic", "partition", "committed", "end", "backlog",
-                                         "committed_moved_seconds_ago", "stalled_seconds", "stuck"}
+                                         "committed_moved_seconds_ago", "stalled_seconds", "stuck", "held_for_order"}
+
+
+def test_a_commit_waiting_on_a_record_held_for_event_time_order_is_not_stuck():
+    """During a backlog the reorder buffer may hold a topic's record (its event time is ahead of the
+    other topics') for longer than the threshold: reported held_for_order, not stuck; once the record
+    is released and the commit still does not move, the ordinary rule applies again."""
+    lv = Liveness(20)
+    for t in range(0, 60):
+        lv.observe(P0, 1, 4800, float(t), held=True)
+        lv.sampled(float(t))
+    v = lv.verdict(59.5)
+    assert v.ok and v.partitions[0].held_for_order and v.partitions[0].stalled_seconds > 20
+    assert v.as_dict()["partitions"][0]["held_for_order"] is True
+    lv.observe(P0, 1, 4800, 60.0, held=False)
+    lv.sampled(60.0)
+    v = lv.verdict(60.0)
+    assert not v.ok and "events.orders[0]: 4799 records behind" in v.reasons[0]

@@ -15,6 +15,11 @@ each agent has a live actor — and answers a :class:`Verdict`:
 * an agent without a live actor for ``agent_grace_seconds`` (outside settling;
   Faust's supervisor restarts a crashed actor within a moment) is **dead**;
 * offsets not sampled for ``stuck_seconds`` (the sampler itself hangs) is stuck;
+* while the worker commits on other partitions (any committed offset moved within
+  ``stuck_seconds``), a partition counts as stuck only after ``BUSY_FACTOR`` × ``stuck_seconds``:
+  during a backlog the records of one partition (the wall-clock ticks, say) can wait behind
+  thousands of fetched records of the others for longer than the threshold — that is a worker
+  behind, not a stuck one; a blocked agent stops every commit and is caught at ``stuck_seconds``;
 * a partition whose committed offset is a record **held for event-time order** (the reorder
   buffer waits for other input topics of its partition during a backlog: pipeline/ingest/order.py)
   is reported ``held_for_order``, not stuck — its commit moves when the backlog of the other
@@ -34,6 +39,7 @@ from typing import Any
 
 DEFAULT_STUCK_SECONDS = 20.0
 DEFAULT_AGENT_GRACE_SECONDS = 5.0
+BUSY_FACTOR = 3.0  # a partition's stall limit while the worker commits elsewhere, × stuck_seconds
 
 PartitionKey = tuple[str, int]
 
@@ -110,6 +116,7 @@ class Liveness:
         self._agents: dict[str, bool] = {}
         self._dead_since: dict[str, float] = {}
         self._sampled_at: float | None = None
+        self._progress_at = float("-inf")  # a committed offset last moved on any partition
 
     # -- observations ----------------------------------------------------------------------------
     def observe(self, partition: PartitionKey, committed: int | None, end: int | None, now: float,
@@ -124,6 +131,7 @@ class Liveness:
         state.held = held
         if committed != state.committed:
             state.moved_at = now
+            self._progress_at = max(self._progress_at, now)
             state.backlog_since = now if backlog else None
         elif not backlog:
             state.backlog_since = None
@@ -170,12 +178,14 @@ class Liveness:
         if self._sampled_at is not None and now - self._sampled_at >= limit:
             reasons.append(f"offsets not sampled for {now - self._sampled_at:.0f}s")
         reports = []
+        busy = now - self._progress_at < limit  # commits moved somewhere in the last stuck_seconds
+        part_limit = limit * BUSY_FACTOR if busy else limit
         for (topic, partition), st in sorted(self._parts.items()):
             backlog = None if st.committed is None or st.end is None else max(0, st.end - st.committed)
             stalled = 0.0
             if st.backlog_since is not None:
                 stalled = max(0.0, now - max(st.backlog_since, self._settled_at))
-            stuck = settling_for is None and st.backlog_since is not None and stalled >= limit and not st.held
+            stuck = settling_for is None and st.backlog_since is not None and stalled >= part_limit and not st.held
             if stuck:
                 reasons.append(f"{topic}[{partition}]: {backlog} records behind, committed offset "
                                f"{st.committed} not moved for {stalled:.0f}s")

@@ -39,7 +39,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from .agents.aggregate import AggregateParts
-from .agents.common import HELD_FOR_ORDER, partition_of
+from .agents.common import DEBUG_STATE, HELD_FOR_ORDER, partition_of
 from .commitments import tracker
 from .config import Topics, load_settings
 from .liveness import Liveness, stuck_seconds_from_env
@@ -161,6 +161,18 @@ class Progress:
         self.sampled_at = now
         self.liveness.sampled(now)
 
+    def refresh_committed(self, now: float) -> None:
+        """Between samples: commits this worker made since the last sample (no I/O), with the last
+        sampled end offsets — so a verdict never rests on a committed offset up to 5 s old."""
+        known: Mapping[TP, int | None] = getattr(self.app.consumer, "_committed_offset", {})
+        for tp, (c, e) in list(self.offsets.items()):
+            fresh = known.get(tp)
+            if fresh is not None and fresh != c:
+                self.offsets[tp] = (fresh, e)
+                self.liveness.observe((tp.topic, tp.partition), fresh, e, now,
+                                      slack=1 if tp.topic in self.internal_topics else 0,
+                                      held=HELD_FOR_ORDER.get((tp.topic, tp.partition)) == fresh)
+
     async def _ends(self, tps: list[TP]) -> dict[TP, int | None]:
         consumer = self.app.consumer
         fresh: Mapping[Any, int] = {}
@@ -249,6 +261,7 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
             assigned, recovered = 0, False
         now = time.monotonic()
         progress.refresh_local(now)
+        progress.refresh_committed(now)
         verdict = progress.liveness.verdict(now)
         doc = {**verdict.as_dict(), "assigned_partitions": assigned, "recovered": recovered,
                "rebalancing": bool(app.rebalancing), "agents": agent_status(app),
@@ -297,6 +310,19 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
                               f"first {acked[:3]} gaps {sorted((i.begin, i.end) for i in c._gap.get(tp) or ())[:3]}\n")
             except Exception as exc:  # diagnostics only
                 out.write(f"consumer introspection failed: {exc!r}\n")
+            try:
+                unacked: dict[Any, list[Any]] = {}
+                for m in list(c._unacked_messages):
+                    unacked.setdefault(tuple(m.tp), []).append((m.offset, m.refcount, m.acked))
+                for tp_, ms in sorted(unacked.items()):
+                    out.write(f"  unacked {tp_} {len(ms)} lowest {sorted(ms)[:3]}\n")
+            except Exception as exc:  # diagnostics only
+                out.write(f"unacked introspection failed: {exc!r}\n")
+            for name, state in DEBUG_STATE.items():
+                try:
+                    out.write(f"state {name} {state()!r}\n")
+                except Exception as exc:  # diagnostics only
+                    out.write(f"state {name} failed: {exc!r}\n")
 
             for obj in gc.get_objects():
                 if isinstance(obj, (types.CoroutineType, types.AsyncGeneratorType)):

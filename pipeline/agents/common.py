@@ -307,6 +307,8 @@ WORKER_GUARDS: list[InputGuard] = []  # the agents' guards (one worker per proce
 # (topic, partition) -> the lowest offset held for event-time order (pipeline/ingest/order.py): a
 # committed offset equal to it waits for the reorder buffer, not for a stuck agent (read by /health)
 HELD_FOR_ORDER: dict[tuple[str, int], int] = {}
+# name -> what an agent shows on /debug/tasks (PIPELINE_DEBUG=1): diagnostics only
+DEBUG_STATE: dict[str, Callable[[], Any]] = {}
 
 
 def hold_back(events: Any) -> None:

@@ -164,16 +164,23 @@ def durable_producer() -> None:
     driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
 
 
+RACE_MESSAGE = "'NoneType' object is not iterable"  # list(None): the topic left the metadata mid-send
+
+
 async def retry_metadata_race(send: Callable[[], Awaitable[Any]], partitions_known: Callable[[], bool],
-                              attempts: int = 5, backoff: float = 0.2) -> Any:
-    """``send()``, again when it raised ``TypeError`` while the topic's partitions were unknown."""
+                              attempts: int = 12, backoff: float = 0.2, max_backoff: float = 1.0) -> Any:
+    """``send()``, again when it raised the race's ``TypeError`` (``list(None)``) or any ``TypeError``
+    while the topic's partitions are unknown.  The metadata can be back by the time the error is
+    seen (a refresh during a broker fail-over: CI's cluster test), so the message decides too.
+    About 10 s in all by default; a topic that stays missing fails in aiokafka's own wait first."""
     for attempt in range(attempts):
         try:
             return await send()
-        except TypeError:
-            if partitions_known() or attempt == attempts - 1:
+        except TypeError as exc:
+            race = str(exc) == RACE_MESSAGE or not partitions_known()
+            if not race or attempt == attempts - 1:
                 raise
-            await asyncio.sleep(backoff * (attempt + 1))
+            await asyncio.sleep(min(max_backoff, backoff * (attempt + 1)))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

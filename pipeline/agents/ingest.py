@@ -42,7 +42,7 @@ from ..outputs.frontier import Frontier, committed_offsets, load_frontier
 from ..process import Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
-from .common import (HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, is_meta_key, json_table, log,
+from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, is_meta_key, json_table, log,
                      partition_meta_key, partition_of, run_batches, watch_input)
 
 
@@ -322,6 +322,21 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             nxt = gaps.check.expected.get((topic, p), (committed.get(p) or {}).get(topic))
             out[topic] = end is None or (nxt is not None and end > nxt)
         return out
+
+    def reorder_state() -> dict[str, Any]:
+        wall = time.time()
+        out: dict[str, Any] = {}
+        for q in reorder.partitions():
+            part = reorder._parts[q]
+            out[str(q)] = {"held": {topic: [len(queue), queue[0].offset if queue else None,
+                                           queue[0].event_time if queue else None]
+                                    for topic, queue in part.queues.items()},
+                           "ready": len(part.ready), "waits": dict(part.wait_start),
+                           "pending": undelivered(q, wall),
+                           "expected": {topic: gaps.check.expected.get((topic, q)) for topic in record_topics}}
+        return out
+
+    DEBUG_STATE["reorder"] = reorder_state
 
     reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}
 

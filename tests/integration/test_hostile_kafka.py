@@ -78,6 +78,48 @@ async def _read_all(settings, topic: str, timeout: float = 300.0) -> list[bytes]
     return out
 
 
+class HealthWatch:
+    """Polls ``/health`` every 2 s in a thread; keeps each 503 body and, for the first ones, the
+    worker's ``/debug/tasks`` dump (commit and reorder state) taken at that moment."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port = port
+        self.polls = 0
+        self.stuck: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        base = f"http://127.0.0.1:{self.port}"
+        while not self._stop.wait(2.0):
+            self.polls += 1
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=10).read()
+            except urllib.error.HTTPError as exc:
+                body = exc.read().decode(errors="replace")
+                debug = ""
+                if len(self.stuck) < 3:
+                    try:
+                        debug = urllib.request.urlopen(f"{base}/debug/tasks", timeout=30).read().decode()
+                    except Exception as err:  # diagnostics only
+                        debug = repr(err)
+                self.stuck.append((body, debug))
+            except Exception:  # busy worker: a slow answer is not a verdict
+                pass
+
+
 def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_factory):
     from tests.conftest import fresh_settings
 
@@ -88,6 +130,8 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
 
     records = [(topic_for(b.kind, s), b.key, b.value)
                for b in random_invalid_records(N, seed=2026, max_bytes=MAX_BYTES)]
+    watch = HealthWatch(worker.web_port)
+    watch.start()
     sent = Counter((topic, value) for topic, _, value in records)
     t0 = time.monotonic()
     asyncio.run(_produce(s, records))
@@ -97,6 +141,13 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
 
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed], timeout=600, poll=1.0)
     t_consumed = time.monotonic() - t0
+    watch.stop()
+    print(f"\n/health polled {watch.polls} times during the backlog, 503 {len(watch.stuck)} times")
+    for body, debug in watch.stuck[:1]:
+        print(body[:1500])
+        print("\n".join(line for line in debug.splitlines()
+                        if "commit (" in line or "position" in line or "unacked" in line or "paused" in line or "active_" in line
+                        or line.startswith("state ")))
 
     t1 = time.monotonic()
     coords: Counter = Counter()
@@ -119,6 +170,7 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
           f"({N / t_consumed:,.0f}/s end to end), read back {t_read:.1f}s")
     print(f"first reason codes: {dict(codes.most_common())}")
     assert lost == 0 and duplicated == 0 and stray == 0
+    assert not watch.stuck  # a busy worker with a hostile backlog is not "stuck"
     assert dead == sent  # the original bytes, per topic, exactly as sent
     assert len(codes) >= 8
     assert list(read_topic(s, t.enriched)) == []
@@ -134,7 +186,7 @@ def test_100k_random_invalid_records_all_dead_lettered(kafka_bootstrap, worker_f
         except urllib.error.HTTPError as exc:
             reasons = exc.read()[:1500]
             tasks = urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/debug/tasks", timeout=30).read()
-            commits = [line for line in tasks.decode().splitlines() if "commit (" in line or "position" in line]
+            commits = [line for line in tasks.decode().splitlines() if "commit (" in line or "position" in line or line.startswith("state ")]
             print("\n".join(commits))
             raise AssertionError(f"/health {exc.code}: {reasons!r}") from None
     assert health is not None and health.get("assigned_partitions", 0) > 0

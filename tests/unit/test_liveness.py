@@ -158,3 +158,17 @@ def test_a_commit_waiting_on_a_record_held_for_event_time_order_is_not_stuck():
     lv.sampled(60.0)
     v = lv.verdict(60.0)
     assert not v.ok and "events.orders[0]: 4799 records behind" in v.reasons[0]
+
+
+def test_one_partition_behind_while_the_worker_commits_elsewhere_gets_three_times_the_limit():
+    """Ticks waiting behind thousands of fetched records of a backlog: a worker behind, not stuck."""
+    lv = Liveness(20)
+    for t in range(0, 70):
+        lv.observe(P0, 8, 18, float(t))                 # the waiting partition
+        lv.observe(P1, 100 + 50 * t, 100_000, float(t))  # the worker commits here
+        lv.sampled(float(t))
+        if t == 25:
+            assert lv.verdict(25.0).ok
+    v = lv.verdict(69.0)
+    assert not v.ok and "events.orders[0]: 10 records behind" in v.reasons[0]  # 60 s: stuck after all
+    assert len(v.reasons) == 1

@@ -100,6 +100,8 @@ class Settings:
     web_advertised_host: str = ""
     log_level: str = "WARNING"
     log_format: str = "json"
+    # PIPELINE_EVENT_LOOP: uvloop (libuv: less per-callback overhead) or asyncio (the standard loop)
+    event_loop: str = "uvloop"
     max_event_bytes: int = 256 * 1024
     processing_guarantee: str = "at_least_once"
     data_dir: Path = DEFAULT_DATA_DIR
@@ -245,6 +247,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_advertised_host=_get(env, "PIPELINE_WEB_ADVERTISED_HOST", d.web_advertised_host),
         log_level=_get(env, "PIPELINE_LOG_LEVEL", d.log_level).upper(),
         log_format=_get(env, "PIPELINE_LOG_FORMAT", d.log_format),
+        event_loop=_get(env, "PIPELINE_EVENT_LOOP", d.event_loop),
         max_event_bytes=int(_get(env, "PIPELINE_MAX_EVENT_BYTES", str(d.max_event_bytes))),
         processing_guarantee=_guarantee(_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee)),
         data_dir=Path(_get(env, "PIPELINE_DATA_DIR", str(d.data_dir))),

@@ -61,6 +61,14 @@ def run_worker(settings: Settings) -> None:
     from .kafka_security import KafkaAuthError, probe
     from .topics import ensure_topics
 
+    if settings.event_loop == "uvloop":  # before the app exists: every loop it makes is a uvloop
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif settings.event_loop != "asyncio":
+        raise SystemExit(f"error: PIPELINE_EVENT_LOOP must be uvloop or asyncio, not {settings.event_loop!r}")
     # configuration files first: a bad taxonomy or model is one clear line before any Kafka call
     load_taxonomy(settings.taxonomy_file)
     if settings.sentiment_model_file:

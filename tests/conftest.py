@@ -65,8 +65,8 @@ def worker_factory(tmp_path):
 
     started: list[WorkerProcess] = []
 
-    def start(s: Settings, ready: bool = True, **env: str) -> WorkerProcess:
-        w = WorkerProcess(s, free_port(), tmp_path / f"worker-{len(started)}.log", extra_env=env).start()
+    def start(s: Settings, ready: bool = True, port: int | None = None, **env: str) -> WorkerProcess:
+        w = WorkerProcess(s, port or free_port(), tmp_path / f"worker-{len(started)}.log", extra_env=env).start()
         started.append(w)
         if ready:
             w.wait_ready()

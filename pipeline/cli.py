@@ -201,7 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline",
-        description="Customer-feedback pipeline on Kafka + Faust. Configuration: environment variables (README).",
+        description="Customer-feedback pipeline on Kafka + Faust. Configuration: environment variables (docs/configuration.md).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 

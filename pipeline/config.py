@@ -1,4 +1,4 @@
-"""Settings read from environment variables (every one documented in README.md).
+"""Settings read from environment variables (every one documented in docs/configuration.md).
 
 Plain data: :func:`load_settings` returns a frozen :class:`Settings`; nothing
 here touches Kafka or the network.

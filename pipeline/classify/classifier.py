@@ -25,7 +25,7 @@ from .sentiment import combine, label_for, satisfaction_gap, text_sentiment
 from .taxonomy import Taxonomy, default_taxonomy
 
 KOREAN_FOLLOWING_PENALTY = 0.5  # Korean predicates follow their subject: prefer the aspect before
-MAX_ANALYSED_CHARS = 20_000     # analysis cap for very long texts (documented in the README)
+MAX_ANALYSED_CHARS = 20_000     # analysis cap for very long texts (documented in docs/classification.md)
 # Lone surrogates cannot come from JSON input (orjson refuses them) but can from library callers;
 # Kiwi fails on them.  Replaced one for one by U+FFFD, so offsets are unchanged.
 _SURROGATES = re.compile("[\ud800-\udfff]")

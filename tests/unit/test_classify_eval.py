@@ -21,8 +21,8 @@ LAPTOPS_MICRO_F1_FLOOR = 0.49      # measured 0.518 (SemEval-2016 laptops senten
 RESTAURANTS_MICRO_F1_FLOOR = 0.44  # measured 0.468
 ENGLISH_MICRO_F1_FLOOR = 0.47      # measured 0.498 (laptops + restaurants)
 KOREAN_SENTIMENT_BA_FLOOR = 0.72   # measured 0.754 balanced accuracy (target >= 0.75)
-LAPTOPS_SENTIMENT_BA_FLOOR = 0.62  # measured 0.641 (target >= 0.75: not reached, see README)
-ALEXA_SENTIMENT_BA_FLOOR = 0.57    # measured 0.598 (target >= 0.75: not reached, see README)
+LAPTOPS_SENTIMENT_BA_FLOOR = 0.62  # measured 0.641 (target >= 0.75: not reached, see docs/classification.md)
+ALEXA_SENTIMENT_BA_FLOOR = 0.57    # measured 0.598 (target >= 0.75: not reached, see docs/classification.md)
 ALEXA_SENTIMENT_ACCURACY_FLOOR = 0.75  # measured 0.770 (3 classes, text only)
 
 needs_ko = pytest.mark.skipif(not (DATA / "korean_smartstore_reviews" / "reviews_dev.csv").exists(),

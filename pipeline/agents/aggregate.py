@@ -253,8 +253,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         for p in touched:
             save_meta(p, pending)
         await sender.confirm()  # outputs first: a stored state then implies its finals are in Kafka
-        for key, state in pending.items():
-            table[key] = state
+        await sender.store(table, pending)  # confirmed before take_events acknowledges the batch
 
     @app.timer(2.0)
     async def aggregate_gap_watch() -> None:

@@ -12,6 +12,7 @@ from aiokafka.partitioner import murmur2
 from ..delivery import GapCheck, Verdict, gap_is_real
 from ..metrics import Metrics
 from ..outputs.frontier import first_offset_from, group_offsets
+from .faust_fixes import CHANGELOG_SENT
 from .failstop import check_not_frozen, fatal, restart_from_committed
 
 log = logging.getLogger("pipeline.agent")
@@ -56,9 +57,31 @@ class Sender:
 
     async def confirm(self) -> None:
         """Wait until every record sent since the last call is acknowledged by the brokers; fail-stop if not."""
-        pending, self._pending = self._pending, []
+        # a snapshot, removed only once confirmed: a concurrent caller (the tick timer and the agent
+        # share this sender) must wait for the same futures, not find the list already emptied
+        pending = list(self._pending)
         if not pending:
             return
+        await self._await(pending)
+        confirmed = {id(fut) for _, fut in pending}
+        self._pending = [(topic, fut) for topic, fut in self._pending if id(fut) not in confirmed]
+        # stood still while these were in flight: the table writes that follow would be a zombie's
+        check_not_frozen(self.app, self.stage)
+
+    async def store(self, table: Any, values: Mapping[str, Any]) -> None:
+        """Write ``values`` to ``table`` and wait until their changelog records (and any other
+        table's sent since the last call) are acknowledged; fail-stop if not.  Faust's own flush
+        before a commit can return with changelog records unsent (``faust_fixes``, fix 5)."""
+        for key, value in values.items():
+            table[key] = value
+        pending = [("changelog", fut) for fut in CHANGELOG_SENT]
+        if not pending:
+            return
+        await self._await(pending)
+        confirmed = {id(fut) for _, fut in pending}
+        CHANGELOG_SENT[:] = [fut for fut in CHANGELOG_SENT if id(fut) not in confirmed]
+
+    async def _await(self, pending: list[tuple[str, Any]]) -> None:
         producer = await self.app.maybe_start_producer()
         await producer.flush()
         for topic, fut in pending:
@@ -66,8 +89,6 @@ class Sender:
                 await asyncio.wait_for(asyncio.shield(fut), timeout=CONFIRM_TIMEOUT_SECONDS)
             except Exception as exc:
                 self._failed(topic, exc)
-        # stood still while these were in flight: the table writes that follow would be a zombie's
-        check_not_frozen(self.app, self.stage)
 
     def _failed(self, topic: str, exc: BaseException) -> NoReturn:
         self.counters["send_failed"] = self.counters.get("send_failed", 0) + 1

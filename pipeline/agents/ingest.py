@@ -267,8 +267,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
         for p in touched:
             pending[meta_keys[p]] = clocks.snapshot(p)
         await sender.confirm()  # outputs first: a stored state then implies its outputs are in Kafka
-        for key, value in pending.items():
-            customers[key] = value
+        await sender.store(customers, pending)  # confirmed before the inputs are acknowledged
         ack_processed(app, done)
         metrics.batch_size.observe(len(events))
 

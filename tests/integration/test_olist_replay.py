@@ -34,6 +34,31 @@ def _wait_progress(s, topics, fraction, timeout=120):
     raise TimeoutError("no progress")
 
 
+def _explain_order_errors(s, errors, killed_at, port):
+    """Print, for a few reviews counted wrong, every enriched copy of the review and of the
+    customer's orders: when and from which offset each was processed (debugging aid)."""
+    import orjson
+
+    from pipeline.summary import read_topic
+
+    wrong = {e[0] for e in errors}
+    docs = [orjson.loads(v) for _, v in read_topic(s, s.topics.enriched)]
+    customers = {d["customer_id"] for d in docs if d["event_id"] in wrong}
+    print(f"killed at {killed_at}")
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if "reorder" in line and not line.startswith("#"):
+                print(line)
+    for d in docs:
+        if d["customer_id"] in customers:
+            pr = d["processing"]
+            print(d["customer_id"][-6:], d["kind"], d["event"].get("type"), d["event_id"], d["occurred_at"],
+                  pr["source_topic"], pr["partition"], pr["offset"], pr["processed_at"], pr.get("rekeyed"),
+                  d["segment"]["orders_count"])
+
+
 @pytest.mark.parametrize("crash", [False, True], ids=["clean", "kill-9-mid-replay"])
 def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     s = settings
@@ -51,6 +76,7 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     if crash:
         _wait_progress(s, inputs, 0.4)
         w.kill()
+        killed_at = time.time()
         print(f"\nkilled worker (SIGKILL) with {group_lag(s, s.app_id, inputs)} records not yet committed")
         restarted = time.monotonic()
         worker_factory(s, port=w.web_port, **member)
@@ -78,6 +104,8 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
 
     checked, errors = segment_errors(s)
     print(f"reviews checked for their order count: {checked}, wrong: {len(errors)} {errors[:5]}")
+    if errors:
+        _explain_order_errors(s, errors[:8], killed_at if crash else None, w.web_port)
     assert checked > 0 and not errors
     # Issue 6: customers crossing the churn threshold vs everyone else.
     from pipeline.verify_olist import churn_table

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pipeline.agents import common, failstop
+from pipeline.agents import common, failstop, faust_fixes
 from pipeline.delivery import GapCheck, RestartBudget, Verdict, format_history, gap_is_real, parse_history
 from pipeline.metrics import Metrics
 
@@ -556,3 +556,98 @@ def test_an_agent_starved_by_a_busy_one_is_not_a_stall(no_exit, monkeypatch):
     now[0] = 34.0
     asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
     assert consumer.seeks == 1 and consumer.targets == [{("p", 0): 10}]
+
+
+class ChangelogTable(dict):
+    """A table whose assignments send a changelog record the way Faust's do (``send_changelog``
+    returns a future the broker resolves later), registered as ``faust_fixes`` fix 5 does."""
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.fail, self.futures = fail, []
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        fut = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        faust_fixes.CHANGELOG_SENT.append(fut)
+
+    def resolve_later(self):
+        async def later():
+            await asyncio.sleep(0.05)
+            for fut in self.futures:
+                if self.fail:
+                    fut.set_exception(RuntimeError("NotEnoughReplicasError"))
+                else:
+                    fut.set_result("metadata")
+        return asyncio.ensure_future(later())
+
+
+def test_store_returns_only_when_the_changelog_records_are_acknowledged(no_exit):
+    async def go():
+        s = common.Sender(App(Producer()), Metrics(), {}, "ingest")
+        table = ChangelogTable()
+        await s.store(table, {})  # nothing written: nothing to wait for
+        task = None
+
+        async def write():
+            nonlocal task
+            table["a"] = 1  # a write of another batch still in flight is waited for too
+            task = table.resolve_later()
+        await write()
+        await s.store(table, {"b": 2})
+        return table, task
+
+    table, task = asyncio.run(go())
+    assert no_exit == [] and dict(table) == {"a": 1, "b": 2}
+    assert all(f.done() and f.result() == "metadata" for f in table.futures)
+    assert faust_fixes.CHANGELOG_SENT == []
+
+
+def test_a_failed_changelog_write_stops_the_worker(no_exit):
+    counters: dict[str, int] = {}
+
+    async def go():
+        s = common.Sender(App(Producer()), Metrics(), counters, "ingest")
+        table = ChangelogTable(fail=True)
+        table["a"] = 1
+        table.resolve_later()
+        await s.store(table, {"b": 2})
+
+    with pytest.raises(Exit):
+        asyncio.run(go())
+    faust_fixes.CHANGELOG_SENT.clear()
+    assert no_exit == [("exit", failstop.EXIT_FATAL)] and counters["send_failed"] == 1
+
+
+def test_a_concurrent_confirm_does_not_let_the_other_caller_return_early(no_exit):
+    """The tick timer and the agent share one sender: the agent's confirm must still wait for its
+    own sends when the timer's confirm took the list first."""
+    order = []
+
+    class Slow(Producer):
+        async def _result(self, topic):
+            await asyncio.sleep(0.05)
+            order.append(("acked", topic))
+            return "metadata"
+
+    async def go():
+        s = common.Sender(App(Slow()), Metrics(), {}, "ingest")
+        await s.send("agent-output", b"k", b"v")
+        timer = asyncio.ensure_future(s.confirm())
+        await asyncio.sleep(0)  # the timer's confirm has started waiting
+        await s.confirm()
+        order.append(("agent returned", ""))
+        await timer
+
+    asyncio.run(go())
+    assert order == [("acked", "agent-output"), ("agent returned", "")]
+
+
+def test_faust_table_writes_register_their_changelog_futures():
+    """Fix 5 is installed on Faust's ``Collection.send_changelog``."""
+    from faust.tables.base import Collection
+
+    faust_fixes.apply()
+    assert Collection.send_changelog.__name__ == "send_changelog"
+    assert Collection.send_changelog.__module__ == faust_fixes.__name__

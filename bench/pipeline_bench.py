@@ -212,6 +212,38 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def changelog_value_sizes(settings, table: str = "customers", timeout: float = 60.0) -> dict[str, float]:
+    """Mean size of the values written to a table's changelog during the run: as stored (the
+    versioned ``state`` encoding, pipeline/codec.py) and as plain JSON (what was stored before)."""
+    from kafka import TopicPartition
+
+    from pipeline.codec import decode_state, dumps
+    from pipeline.kafka_security import consumer as make_consumer
+    from pipeline.runtime import end_offsets
+
+    topic = f"{settings.app_id}-{table}-changelog"
+    ends = {tp: end for tp, end in end_offsets(settings, [topic]).items() if end > 0}
+    stored = plain = count = 0
+    c = make_consumer(settings, enable_auto_commit=False, max_poll_records=5000)
+    try:
+        tps = [TopicPartition(t, p) for (t, p) in ends]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while any(c.position(tp) < ends[(tp.topic, tp.partition)] for tp in tps) and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                for r in recs:
+                    if r.value is None:
+                        continue
+                    count += 1
+                    stored += len(r.value)
+                    plain += len(dumps(decode_state(r.value)))
+    finally:
+        c.close()
+    return {"values": count, "mean_bytes": stored / count if count else math.nan,
+            "mean_json_bytes": plain / count if count else math.nan}
+
+
 def fresh_namespace(base, label: str):
     from pipeline.config import Topics
 
@@ -538,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"1 worker: {r1['counted']} enriched in {r1['span_s']:.1f}s = {_fmt(r1['eps'])} ev/s "
              f"(all {r1['enriched']} enriched: {_fmt(r1['eps_all'])} ev/s), dead letters {r1['deadletters']}, "
              f"drain {r1['drain_s']:.1f}s (+{r1['stage2_s']:.1f}s stage 2), cpu {r1['cpu_s']:.1f}s, {r1['batches']} batches of {r1['mean_batch']:.0f} records on average")
+        sizes = changelog_value_sizes(ns1.settings)
+        _log(f"customer state: {sizes['values']} changelog values, mean {_fmt(sizes['mean_bytes'])} bytes "
+             f"as stored ({_fmt(sizes['mean_json_bytes'])} as plain JSON)")
         final, final_ns = r1, ns1
         if args.workers == 2:
             r1["peak_rss_mb"] = max(r1["peak_rss_mb"], *(p.peak_rss_mb() for p in r1["stats"]))
@@ -587,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         extra: dict[str, object] = {}
         if len(runs) > 1:
             extra["eps_by_workers"] = {str(k): _num(v["eps"]) for k, v in runs.items()}
+        extra["state_value_bytes"] = _num(sizes["mean_bytes"], 0)
+        extra["state_json_bytes"] = _num(sizes["mean_json_bytes"], 0)
         extra["seconds"] = round(time.monotonic() - wall0, 1)
         print(result_line(pipeline_eps=final["eps"], baseline_eps=base_res["eps"], p50_ms=lat["p50_ms"],
                           p95_ms=lat["p95_ms"], p99_ms=lat["p99_ms"], workers=args.workers, events=args.events,

@@ -101,7 +101,8 @@ CONFIRM_TIMEOUT_SECONDS = 300.0
 
 
 def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
-    """A table keyed by ``str`` with orjson values, its changelog partitioned by the key partitioner.
+    """A table keyed by ``str`` with JSON values (changelog in the versioned, compressed ``state``
+    encoding: :mod:`pipeline.codec`), its changelog partitioned by the key partitioner.
 
     ``use_partitioner``: the changelog partition is chosen by the producer's key
     partitioner (murmur2, as for the keyed source topics), so a table write is
@@ -111,10 +112,10 @@ def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
     changelog back with other codecs than it was written with breaks recovery).
     """
     table = app.Table(name, key_type=str, partitions=partitions, use_partitioner=True, help=help)
-    table.key_serializer, table.value_serializer = "raw", "orjson"
+    table.key_serializer, table.value_serializer = "raw", "state"
     topic = table.changelog_topic
     for obj in (topic, topic.schema):
-        obj.key_serializer, obj.value_serializer = "raw", "orjson"
+        obj.key_serializer, obj.value_serializer = "raw", "state"
     return table
 
 

@@ -107,7 +107,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_clock(args: argparse.Namespace) -> int:
     from .control import advance_clock
-    from .ingest.timeparse import parse_timestamp
+    from .core.timeparse import parse_timestamp
     from .runtime import resolve_settings
 
     s = resolve_settings()

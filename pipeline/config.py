@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
-from .ingest.bounds import (
+from .core.bounds import (
     DEFAULT_MAX_FUTURE_SECONDS,
     DEFAULT_MAX_PROMISE_DAYS,
     DEFAULT_MIN_EVENT_YEAR,

@@ -36,10 +36,15 @@ import ssl
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Protocol, TypeVar
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
+
+
+class Settings(Protocol):
+    """What the client builders read of :class:`pipeline.config.Settings` (structural: this module
+    sits below ``config``, which embeds :class:`KafkaSecurity`, and must not import it back)."""
+
+    bootstrap_servers: str
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")

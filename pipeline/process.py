@@ -45,11 +45,11 @@ from .commitments.model import CommitmentConfig, Transition
 from .commitments.playbook import load_playbook as load_commitment_playbook
 from .config import Settings
 from .ingest.normalise import Event, normalise
-from .ingest.bounds import time_in_range
+from .core.bounds import time_in_range
 from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
-from .outputs.redact import Redactor
+from .core.redact import Redactor
 from .segment.customer import apply_event as segment_apply
 from .segment.customer import promised_delivery
 from .segment.segments import derive_segment

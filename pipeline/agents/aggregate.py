@@ -42,7 +42,7 @@ from ..aggregate import (
 from ..aggregate.state import already_merged, grace_from_env, note_merged, retention_from_env
 from ..aggregate.surge import SurgeConfig
 from ..config import Settings
-from ..ingest.internal import Control, Partial, parse_stage2
+from ..aggregate.internal import Control, Partial, parse_stage2
 from ..ingest.validate import Problem
 from ..outputs.deadletter import dead_letter
 from ..metrics import Metrics

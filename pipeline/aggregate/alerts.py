@@ -29,8 +29,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
-from pipeline.outputs.redact import redact_alert
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.redact import redact_alert
 
 from .surge import Surge
 

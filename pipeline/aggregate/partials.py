@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Mapping
 
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 
 from .dimensions import dimensions_of, group_key
 from .windows import WindowSpec, window_key, window_start

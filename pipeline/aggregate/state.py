@@ -51,7 +51,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pipeline.ingest.timeparse import format_timestamp
+from pipeline.core.timeparse import format_timestamp
 
 from .partials import EVIDENCE_LIMIT, merge_bucket, new_bucket
 from .windows import parse_window_key

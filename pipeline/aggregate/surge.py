@@ -87,7 +87,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 RULE_EWMA = "ewma_z"

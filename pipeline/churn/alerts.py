@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..ingest.timeparse import format_timestamp
-from ..outputs.redact import redact_alert
+from ..core.timeparse import format_timestamp
+from ..core.redact import redact_alert
 from ..yamlfile import read_mapping
 from .score import Factor, RiskScore
 from .state import DAY

@@ -59,7 +59,7 @@ from typing import Any
 
 import orjson
 
-from ..ingest.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
+from ..core.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
 from ..ingest.normalise import Event
 
 State = dict[str, Any]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ingest.normalise import Event
-from ..ingest.timeparse import format_timestamp
+from ..core.timeparse import format_timestamp
 from .classifier import classify
 from .learned import SentimentModel
 from .model import Classification, PainPoint, Sentiment

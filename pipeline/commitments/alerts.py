@@ -46,8 +46,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from ..ingest.timeparse import format_timestamp
-from ..outputs.redact import redact_alert
+from ..core.timeparse import format_timestamp
+from ..core.redact import redact_alert
 from .model import BREACHED, FULFILLED, FULFILLED_LATE, VOIDED, WARNED, Transition
 from .playbook import Playbook
 

@@ -12,7 +12,8 @@ the same reason codes as input events (``not_json``, ``not_an_object``,
     ``{"now": t}`` — a wall-clock tick;
     ``{"advance_to": t, "after": {topic: offset}}`` — move the event-time clock
     (``after`` optional, offsets ≥ 0).
-Stage-2 partials topic, control records (:func:`parse_control` → :class:`Control`)
+Stage-2 partials topic: :mod:`pipeline.aggregate.internal` (with these helpers)
+    control records (:func:`parse_control` → :class:`Control`)
     ``{"control": "advance", "to": t, "from": p, "of": n}`` (``0 <= p < n``;
     ``from`` / ``of`` default to 0 / 1 when absent, as before);
     ``{"control": "tick", "now": t}``.
@@ -26,13 +27,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import orjson
 
-from ..aggregate.dimensions import MAX_VALUE_LEN
-from ..aggregate.partials import COUNTERS, EVIDENCE_LIMIT
-from .bounds import MAX_TIME, MAX_YEAR, MIN_TIME, MIN_YEAR, is_finite_number
+from ..core.bounds import MAX_TIME, MAX_YEAR, MIN_TIME, MIN_YEAR, is_finite_number
 from .validate import Problem
 
 MAX_INTERNAL_BYTES = 4 * 1024 * 1024  # a partial of a large batch stays far below
@@ -61,28 +60,6 @@ class Tick:
     @property
     def is_advance(self) -> bool:
         return self.advance_to is not None
-
-
-@dataclass(frozen=True)
-class Control:
-    """A control record of the stage-2 partials topic."""
-
-    kind: Literal["advance", "tick", "clock"]
-    time: float  # "to" of an advance, "now" of a tick, "time" of a stage-1 clock
-    sender: int = 0  # "from": the stage-1 partition that forwarded the advance / announced its clock
-    of: int = 1  # "of": how many stage-1 partitions there are
-
-
-@dataclass(frozen=True)
-class Partial:
-    """A stage-1 partial (checked); ``doc`` is the plain dict for the aggregate functions."""
-
-    dimension: str
-    value: str
-    max_event_time: float
-    src: int | None
-    upto: Mapping[str, int]
-    doc: dict[str, Any]
 
 
 class _Bad(Exception):
@@ -194,111 +171,5 @@ def parse_tick(raw: bytes | None) -> Tick | Problem:
     return _run(_tick, raw)
 
 
-# --------------------------------------------------------------------- stage-2 control
 
-
-def _control(doc: dict[str, Any]) -> Control:
-    kind = doc.get("control")
-    if kind == "advance":
-        _keys(doc, ("control", "to"), ("from", "of"))
-        of = _int(doc.get("of", 1), "/of", 1, MAX_PARTITIONS)
-        sender = _int(doc.get("from", 0), "/from", 0, MAX_PARTITIONS - 1)
-        if sender >= of:
-            raise _Bad("out_of_range", f"from {sender} is not below of {of}", "/from")
-        return Control("advance", _time(doc["to"], "/to"), sender, of)
-    if kind == "tick":
-        _keys(doc, ("control", "now"), ())
-        return Control("tick", _time(doc["now"], "/now"))
-    if kind == "clock":  # a stage-1 partition's clock (moved on while its inputs were idle)
-        _keys(doc, ("control", "time", "from", "of"), ())
-        of = _int(doc["of"], "/of", 1, MAX_PARTITIONS)
-        sender = _int(doc["from"], "/from", 0, MAX_PARTITIONS - 1)
-        if sender >= of:
-            raise _Bad("out_of_range", f"from {sender} is not below of {of}", "/from")
-        return Control("clock", _time(doc["time"], "/time"), sender, of)
-    if "control" not in doc:
-        raise _Bad("missing_field", "'control' is a required property")
-    if not isinstance(kind, str):
-        raise _Bad("wrong_type", "control must be a string", "/control")
-    raise _Bad("invalid_value", f"unknown control {kind[:32]!r}", "/control")
-
-
-def parse_control(raw: bytes | None) -> Control | Problem:
-    """A stage-2 control record value → :class:`Control`, or the :class:`Problem` refusing it."""
-    return _run(_control, raw)
-
-
-# --------------------------------------------------------------------- stage-2 partials
-
-
-def _bucket(b: Any, path: str, name: str, start: int) -> None:
-    if not isinstance(b, dict):
-        raise _Bad("wrong_type", "a window bucket must be an object", path)
-    _keys(b, ("size", "start"), (*COUNTERS, "pain", "evidence"), path)
-    size = _int(b["size"], f"{path}/size", 1, MAX_WINDOW_SECONDS)
-    if _int(b["start"], f"{path}/start", int(MIN_TIME), int(MAX_TIME)) != start:
-        raise _Bad("invalid_value", f"start {b['start']} differs from the window key {name}:{start}", f"{path}/start")
-    if start % size:
-        raise _Bad("invalid_value", f"start {start} is not a multiple of size {size}", f"{path}/start")
-    for counter in COUNTERS:
-        if counter in b:
-            _int(b[counter], f"{path}/{counter}", 0, MAX_COUNT)
-    pain = b.get("pain", {})
-    if not isinstance(pain, dict) or len(pain) > MAX_PAIN_IDS:
-        raise _Bad("wrong_type" if not isinstance(pain, dict) else "out_of_range", "bad pain counts", f"{path}/pain")
-    for pid, n in pain.items():
-        p = f"{path}/pain/{_esc(pid)}"
-        _str(pid, p, PAIN_ID)
-        _int(n, p, 0, MAX_COUNT)
-    evidence = b.get("evidence", {})
-    if not isinstance(evidence, dict) or len(evidence) > MAX_PAIN_IDS:
-        raise _Bad("wrong_type" if not isinstance(evidence, dict) else "out_of_range", "bad evidence",
-                   f"{path}/evidence")
-    for pid, ids in evidence.items():
-        p = f"{path}/evidence/{_esc(pid)}"
-        _str(pid, p, PAIN_ID)
-        if not isinstance(ids, list) or len(ids) > EVIDENCE_LIMIT:
-            raise _Bad("wrong_type" if not isinstance(ids, list) else "out_of_range",
-                       f"evidence must be a list of at most {EVIDENCE_LIMIT} event ids", p)
-        for i, eid in enumerate(ids):
-            _str(eid, f"{p}/{i}", EVENT_ID)
-
-
-def _partial(doc: dict[str, Any]) -> Partial:
-    if "control" in doc:
-        raise _Bad("invalid_value", "a control record, not a partial", "/control")
-    _keys(doc, ("dimension", "value", "windows", "max_event_time"), ("src", "upto"))
-    dimension = _str(doc["dimension"], "/dimension", DIMENSION, 32)
-    value = _str(doc["value"], "/value", None, MAX_VALUE_LEN)
-    max_event_time = _time(doc["max_event_time"], "/max_event_time")
-    src = None if doc.get("src") is None else _int(doc["src"], "/src", 0, MAX_PARTITIONS - 1)
-    upto = _offsets(doc["upto"], "/upto", -1) if "upto" in doc else {}
-    windows = doc["windows"]
-    if not isinstance(windows, dict):
-        raise _Bad("wrong_type", "windows must be an object", "/windows")
-    if len(windows) > MAX_WINDOWS:
-        raise _Bad("out_of_range", f"{len(windows)} windows, limit {MAX_WINDOWS}", "/windows")
-    for wkey, bucket in windows.items():
-        path = f"/windows/{_esc(wkey)}"
-        name, sep, start = wkey.rpartition(":")
-        if not sep or not WINDOW_NAME.match(name) or not re.fullmatch(r"-?[0-9]{1,12}", start):
-            raise _Bad("invalid_format", f"window key {wkey[:64]!r} is not <name>:<start>", path)
-        _bucket(bucket, path, name, int(start))
-    return Partial(dimension, value, max_event_time, src, upto, doc)
-
-
-def parse_partial(raw: bytes | None) -> Partial | Problem:
-    """A stage-1 partial record value → :class:`Partial`, or the :class:`Problem` refusing it."""
-    return _run(_partial, raw)
-
-
-def parse_stage2(raw: bytes | None) -> Control | Partial | Problem:
-    """A record of the stage-2 partials topic: a control record if it has ``"control"``, else a partial."""
-
-    def dispatch(doc: dict[str, Any]) -> Control | Partial:
-        return _control(doc) if "control" in doc else _partial(doc)
-
-    return _run(dispatch, raw)
-
-
-__all__ = ["Control", "Partial", "Problem", "Tick", "parse_control", "parse_partial", "parse_stage2", "parse_tick"]
+__all__ = ["Problem", "Tick", "parse_tick"]

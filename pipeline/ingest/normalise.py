@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from .timeparse import parse_timestamp
+from ..core.timeparse import parse_timestamp
 
 TIMESTAMP_FIELDS = (
     "occurred_at",

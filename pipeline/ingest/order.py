@@ -312,7 +312,7 @@ def event_time_of(topic: str, raw: bytes | None) -> float | None:
     """
     import orjson
 
-    from .timeparse import parse_timestamp
+    from ..core.timeparse import parse_timestamp
 
     try:
         doc = orjson.loads(raw or b"")

@@ -31,9 +31,9 @@ from typing import Any
 import orjson
 
 from . import schemas
-from .bounds import MAX_YEAR, MIN_YEAR, TimeLimits, is_finite_number, time_in_range
+from ..core.bounds import MAX_YEAR, MIN_YEAR, TimeLimits, is_finite_number, time_in_range
 from .normalise import TIMESTAMP_FIELDS
-from .timeparse import parse_timestamp
+from ..core.timeparse import parse_timestamp
 
 MAX_PROBLEMS = 20
 INPUT_KINDS = ("order", "complaint", "feedback", "customer_profile")

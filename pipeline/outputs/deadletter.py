@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Iterable
 
-from ..ingest.timeparse import format_timestamp
+from ..core.timeparse import format_timestamp
 from ..ingest.validate import Problem
 
 SCHEMA_VERSION = 1

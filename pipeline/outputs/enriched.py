@@ -1,7 +1,7 @@
 """Enriched events: the original event + kind, segment, processing metadata.
 
 Personal data in the free-text fields (the event's text, the classification's
-evidence) is masked on the way out (:mod:`pipeline.outputs.redact`, on by
+evidence) is masked on the way out (:mod:`pipeline.core.redact`, on by
 default); the classification itself ran on the original text.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..ingest.normalise import Event
-from ..ingest.timeparse import format_timestamp
-from .redact import Redactor, default_redactor
+from ..core.timeparse import format_timestamp
+from ..core.redact import Redactor, default_redactor
 
 SCHEMA_VERSION = 1
 

@@ -371,7 +371,7 @@ def _copy(event: Event) -> Event:
 
 def last_due(data_dir: Path, tz: str = "America/Sao_Paulo") -> float:
     """The latest promised delivery time in the dataset (epoch seconds): where a replay's clock must go."""
-    from ..ingest.timeparse import parse_timestamp
+    from ..core.timeparse import parse_timestamp
 
     return max(
         parse_timestamp(e["promised_delivery_at"])

@@ -6,8 +6,8 @@ the ids of the last ``RECENT_IDS`` applied events are kept and a repeated id
 changes nothing, so an at-least-once redelivery never double-counts spend.
 
 Numbers stay finite whatever arrives (issue 14): an order adds at most
-:data:`~pipeline.ingest.bounds.MAX_AMOUNT` (after FX) and ``spend`` never
-exceeds :data:`~pipeline.ingest.bounds.MAX_SPEND`.  A stored state is repaired
+:data:`~pipeline.core.bounds.MAX_AMOUNT` (after FX) and ``spend`` never
+exceeds :data:`~pipeline.core.bounds.MAX_SPEND`.  A stored state is repaired
 by :func:`repair` before use: an older version could store an infinite spend,
 which the table's JSON serialiser wrote as ``null``; such a value counts as 0
 instead of failing every later event of the customer.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ingest.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
+from ..core.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
 from ..ingest.normalise import Event
 
 RECENT_IDS = 64

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import SegmentThresholds
-from ..ingest.timeparse import parse_timestamp
+from ..core.timeparse import parse_timestamp
 from .customer import DAY, repair
 
 UNKNOWN = "unknown"

@@ -22,7 +22,7 @@ import pytest
 from pipeline.aggregate.surge import SurgeConfig, process_finals
 from pipeline.classify import classify
 from pipeline.control import advance_clock
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 from pipeline.producers.publish import publish
 from pipeline.runtime import end_offsets, wait_for_group
 from pipeline.summary import read_topic

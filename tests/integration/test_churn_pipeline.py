@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from pipeline.control import advance_clock
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 from pipeline.producers.publish import publish
 from pipeline.runtime import wait_for_group
 from pipeline.summary import read_topic

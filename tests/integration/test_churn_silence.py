@@ -13,7 +13,7 @@ import time
 import pytest
 
 from pipeline.agents.common import partition_of
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 
 from .test_churn_pipeline import caught_up, churn_alerts, complaint, docs, order, placed, poll_docs, run_phases
 

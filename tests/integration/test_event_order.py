@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 from pipeline.producers.publish import publish
 from pipeline.runtime import wait_for_group
 from pipeline.summary import read_topic

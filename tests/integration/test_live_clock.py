@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 from pipeline.producers.publish import publish
 from pipeline.summary import read_topic
 

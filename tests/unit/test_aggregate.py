@@ -43,7 +43,7 @@ from pipeline.aggregate.windows import (
     window_start,
     windows_from_env,
 )
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"

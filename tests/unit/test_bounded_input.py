@@ -11,8 +11,9 @@ import pytest
 from pipeline.churn.state import apply_event as churn_apply
 from pipeline.churn.state import new_state as churn_new_state
 from pipeline.config import load_settings
-from pipeline.ingest.bounds import MAX_SPEND, finite, time_in_range
-from pipeline.ingest.internal import Control, Partial, Tick, parse_control, parse_partial, parse_stage2, parse_tick
+from pipeline.core.bounds import MAX_SPEND, finite, time_in_range
+from pipeline.aggregate.internal import Control, Partial, parse_control, parse_partial, parse_stage2
+from pipeline.ingest.internal import Tick, parse_tick
 from pipeline.ingest.normalise import normalise
 from pipeline.ingest.validate import Problem, decode, validate_event
 from pipeline.process import Processor, Record

@@ -17,7 +17,7 @@ from pipeline.churn.snapshot import risk_snapshot
 from pipeline.churn.state import apply_commitment_transition, apply_event, new_state
 from pipeline.config import SegmentThresholds
 from pipeline.ingest.normalise import Event, normalise
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0

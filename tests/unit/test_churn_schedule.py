@@ -14,7 +14,7 @@ from pipeline.churn.score import load_weights, score
 from pipeline.churn.state import apply_event
 from pipeline.config import load_settings
 from pipeline.ingest.normalise import Event, normalise
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 from pipeline.metrics import Metrics
 from pipeline.process import Processor, Record
 from pipeline.scheduling import DueIndex

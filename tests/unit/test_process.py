@@ -9,7 +9,7 @@ import orjson
 
 from pipeline.config import load_settings
 from pipeline.ingest.normalise import normalise
-from pipeline.ingest.timeparse import parse_timestamp
+from pipeline.core.timeparse import parse_timestamp
 from pipeline.process import Processor, Record
 
 ROOT = Path(__file__).resolve().parents[2]

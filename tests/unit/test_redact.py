@@ -1,4 +1,4 @@
-"""Redaction of personal data in enriched events and alerts (pipeline/outputs/redact.py)."""
+"""Redaction of personal data in enriched events and alerts (pipeline/core/redact.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import Settings
 from pipeline.ingest.schemas import load_schema
-from pipeline.outputs.redact import IBAN_LENGTHS, KINDS, Redactor, cnpj_ok, cpf_ok, iban_ok, luhn_ok, redact_alert, rrn_ok
+from pipeline.core.redact import IBAN_LENGTHS, KINDS, Redactor, cnpj_ok, cpf_ok, iban_ok, luhn_ok, redact_alert, rrn_ok
 from pipeline.process import Processor, Record
 
 ROOT = Path(__file__).resolve().parents[2]

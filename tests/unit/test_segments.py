@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.config import SegmentThresholds, load_settings
 from pipeline.ingest.normalise import normalise
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 from pipeline.segment.customer import apply_event
 from pipeline.segment.segments import derive_segment
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from pipeline.config import ConfigError, load_settings
-from pipeline.ingest.bounds import TimeLimits
-from pipeline.ingest.timeparse import format_timestamp, parse_timestamp
+from pipeline.core.bounds import TimeLimits
+from pipeline.core.timeparse import format_timestamp, parse_timestamp
 from pipeline.ingest.validate import decode, validate_event
 from pipeline.process import Processor, Record
 

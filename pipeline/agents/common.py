@@ -7,8 +7,8 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Mapping, NoReturn
 
-from aiokafka.partitioner import murmur2
 
+from ..core.keys import is_meta_key, partition_meta_key, partition_of  # noqa: F401  (the agents' names)
 from ..delivery import GapCheck, Verdict, gap_is_real
 from ..metrics import Metrics
 from ..outputs.frontier import first_offset_from, group_offsets
@@ -16,11 +16,6 @@ from .faust_fixes import CHANGELOG_SENT
 from .failstop import check_not_frozen, fatal, restart_from_committed
 
 log = logging.getLogger("pipeline.agent")
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition the default Kafka partitioner (murmur2) gives ``key``: as for producers and changelogs."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class Sender:
@@ -117,25 +112,6 @@ def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
     for obj in (topic, topic.schema):
         obj.key_serializer, obj.value_serializer = "raw", "state"
     return table
-
-
-def partition_meta_key(partition: int, partitions: int) -> str:
-    """A table key that the murmur2 partitioner maps to ``partition``: the partition's own metadata.
-
-    Agents keep per-partition bookkeeping (clocks, watermarks) in their table under
-    this key, so it is restored from the changelog with the partition's other keys.
-    Keys start with ``"\\x00"``, never a customer id or a ``dimension=value`` key.
-    """
-    i = 0
-    while True:
-        key = f"\x00partition/{partition}/{i}"
-        if partition_of(key, partitions) == partition:
-            return key
-        i += 1
-
-
-def is_meta_key(key: str) -> bool:
-    return key.startswith("\x00")
 
 
 class InputGuard:

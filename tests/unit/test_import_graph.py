@@ -3,7 +3,7 @@ layer above its own.  Every import counts, at module level or inside a function.
 
 Layers, lowest first (a module may import its own layer and the ones below):
 foundations → Kafka client security → settings → the stages in flow order (ingest, classify,
-segment, commitments / churn / aggregate, outputs) → composition (process, clocks, schedules,
+segment, commitments / churn / aggregate, outputs) → composition (process, the stage drivers, clocks, schedules,
 delivery bookkeeping, producers) → metrics, topics, read-back tools → the Faust edge (agents,
 web) → the app → worker processes and the local broker → command-line tools → the CLI.
 """
@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.segment",),
     ("pipeline.commitments", "pipeline.churn", "pipeline.aggregate"),
     ("pipeline.outputs",),
-    ("pipeline.process", "pipeline.clock", "pipeline.scheduling", "pipeline.delivery", "pipeline.liveness",
+    ("pipeline.process", "pipeline.drivers", "pipeline.clock", "pipeline.scheduling", "pipeline.delivery", "pipeline.liveness",
      "pipeline.producers"),
     ("pipeline.metrics", "pipeline.topics", "pipeline.summary", "pipeline.observability"),
     ("pipeline.agents", "pipeline.web"),

@@ -1,0 +1,44 @@
+"""What the stage-1 edge reads of Kafka for its driver (:mod:`pipeline.drivers.stage1`): the
+consumer's view (end offsets, committed offsets, the gap guard's next expected offsets) and, for a
+partition new to this worker, what a previous owner already sent."""
+
+from __future__ import annotations
+
+import faust
+from faust.types import TP
+
+from ..config import Settings
+from ..drivers.stage1 import Recovery
+from ..outputs.emitted import load_ids, recent_event_ids
+from ..outputs.frontier import committed_offsets, load_frontier
+from .common import InputGuard
+
+
+class ConsumerView:
+    """:class:`~pipeline.drivers.stage1.KafkaView` over Faust's consumer and the gap guard."""
+
+    def __init__(self, app: faust.App, gaps: InputGuard) -> None:
+        self.app, self.gaps = app, gaps
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self.app.consumer.highwater(TP(topic, partition))
+
+    def committed(self, topic: str, partition: int) -> int:
+        return self.app.consumer._committed_offset.get(TP(topic, partition)) or 0
+
+    def expected(self, topic: str, partition: int) -> int | None:
+        return self.gaps.check.expected.get((topic, partition))
+
+
+def read_back(settings: Settings, record_topics: list[str], p: int) -> Recovery:
+    """Blocking reads (run in an executor): the committed input offsets of partition ``p``, what the
+    partials topic already counted past them, the enriched event ids and the alert ids already sent."""
+    t = settings.topics
+    offsets = committed_offsets(settings, record_topics, p)
+    frontier = load_frontier(settings, settings.partials_topic, p, offsets)
+    tail = settings.recovery_tail_records
+    written = recent_event_ids(settings, t.enriched, p, offsets, 2000, 120.0, tail)
+    alert_ids: set[str] = set()
+    for topic in (t.alerts_commitments, t.alerts_churn):
+        alert_ids |= load_ids(settings, topic, p, "alert_id", 60.0, tail)
+    return Recovery(offsets, frontier, set(written or ()), alert_ids)

@@ -1,0 +1,197 @@
+"""The stage-1 driver (pipeline/drivers/stage1.py) without a broker: event-time order across
+topics, a re-read after a crash skipped, re-keyed copies applied once, enriched events and alerts
+not written twice, the clock restored from the table."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+
+from pipeline.aggregate.windows import WindowSpec
+from pipeline.config import load_settings
+from pipeline.drivers.stage1 import In, Recovery, Stage1, Stage1Config
+from pipeline.metrics import Metrics
+from pipeline.process import Processor, Record
+from pipeline.retry import RetryPolicy
+
+DAY = 86400.0
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def placed(cid: str, oid: str, at: float, promise_days: float = 5.0) -> dict:
+    return {"schema_version": 1, "event_id": f"{oid}-placed", "order_id": oid, "customer_id": cid, "type": "placed",
+            "occurred_at": iso(at), "promised_delivery_at": iso(at + promise_days * DAY), "amount": 30.0,
+            "currency": "USD", "channel": "web", "region": "US-NY",
+            "items": [{"sku": "s", "category": "books", "qty": 1, "unit_price": 30.0}]}
+
+
+def review(cid: str, rid: str, at: float, score: int = 1, text: str = "Terrible, the parcel never came.") -> dict:
+    return {"schema_version": 1, "event_id": rid, "feedback_id": rid, "customer_id": cid, "occurred_at": iso(at),
+            "source": "review", "channel": "web", "score": score, "scale": {"min": 1, "max": 5}, "text": text}
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return dataclasses.replace(load_settings({}), partitions=1)
+
+
+@pytest.fixture(scope="module")
+def processor(settings):
+    return Processor(settings, env={})
+
+
+class View:
+    """A consumer that has fetched everything given so far (nothing pending, every topic caught up)."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, int] = {}
+
+    def highwater(self, topic, partition):
+        return self.ends.get(topic, 0)
+
+    def committed(self, topic, partition):
+        return 0
+
+    def expected(self, topic, partition):
+        return None
+
+
+class Log:
+    """Records as a producer wrote them, per topic (offsets from 0), all on partition 0."""
+
+    def __init__(self, settings, view: View) -> None:
+        self.t, self.view = settings.topics, view
+
+    def rec(self, topic: str, doc: dict, key: str | None = None) -> In:
+        offset = self.view.ends.get(topic, 0)
+        self.view.ends[topic] = offset + 1
+        raw = orjson.dumps(doc)
+        return In(topic, 0, offset, (key or doc["customer_id"]).encode(), raw, T0, token=(topic, offset))
+
+    def order(self, doc: dict) -> In:
+        return self.rec(self.t.orders, doc)
+
+    def feedback(self, doc: dict) -> In:
+        return self.rec(self.t.feedback, doc)
+
+
+def driver(settings, processor, table) -> Stage1:
+    cfg = Stage1Config(1, [WindowSpec("1d", int(DAY))], 0.5, RetryPolicy(attempts=1), settings)
+    return Stage1(cfg, processor, table, Metrics(), {})
+
+
+def run(d: Stage1, records, view, table=None, recovery: Recovery | None = None):
+    if d.needs_recovery(0):
+        d.recover(0, recovery or Recovery({}))
+    fx = asyncio.run(d.batch(records, view, wall=T0 + 400 * DAY, seen={0}))
+    if table is not None:
+        table.update(fx.writes)
+    return fx
+
+
+def enriched(settings, fx) -> dict[str, dict]:
+    return {orjson.loads(s.value)["event_id"]: orjson.loads(s.value) for s in fx.sends
+            if s.topic == settings.topics.enriched}
+
+
+def test_a_late_review_delivered_first_still_counts_every_earlier_order(settings, processor):
+    view, table = View(), {}
+    log = Log(settings, view)
+    batch = [log.feedback(review("c1", "r1", T0 + 30 * DAY))]
+    batch += [log.order(placed("c1", f"o{w}", T0 + w * 7 * DAY)) for w in range(3)]
+    fx = run(driver(settings, processor, table), batch, view, table)
+    docs = enriched(settings, fx)
+    assert docs["r1"]["segment"]["orders_count"] == 3
+    assert sorted(fx.done) == sorted(r.token for r in batch)  # every record released and applied
+
+
+def test_a_re_read_after_a_crash_is_skipped(settings, processor):
+    """States stored, input offsets not committed: the next owner reads the same records again."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    batch = [log.order(placed("c2", f"p{w}", T0 + w * DAY)) for w in range(3)]
+    first = run(driver(settings, processor, table), batch, view, table)
+    assert len(enriched(settings, first)) == 3
+    stored = orjson.loads(orjson.dumps(table))
+    again = driver(settings, processor, stored)
+    fx = run(again, batch, view, stored)
+    assert enriched(settings, fx) == {}
+    assert again.metrics.errors.labels("replayed_record_skipped")._value.get() == 3
+    assert stored["c2"]["seg"] == table["c2"]["seg"]
+
+
+def test_enriched_events_written_before_a_crash_are_not_written_twice(settings, processor):
+    """Sent and confirmed, state never stored: applied again, but the read-back ids keep the
+    enriched events from being written a second time."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    batch = [log.order(placed("c3", f"q{w}", T0 + w * DAY)) for w in range(2)]
+    lost = run(driver(settings, processor, table), batch, view)  # nothing stored
+    ids = set(enriched(settings, lost))
+    again = driver(settings, processor, table)
+    fx = run(again, batch, view, table, Recovery({}, written=ids))
+    assert enriched(settings, fx) == {}
+    assert table["c3"]["seg"]["orders"] == 2  # the state is stored this time
+
+
+def test_a_re_keyed_record_forwarded_twice_is_applied_once(settings, processor):
+    view, table = View(), {}
+    log = Log(settings, view)
+    wrong_key = processor.process(Record(settings.topics.orders, 0, 0, b"not-the-customer",
+                                         orjson.dumps(placed("c4", "k1", T0)), T0), lambda k: None)
+    (fwd,) = wrong_key.outputs
+    assert fwd.topic == settings.topics.rekeyed
+    copies = [log.rec(settings.topics.rekeyed, orjson.loads(fwd.value), key="c4") for _ in range(2)]
+    fx = run(driver(settings, processor, table), copies, view, table)
+    assert len(enriched(settings, fx)) == 1 and table["c4"]["seg"]["orders"] == 1
+
+
+def test_the_clock_is_restored_from_the_table(settings, processor):
+    view, table = View(), {}
+    log = Log(settings, view)
+    d = driver(settings, processor, table)
+    run(d, [log.order(placed("c5", "z1", T0 + 3 * DAY))], view, table)
+    before = d.clocks.value(0)
+    again = driver(settings, processor, orjson.loads(orjson.dumps(table)))
+    run(again, [], view)
+    assert before is not None and again.clocks.value(0) == before
+
+
+def test_a_commitment_alert_sent_before_a_crash_is_not_sent_again(settings, processor):
+    """An order promised in 5 days and never delivered; a later order of someone else moves the
+    partition's event clock past the promise: one unmet-commitment alert, and after a crash that
+    lost the state (not the alert) the read-back alert ids keep it from being sent twice."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    run(driver(settings, processor, table), [log.order(placed("c6", "late", T0))], view, table)
+    stored = orjson.loads(orjson.dumps(table))
+    later = [log.order(placed("c7", "later", T0 + 20 * DAY))]
+    lost = run(driver(settings, processor, stored), later, view)  # alert sent, state not stored
+    alerts = [orjson.loads(s.value) for s in lost.sends if s.topic == settings.topics.alerts_commitments]
+    assert any(a["type"] == "unmet_commitment" for a in alerts)
+    again = driver(settings, processor, stored)
+    fx = run(again, later, view, None, Recovery({}, alert_ids={a["alert_id"] for a in alerts}))
+    assert [s for s in fx.sends if s.topic == settings.topics.alerts_commitments] == []
+    assert again.metrics.errors.labels("duplicate_alert_suppressed")._value.get() == len(alerts)
+
+
+def test_an_invalid_tick_is_dead_lettered_and_moves_no_clock(settings, processor):
+    view, table = View(), {}
+    log = Log(settings, view)
+    d = driver(settings, processor, table)
+    run(d, [log.order(placed("c8", "t1", T0))], view, table)
+    before = d.clocks.value(0)
+    bad = In(settings.topics.ticks, 0, 0, b"tick", b'{"advance_to": "soon"}', None)
+    fx = run(d, [bad], view, table)
+    dead = [orjson.loads(s.value) for s in fx.sends if s.topic == settings.topics.deadletter]
+    assert len(dead) == 1 and dead[0]["errors"]
+    assert {s.topic for s in fx.sends} <= {settings.topics.deadletter, settings.partials_topic}  # + clock announcement
+    assert d.clocks.value(0) == before

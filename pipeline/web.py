@@ -25,10 +25,13 @@ committed offsets from Faust's consumer), so ``/health`` itself does no I/O.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
+import io
 import logging
 import os
 import time
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,107 +242,76 @@ def internal_topics(app: faust.App) -> frozenset[str]:
     return frozenset({f"{app.conf.id}-segment-partials", topics.rekeyed, topics.ticks})
 
 
-def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts) -> None:
-    options = WebOptions.from_env()
-    if options.token is not None:
-        app.web.web_app.middlewares.append(token_middleware(options.token))
-    progress = Progress(app, options.stuck_seconds, internal_topics(app))
+async def debug_report(app: Any) -> str:
+    """Where every asyncio task of the worker is waiting (diagnostics; off by default)."""
 
-    @app.timer(SAMPLE_SECONDS, name="pipeline.web.sample_progress")
-    async def sample_progress() -> None:
-        try:
-            await progress.sample()
-        except Exception as exc:  # never kill the timer; a sampler that stops is reported by /health
-            log.warning("commit progress sampling failed", extra={"error": type(exc).__name__})
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task.get_name()}\n")
+        coro: Any = task.get_coro()
+        for _ in range(40):  # follow the await chain down to the innermost awaitable
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                out.write(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+            nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+            if nxt is None:
+                out.write(f"    awaiting {coro!r}\n"[:300])
+                break
+            coro = nxt
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        try:
-            assigned = len(app.consumer.assignment())
-            recovered = app.tables.recovery.completed.is_set()
-        except Exception:  # not started yet
-            assigned, recovered = 0, False
-        now = time.monotonic()
-        progress.refresh_local(now)
-        progress.refresh_committed(now)
-        verdict = progress.liveness.verdict(now)
-        doc = {**verdict.as_dict(), "assigned_partitions": assigned, "recovered": recovered,
-               "rebalancing": bool(app.rebalancing), "agents": agent_status(app),
-               "stuck_seconds": options.stuck_seconds, "counters": counters}
-        return web.json(doc, status=200 if verdict.ok else 503)
-
-    if options.debug:
-        @app.page("/debug/tasks")
-        async def debug_tasks(web: Any, request: Any) -> Any:
-            """Where every asyncio task of the worker is waiting (diagnostics; off by default)."""
-            import asyncio
-            import io
-
-            out = io.StringIO()
-            for task in asyncio.all_tasks():
-                out.write(f"--- {task.get_name()}\n")
-                coro: Any = task.get_coro()
-                for _ in range(40):  # follow the await chain down to the innermost awaitable
-                    frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-                    if frame is not None:
-                        out.write(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
-                    nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-                    if nxt is None:
-                        out.write(f"    awaiting {coro!r}\n"[:300])
-                        break
-                    coro = nxt
-            import gc
-            import types
-
-            c = app.consumer
+    c = app.consumer
+    try:
+        active = c._active_partitions
+        out.write(f"active_partitions {sorted(map(tuple, active)) if active is not None else None}\n")
+        out.write(f"paused_partitions {sorted(map(tuple, c._paused_partitions))}\n")
+        ak = c._thread._ensure_consumer()
+        out.write(f"aiokafka paused {sorted(map(tuple, ak.paused()))}\n")
+        out.write(f"aiokafka assignment {sorted(map(tuple, ak.assignment()))}\n")
+        for tp in sorted(ak.assignment()):
             try:
-                active = c._active_partitions
-                out.write(f"active_partitions {sorted(map(tuple, active)) if active is not None else None}\n")
-                out.write(f"paused_partitions {sorted(map(tuple, c._paused_partitions))}\n")
-                ak = c._thread._ensure_consumer()
-                out.write(f"aiokafka paused {sorted(map(tuple, ak.paused()))}\n")
-                out.write(f"aiokafka assignment {sorted(map(tuple, ak.assignment()))}\n")
-                for tp in sorted(ak.assignment()):
-                    try:
-                        out.write(f"  position {tuple(tp)} {await ak.position(tp)}\n")
-                    except Exception as exc:  # diagnostics only
-                        out.write(f"  position {tuple(tp)} error {exc!r}\n")
-                for tp in sorted(set(c._acked) | set(c._committed_offset)):  # what the next commit can take
-                    acked = sorted(c._acked.get(tp) or ())
-                    out.write(f"  commit {tuple(tp)} committed {c._committed_offset.get(tp)} acked {len(acked)} "
-                              f"first {acked[:3]} gaps {sorted((i.begin, i.end) for i in c._gap.get(tp) or ())[:3]}\n")
+                out.write(f"  position {tuple(tp)} {await ak.position(tp)}\n")
             except Exception as exc:  # diagnostics only
-                out.write(f"consumer introspection failed: {exc!r}\n")
-            try:
-                unacked: dict[Any, list[Any]] = {}
-                for m in list(c._unacked_messages):
-                    unacked.setdefault(tuple(m.tp), []).append((m.offset, m.refcount, m.acked))
-                for tp_, ms in sorted(unacked.items()):
-                    out.write(f"  unacked {tp_} {len(ms)} lowest {sorted(ms)[:3]}\n")
-            except Exception as exc:  # diagnostics only
-                out.write(f"unacked introspection failed: {exc!r}\n")
-            for name, state in DEBUG_STATE.items():
-                try:
-                    out.write(f"state {name} {state()!r}\n")
-                except Exception as exc:  # diagnostics only
-                    out.write(f"state {name} failed: {exc!r}\n")
+                out.write(f"  position {tuple(tp)} error {exc!r}\n")
+        for tp in sorted(set(c._acked) | set(c._committed_offset)):  # what the next commit can take
+            acked = sorted(c._acked.get(tp) or ())
+            out.write(f"  commit {tuple(tp)} committed {c._committed_offset.get(tp)} acked {len(acked)} "
+                      f"first {acked[:3]} gaps {sorted((i.begin, i.end) for i in c._gap.get(tp) or ())[:3]}\n")
+    except Exception as exc:  # diagnostics only
+        out.write(f"consumer introspection failed: {exc!r}\n")
+    try:
+        unacked: dict[Any, list[Any]] = {}
+        for m in list(c._unacked_messages):
+            unacked.setdefault(tuple(m.tp), []).append((m.offset, m.refcount, m.acked))
+        for tp_, ms in sorted(unacked.items()):
+            out.write(f"  unacked {tp_} {len(ms)} lowest {sorted(ms)[:3]}\n")
+    except Exception as exc:  # diagnostics only
+        out.write(f"unacked introspection failed: {exc!r}\n")
+    for name, state in DEBUG_STATE.items():
+        try:
+            out.write(f"state {name} {state()!r}\n")
+        except Exception as exc:  # diagnostics only
+            out.write(f"state {name} failed: {exc!r}\n")
 
-            for obj in gc.get_objects():
-                if isinstance(obj, (types.CoroutineType, types.AsyncGeneratorType)):
-                    frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
-                    if frame is None or "/pipeline/" not in frame.f_code.co_filename:
-                        continue
-                    out.write(f"=== {frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}\n")
-                    coro = obj
-                    for _ in range(40):
-                        nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-                        if nxt is None:
-                            break
-                        coro = nxt
-                        f = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-                        where = f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" if f else repr(coro)[:200]
-                        out.write(f"    {where}\n")
-            return web.text(out.getvalue())
+    for obj in gc.get_objects():
+        if isinstance(obj, (types.CoroutineType, types.AsyncGeneratorType)):
+            frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
+            if frame is None or "/pipeline/" not in frame.f_code.co_filename:
+                continue
+            out.write(f"=== {frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}\n")
+            coro = obj
+            for _ in range(40):
+                nxt = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                if nxt is None:
+                    break
+                coro = nxt
+                f = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                where = f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" if f else repr(coro)[:200]
+                out.write(f"    {where}\n")
+    return out.getvalue()
+
+
+def register_metrics(app: faust.App, metrics: Metrics, progress: Progress) -> None:
+    """``/metrics``: Prometheus text, with the gauges read from the worker's state at scrape time."""
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
@@ -381,6 +353,43 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
         n = customers.partitions or app.conf.topic_partitions
         metrics.set_commitments(tracker.summary((v or {}).get("cm")) for k, v in customers.items()
                                 if partition_of(k, n) in actives)
+
+
+def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts) -> None:
+    options = WebOptions.from_env()
+    if options.token is not None:
+        app.web.web_app.middlewares.append(token_middleware(options.token))
+    progress = Progress(app, options.stuck_seconds, internal_topics(app))
+
+    @app.timer(SAMPLE_SECONDS, name="pipeline.web.sample_progress")
+    async def sample_progress() -> None:
+        try:
+            await progress.sample()
+        except Exception as exc:  # never kill the timer; a sampler that stops is reported by /health
+            log.warning("commit progress sampling failed", extra={"error": type(exc).__name__})
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        try:
+            assigned = len(app.consumer.assignment())
+            recovered = app.tables.recovery.completed.is_set()
+        except Exception:  # not started yet
+            assigned, recovered = 0, False
+        now = time.monotonic()
+        progress.refresh_local(now)
+        progress.refresh_committed(now)
+        verdict = progress.liveness.verdict(now)
+        doc = {**verdict.as_dict(), "assigned_partitions": assigned, "recovered": recovered,
+               "rebalancing": bool(app.rebalancing), "agents": agent_status(app),
+               "stuck_seconds": options.stuck_seconds, "counters": counters}
+        return web.json(doc, status=200 if verdict.ok else 503)
+
+    if options.debug:
+        @app.page("/debug/tasks")
+        async def debug_tasks(web: Any, request: Any) -> Any:
+            return web.text(await debug_report(app))
+
+    register_metrics(app, metrics, progress)
 
     table = aggregate.table
 

@@ -122,7 +122,7 @@ class Settings:
     # PIPELINE_REORDER_MAX_WAIT_SECONDS: how long records wait for an input that has records left to
     # read but none delivered (0: merge only what was delivered); PIPELINE_REORDER_MAX_RECORDS: held
     # records per partition before the lowest are released anyway
-    reorder_max_wait_seconds: float = 5.0
+    reorder_max_wait_seconds: float = 60.0
     # 0: off, records applied in arrival order
     reorder_max_records: int = 5000
     # alert / final-record ids read back from the end of each output partition at takeover

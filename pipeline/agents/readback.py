@@ -29,6 +29,17 @@ class ConsumerView:
     def expected(self, topic: str, partition: int) -> int | None:
         return self.gaps.check.expected.get((topic, partition))
 
+    def fetched(self, topic: str, partition: int) -> tuple[int | None, int | None]:
+        """aiokafka's position (the next offset to fetch, past control records) and the offset of the
+        last record Faust put on the stream; ``None`` where unknown."""
+        tp = TP(topic, partition)
+        try:
+            consumer = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+            position = consumer._subscription.subscription.assignment.state_value(tp).position
+        except Exception:  # not started, not assigned, no position yet
+            position = None
+        return position, self.app.consumer._read_offset.get(tp)
+
 
 def read_back(settings: Settings, record_topics: list[str], p: int) -> Recovery:
     """Blocking reads (run in an executor): the committed input offsets of partition ``p``, what the

@@ -49,6 +49,9 @@ from ..scheduling import DueIndex
 
 log = logging.getLogger("pipeline.agent")
 
+HANDED_OVER_WAIT_SECONDS = 5.0
+"""The wait for a gap the consumer has fetched past with every record already on the stream."""
+
 Frontier = dict[str, dict[str, int]]  # key -> topic -> last offset the partials topic counted
 
 
@@ -63,6 +66,11 @@ class KafkaView(Protocol):
 
     def expected(self, topic: str, partition: int) -> int | None:
         """The gap guard's next expected offset (``None``: nothing delivered yet)."""
+
+    def fetched(self, topic: str, partition: int) -> tuple[int | None, int | None]:
+        """The consumer's position (next offset to fetch; control records such as transaction
+        markers are skipped) and the offset of the last record put on the agent's stream
+        (``None``: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -364,11 +372,16 @@ class Stage1:
                 b.fx.sends.append(Send(self.cfg.settings.partials_topic, key.encode(), orjson.dumps(partial)))
 
     # -- time ----------------------------------------------------------------------------------------
-    def undelivered(self, p: int, view: KafkaView) -> dict[str, bool]:
+    def undelivered(self, p: int, view: KafkaView) -> dict[str, bool | float]:
         """Per input topic of ``p``: records exist in Kafka that have not reached the reorder buffer
         (the consumer's last known end offset is past the next offset to deliver; unknown counts as
-        yes).  The reorder buffer waits at most ``PIPELINE_REORDER_MAX_WAIT_SECONDS`` for them."""
-        out: dict[str, bool] = {}
+        yes).  ``True``: the reorder buffer waits up to ``PIPELINE_REORDER_MAX_WAIT_SECONDS`` for
+        them (they are in Kafka, being fetched, or queued in the stream: Kafka Streams, KIP-695,
+        waits for such data without bound).  When the consumer has fetched up to the end offset and
+        handed everything to the stream, the gap holds no record the agent has not seen (a
+        transaction marker, or records in transit for milliseconds): it waits at most
+        :data:`HANDED_OVER_WAIT_SECONDS`."""
+        out: dict[str, bool | float] = {}
         for topic in self.record_topics:
             try:
                 end = view.highwater(topic, p)
@@ -377,7 +390,13 @@ class Stage1:
             nxt = view.expected(topic, p)
             if nxt is None:
                 nxt = (self.committed.get(p) or {}).get(topic)
-            out[topic] = end is None or (nxt is not None and end > nxt)
+            pending = end is None or (nxt is not None and end > nxt)
+            if pending and end is not None and nxt is not None:
+                position, read = view.fetched(topic, p)
+                if position is not None and position >= end and (read is None or read < nxt):
+                    out[topic] = HANDED_OVER_WAIT_SECONDS
+                    continue
+            out[topic] = pending
         return out
 
     def caught_up(self, p: int, view: KafkaView) -> dict[str, bool]:

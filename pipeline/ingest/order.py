@@ -59,7 +59,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_MAX_WAIT_SECONDS = 5.0
+DEFAULT_MAX_WAIT_SECONDS = 60.0
 DEFAULT_MAX_RECORDS = 5_000
 
 
@@ -109,6 +109,7 @@ class _Partition(Generic[T]):
     queues: dict[str, deque[_Entry[T]]] = field(default_factory=dict)
     ready: deque[T] = field(default_factory=deque)
     wait_start: dict[str, float] = field(default_factory=dict)  # blocker topic -> wall its wait began
+    waits: dict[str, float] = field(default_factory=dict)  # blocker topic -> its wait, as of the last release
     count: int = 0  # records in ``queues``
     calls: int = 0  # release calls completed
 
@@ -206,17 +207,20 @@ class ReorderBuffer(Generic[T]):
         return queue[0].offset if queue else None
 
     # -- output --------------------------------------------------------------------------------
-    def release(self, partition: int, wall: float, pending: Mapping[str, bool]) -> list[T]:
+    def release(self, partition: int, wall: float, pending: Mapping[str, bool | float]) -> list[T]:
         """The items of ``partition`` that may be applied now, in the order to apply them.
 
         ``pending[topic]`` is whether ``topic`` still has records on this partition that were
         not yet added (the consumer's end offset is beyond the next offset it will hand over);
-        a missing topic counts as ``False``. Returned, in this order:
+        a missing topic, ``False`` or ``0`` count as nothing pending.  ``True`` waits up to
+        ``max_wait_seconds``; a number waits that many seconds (at most ``max_wait_seconds``) —
+        the caller's shorter wait for a gap it believes holds no record (e.g. a transaction
+        marker after everything fetched was handed over).  Returned, in this order:
 
         1. every item added without a usable event time, in the order added;
         2. queue heads, lowest ``(event_time, topic, offset)`` first, while no blocker (a topic
-           with ``pending`` true and an empty queue) is within its wait
-           (``wall - wait_start < max_wait_seconds``; a blocker's wait starts at the first call
+           with ``pending`` set and an empty queue) is within its wait
+           (``wall - wait_start < wait``; a blocker's wait starts at the first call
            that is held back by it);
         3. if held back and more than ``max_records`` remain: the lowest heads, until
            ``max_records`` remain.
@@ -230,9 +234,12 @@ class ReorderBuffer(Generic[T]):
         out: list[T] = list(part.ready)
         part.ready.clear()
         # A wait survives only while its topic is still a blocker.
+        waits = {t: self._wait_of(p) for t, p in pending.items()}
+        waits = {t: w for t, w in waits.items() if w is not None}
         part.wait_start = {t: s for t, s in part.wait_start.items()
-                           if pending.get(t) is True and not part.queues.get(t)}
-        blockers = [t for t, p in pending.items() if p is True and not part.queues.get(t)]
+                           if t in waits and not part.queues.get(t)}
+        part.waits = waits
+        blockers = [t for t in waits if not part.queues.get(t)]
         stats = self.stats
         while True:
             entry = part.head()
@@ -241,7 +248,7 @@ class ReorderBuffer(Generic[T]):
             held_back = False
             for topic in blockers:
                 start = part.wait_start.setdefault(topic, wall)
-                if wall - start < self.max_wait_seconds:
+                if wall - start < waits[topic]:
                     held_back = True
             if held_back:
                 if part.count <= self.max_records:
@@ -255,11 +262,20 @@ class ReorderBuffer(Generic[T]):
             out.append(entry.item)
             # The released topic's queue may now be empty while it has records pending: it
             # becomes a blocker for what remains (its next record may be earlier than them).
-            if not part.queues[entry.topic] and pending.get(entry.topic) is True:
+            if not part.queues[entry.topic] and entry.topic in waits:
                 blockers.append(entry.topic)
         part.calls += 1
         stats.released += len(out)
         return out
+
+    def _wait_of(self, pending: bool | float) -> float | None:
+        """The wait for a blocker with this ``pending`` value (``None``: not a blocker)."""
+        if pending is True:
+            return self.max_wait_seconds
+        if pending is False or pending is None or not isinstance(pending, (int, float)) \
+                or not math.isfinite(pending) or pending <= 0:
+            return None
+        return min(float(pending), self.max_wait_seconds)
 
     def drop(self, partition: int) -> list[T]:
         """Forget ``partition`` (revoked): its items, never released, so the caller can un-ack or
@@ -301,7 +317,7 @@ class ReorderBuffer(Generic[T]):
         part = self._parts.get(partition)
         if part is None or part.count == 0 or not part.wait_start:
             return None
-        return max(part.wait_start.values()) + self.max_wait_seconds
+        return max(start + part.waits.get(t, self.max_wait_seconds) for t, start in part.wait_start.items())
 
 
 def event_time_of(topic: str, raw: bytes | None) -> float | None:

@@ -174,6 +174,18 @@ def test_several_blockers_release_only_when_every_wait_expired() -> None:
     assert buf.release(0, W0 + 8, {"b": True, "c": True}) == [Ev("a", 0, T0)]
 
 
+def test_a_numeric_pending_is_that_blockers_own_shorter_wait() -> None:
+    buf: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60)
+    add(buf, Ev("a", 0, T0), W0)
+    assert buf.release(0, W0, {"b": 5.0}) == []
+    assert buf.next_deadline(0) == W0 + 5
+    assert buf.release(0, W0 + 5, {"b": 5.0}) == [Ev("a", 0, T0)]
+    add(buf, Ev("a", 1, T0 + 1), W0 + 6)
+    assert buf.release(0, W0 + 6, {"b": 600.0}) == []  # capped at max_wait_seconds
+    assert buf.next_deadline(0) == W0 + 60  # b has been a blocker since W0
+    assert buf.release(0, W0 + 7, {"b": 0.0}) == [Ev("a", 1, T0 + 1)]  # 0: not a blocker
+
+
 def test_zero_wait_merges_what_is_buffered_without_holding() -> None:
     buf: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=0)
     add(buf, Ev("a", 0, T0 + 2))

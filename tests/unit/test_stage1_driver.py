@@ -63,6 +63,9 @@ class View:
     def expected(self, topic, partition):
         return None
 
+    def fetched(self, topic, partition):
+        return self.ends.get(topic, 0), None
+
 
 class Log:
     """Records as a producer wrote them, per topic (offsets from 0), all on partition 0."""
@@ -195,3 +198,37 @@ def test_an_invalid_tick_is_dead_lettered_and_moves_no_clock(settings, processor
     assert len(dead) == 1 and dead[0]["errors"]
     assert {s.topic for s in fx.sends} <= {settings.topics.deadletter, settings.partials_topic}  # + clock announcement
     assert d.clocks.value(0) == before
+
+
+class Lagging(View):
+    """A consumer that knows end offsets past what it delivered, and what it fetched of them."""
+
+    def __init__(self, ends: dict[str, int], delivered: dict[str, int], fetched: dict[str, tuple]) -> None:
+        super().__init__()
+        self.ends, self.delivered, self._fetched = ends, delivered, fetched
+
+    def expected(self, topic, partition):
+        return self.delivered.get(topic)
+
+    def fetched(self, topic, partition):
+        return self._fetched.get(topic, (None, None))
+
+
+def test_records_not_yet_fetched_or_still_queued_are_awaited_in_full_a_marker_gap_briefly(settings, processor):
+    """Kafka Streams (KIP-695) waits for data known to be in Kafka; a gap the consumer fetched past with
+    every record already on the stream (a transaction marker) gets only the short wait."""
+    from pipeline.drivers.stage1 import HANDED_OVER_WAIT_SECONDS
+
+    t = settings.topics
+    d = driver(settings, processor, {})
+    view = Lagging(ends={t.orders: 10, t.feedback: 10, t.complaints: 10},
+                   delivered={t.orders: 4, t.feedback: 9, t.complaints: 10},
+                   fetched={t.orders: (10, 8),  # fetched, records 4..8 queued on the stream
+                            t.feedback: (10, 8),  # fetched; 9 is a marker, everything read was delivered
+                            t.complaints: (10, 9)})
+    pending = d.undelivered(0, view)
+    assert pending[t.orders] is True
+    assert pending[t.feedback] == HANDED_OVER_WAIT_SECONDS
+    assert pending[t.complaints] is False
+    view._fetched[t.orders] = (6, 5)  # not fetched to the end yet
+    assert d.undelivered(0, view)[t.orders] is True

@@ -17,7 +17,6 @@ from typing import Any
 
 import faust
 from mode import CrashingSupervisor
-import orjson
 
 from ..aggregate import windows_from_env
 from ..aggregate.partials import min_confidence_from_env
@@ -29,28 +28,7 @@ from ..retry import RetryPolicy
 from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, json_table, log,
                      run_batches, watch_input)
 from .readback import ConsumerView, read_back
-
-
-def register_ticks(app: faust.App, settings: Settings, sender: Sender, ordering: bool) -> None:
-    """The leader's wall-clock ticks to every stage-1 partition (and, with ``PIPELINE_CLOCK=wall``,
-    to stage 2)."""
-    t = settings.topics
-
-    @app.timer(settings.tick_interval_seconds, on_leader=True)
-    async def tick() -> None:
-        """Wall-clock ticks to every partition: the wall clock itself (``PIPELINE_CLOCK=wall``), the
-        moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``),
-        and records held for event-time order whose wait ran out (``PIPELINE_REORDER_MAX_WAIT_SECONDS``)."""
-        wall = settings.clock == "wall"
-        if not wall and settings.idle_seconds <= 0 and not (ordering and settings.reorder_max_wait_seconds > 0):
-            return  # nothing time-driven: strict event time and no records waiting for a slower topic
-        now = time.time()
-        body, control = orjson.dumps({"now": now}), orjson.dumps({"control": "tick", "now": now})
-        for p in range(settings.partitions):
-            await sender.send(t.ticks, b"tick", body, p)
-            if wall:
-                await sender.send(settings.partials_topic, b"tick", control, p)
-        await sender.confirm()
+from .timers import register_ticks
 
 
 def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> tuple[Any, Processor]:

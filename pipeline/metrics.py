@@ -113,6 +113,19 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, settings: Any = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # registration order is exposition order: keep it
+        self._init_record_counters(r)
+        self._init_latency_histograms(r)
+        self._init_state_gauges(r)
+        self._init_churn_and_schedule(r)
+        self._init_reorder(r)
+        self._pain_point = _CappedLabel(MAX_PAIN_POINTS)
+        self._commitments_at = 0.0
+        self._init_labels(settings)
+
+    # -- metric definitions ------------------------------------------------------------------------
+    def _init_record_counters(self, r: CollectorRegistry) -> None:
+        """Counters of records consumed, produced, dead-lettered, classified, alerted and failed."""
         self.consumed = Counter("pipeline_events_consumed_total",
                                 "Records consumed by the per-customer agent, by topic and event kind.",
                                 ["topic", "kind"], registry=r)
@@ -138,6 +151,9 @@ class Metrics:
         self.rebalances = Counter("pipeline_rebalances_total", "Partition assignments received.", registry=r)
         self.late_events = Counter("pipeline_late_events_total", "Events behind the watermark, by outcome.",
                                    ["outcome"], registry=r)
+
+    def _init_latency_histograms(self, r: CollectorRegistry) -> None:
+        """Processing and event-time latency histograms, and the batch size."""
         self.latency = Histogram(
             "pipeline_processing_latency_seconds",
             "Ingest (Kafka record time of the input record) to output produced, by output.", ["output"],
@@ -150,6 +166,9 @@ class Metrics:
         )
         self.batch_size = Histogram("pipeline_batch_records", "Records per processed batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
+
+    def _init_state_gauges(self, r: CollectorRegistry) -> None:
+        """Consumer lag, table and commitment gauges, churn scores and assigned partitions."""
         self.consumer_lag = Gauge(
             "pipeline_consumer_lag_records",
             "Records not yet processed and committed: end offset (high watermark) "
@@ -166,6 +185,9 @@ class Metrics:
                                      buckets=CHURN_SCORE_BUCKETS, registry=r)
         self.assigned_partitions = Gauge("pipeline_assigned_partitions", "Partitions assigned to this worker.",
                                          registry=r)
+
+    def _init_churn_and_schedule(self, r: CollectorRegistry) -> None:
+        """Churn rescoring on silence and the per-partition schedule gauges."""
         self.churn_rescores = Counter(
             "pipeline_churn_rescores_total",
             "Churn scores re-evaluated on silence: a customer's rescoring came due with no new event of it "
@@ -182,6 +204,9 @@ class Metrics:
             "pipeline_schedule_overdue_keys",
             "Schedule entries due at or before the partition's clock after its last sweep (left for the next one).",
             ["partition"], registry=r)
+
+    def _init_reorder(self, r: CollectorRegistry) -> None:
+        """Event-time reordering across a partition's topics (its release series created at 0)."""
         self.reorder_held = Gauge(
             "pipeline_reorder_held_records",
             "Input records held back to be applied in event-time order across a partition's topics "
@@ -193,9 +218,6 @@ class Metrics:
             "(PIPELINE_REORDER_MAX_RECORDS reached: may be out of order).", ["how"], registry=r)
         for how in REORDER_RELEASES:
             self.reorder_released.labels(how)
-        self._pain_point = _CappedLabel(MAX_PAIN_POINTS)
-        self._commitments_at = 0.0
-        self._init_labels(settings)
 
     # -- label sets --------------------------------------------------------------------------------
     def _init_labels(self, settings: Any) -> None:

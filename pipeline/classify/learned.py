@@ -28,9 +28,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import orjson
+
+if TYPE_CHECKING:  # numpy is needed for training only, imported there
+    import numpy as np
 
 LABELS = ("negative", "neutral", "positive")
 FORMAT = "feedback-pipeline/sentiment-model"
@@ -160,23 +163,31 @@ def _triple(v: Any, where: str) -> tuple[float, float, float]:
 
 # -- training -------------------------------------------------------------------------------------
 
-def train(
-    examples: Sequence[Example],
-    *,
-    min_count: int = 2,
-    l2: float = 0.03,
-    steps: int = 300,
-    learning_rate: float = 0.05,
-    meta: dict[str, Any] | None = None,
-) -> SentimentModel:
-    """Fit the model to ``examples`` (needs numpy). Deterministic for the same input."""
-    import numpy as np
+@dataclass(frozen=True)
+class _Problem:
+    """A training set as a sparse design matrix (coordinate triples), one-hot targets and sample weights."""
 
+    rows: np.ndarray  # example index of each non-zero entry
+    cols: np.ndarray  # feature index of each non-zero entry
+    vals: np.ndarray  # value of each non-zero entry
+    targets: np.ndarray  # (n, 3) one-hot labels
+    sample_weights: np.ndarray  # (n,) class-balanced, divided by n
+    n: int  # examples
+    d: int  # features
+
+
+def _label_counts(examples: Sequence[Example]) -> Counter:
+    """Examples per label; raises ``ValueError`` without examples or with a single label."""
     if not examples:
         raise ValueError("no training examples")
     counts = Counter(e.label for e in examples)
     if len(counts) < 2:
         raise ValueError(f"training needs at least two labels; got only {LABELS[next(iter(counts))]!r}")
+    return counts
+
+
+def _vocabulary(examples: Sequence[Example], min_count: int) -> dict[str, int]:
+    """Feature -> column: token features in >= ``min_count`` texts (sorted), then the lexicon features."""
     df: Counter = Counter()
     for e in examples:
         df.update(token_features(e.tokens))
@@ -184,6 +195,13 @@ def train(
     for e in examples:
         for f, _ in e.lexicon:
             vocab.setdefault(f, len(vocab))
+    return vocab
+
+
+def _problem(examples: Sequence[Example], vocab: dict[str, int], counts: Counter) -> _Problem:
+    """The design matrix, targets and class-balanced sample weights of ``examples``."""
+    import numpy as np
+
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
@@ -199,34 +217,48 @@ def train(
             cols.append(vocab[f])
             vals.append(float(x))
     n, d = len(examples), len(vocab)
-    R = np.asarray(rows, dtype=np.int64)
-    C = np.asarray(cols, dtype=np.int64)
-    V = np.asarray(vals, dtype=np.float64)
     y = np.asarray([e.label for e in examples], dtype=np.int64)
     Y = np.zeros((n, 3))
     Y[np.arange(n), y] = 1.0
     # class-balanced sample weights: each present label carries the same total weight
     present = len(counts)
     sw = np.asarray([n / (present * counts[e.label]) for e in examples]) / n
-    W = np.zeros((d, 3))
+    return _Problem(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64),
+                    np.asarray(vals, dtype=np.float64), Y, sw, n, d)
+
+
+def _gradient(p: _Problem, W: np.ndarray, b: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the weighted, L2-regularised cross-entropy with respect to ``W`` and ``b``."""
+    import numpy as np
+
+    R, C, V = p.rows, p.cols, p.vals
+    Z = np.empty((p.n, 3))
+    for k in range(3):
+        Z[:, k] = np.bincount(R, weights=V * W[C, k], minlength=p.n)
+    Z += b
+    Z -= Z.max(axis=1, keepdims=True)
+    P = np.exp(Z)
+    P /= P.sum(axis=1, keepdims=True)
+    G = (P - p.targets) * p.sample_weights[:, None]  # d loss / d logits
+    gW = np.empty_like(W)
+    for k in range(3):
+        gW[:, k] = np.bincount(C, weights=V * G[R, k], minlength=p.d)
+    gW += l2 * W
+    gb = G.sum(axis=0)
+    return gW, gb
+
+
+def _fit(p: _Problem, l2: float, steps: int, learning_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(d, 3)`` and bias ``(3,)`` after ``steps`` full-batch Adam steps from zero."""
+    import numpy as np
+
+    W = np.zeros((p.d, 3))
     b = np.zeros(3)
     mW, vW = np.zeros_like(W), np.zeros_like(W)
     mb, vb = np.zeros(3), np.zeros(3)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     for t in range(1, steps + 1):
-        Z = np.empty((n, 3))
-        for k in range(3):
-            Z[:, k] = np.bincount(R, weights=V * W[C, k], minlength=n)
-        Z += b
-        Z -= Z.max(axis=1, keepdims=True)
-        P = np.exp(Z)
-        P /= P.sum(axis=1, keepdims=True)
-        G = (P - Y) * sw[:, None]  # d loss / d logits
-        gW = np.empty_like(W)
-        for k in range(3):
-            gW[:, k] = np.bincount(C, weights=V * G[R, k], minlength=d)
-        gW += l2 * W
-        gb = G.sum(axis=0)
+        gW, gb = _gradient(p, W, b, l2)
         mW = beta1 * mW + (1 - beta1) * gW
         vW = beta2 * vW + (1 - beta2) * gW * gW
         mb = beta1 * mb + (1 - beta1) * gb
@@ -234,6 +266,26 @@ def train(
         c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t
         W -= learning_rate * (mW / c1) / (np.sqrt(vW / c2) + eps)
         b -= learning_rate * (mb / c1) / (np.sqrt(vb / c2) + eps)
+    return W, b
+
+
+def train(
+    examples: Sequence[Example],
+    *,
+    min_count: int = 2,
+    l2: float = 0.03,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    meta: dict[str, Any] | None = None,
+) -> SentimentModel:
+    """Fit the model to ``examples`` (needs numpy). Deterministic for the same input."""
+    import numpy as np
+
+    counts = _label_counts(examples)
+    vocab = _vocabulary(examples, min_count)
+    problem = _problem(examples, vocab, counts)
+    W, b = _fit(problem, l2, steps, learning_rate)
+    n, d = problem.n, problem.d
     names = list(vocab)  # indices were handed out in insertion order
     weights = {names[j]: (float(W[j, 0]), float(W[j, 1]), float(W[j, 2]))
                for j in range(d) if np.abs(W[j]).max() >= 1e-4}

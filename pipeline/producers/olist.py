@@ -156,151 +156,179 @@ def _payments(base: Path) -> dict[str, tuple[float, str | None]]:
     return out
 
 
-def _build(data_dir: Path, tz: str) -> tuple[list[tuple[str, Event]], OlistStats]:
-    base = Path(data_dir)
-    zone = ZoneInfo(tz)
-    stats = OlistStats()
-    customers = {r["customer_id"]: r for r in _rows(base / "olist_customers_dataset.csv")}
-    items_by_order = _items(base, _categories(base))
-    payments = _payments(base)
+_Timed = tuple[datetime, str, Event]  # (instant, kind, event)
 
-    # (instant, kind, event); the list is built in tie-break order, then stably sorted.
-    profiles: dict[str, tuple[datetime, Event]] = {}
-    order_events: list[tuple[datetime, str, Event]] = []
-    placed_at: dict[str, tuple[datetime, str]] = {}  # order_id -> (purchase, customer_unique_id)
 
-    def optional(value: str) -> datetime | None:
+@dataclass
+class _Order:
+    """One usable order row, resolved against its customer, order lines and payments."""
+
+    order_id: str
+    status: str
+    person: str  # customer_unique_id
+    region: str
+    city: str
+    zip_prefix: str  # as stored in the CSV (the profile pads it)
+    purchase: datetime
+    promised: datetime
+    items: list[Event]
+    items_missing: bool
+    seller_id: str | None
+    amount: float
+    payment_type: str | None
+
+    def base_event(self, kind: str) -> Event:
+        """The fields every order event of type ``kind`` shares (``occurred_at`` still empty)."""
+        ev: Event = {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": f"olist-order-{self.order_id}-{kind}",
+            "order_id": self.order_id,
+            "customer_id": self.person,
+            "type": kind,
+            "occurred_at": "",
+            "channel": "marketplace",
+            "region": self.region,
+        }
+        if self.seller_id:
+            ev["seller_id"] = self.seller_id
+        return ev
+
+
+@dataclass
+class _Sources:
+    """The lookup tables the order rows are resolved against."""
+
+    customers: dict[str, dict[str, str]]  # customer_id -> customer row
+    items: dict[str, tuple[list[Event], str | None, float]]  # see _items
+    payments: dict[str, tuple[float, str | None]]  # see _payments
+
+    @classmethod
+    def read(cls, base: Path) -> "_Sources":
+        """Read customers, order lines and payments under ``base``."""
+        customers = {r["customer_id"]: r for r in _rows(base / "olist_customers_dataset.csv")}
+        items = _items(base, _categories(base))
+        return cls(customers, items, _payments(base))
+
+
+@dataclass
+class _Build:
+    """State of one :func:`_build` run: the zone, the counts and the events gathered so far."""
+
+    zone: ZoneInfo
+    stats: OlistStats = field(default_factory=OlistStats)
+    profiles: dict[str, tuple[datetime, Event]] = field(default_factory=dict)  # person -> first purchase
+    order_events: list[_Timed] = field(default_factory=list)  # built in tie-break order
+    feedback: list[_Timed] = field(default_factory=list)
+    placed: dict[str, _Order] = field(default_factory=dict)  # order_id -> its (last) usable order row
+
+    def optional(self, value: str) -> datetime | None:
+        """Parse an optional date; a malformed one is counted and treated as absent."""
         try:
-            return parse_olist_time(value, zone)
+            return parse_olist_time(value, self.zone)
         except ValueError:
-            stats.bad_optional_dates += 1
+            self.stats.bad_optional_dates += 1
             return None
 
-    def stamp(event: Event, when: datetime, floor: datetime) -> datetime:
+    def stamp(self, event: Event, when: datetime, floor: datetime) -> datetime:
         """Set occurred_at, moving ``when`` up to ``floor`` if it precedes it."""
         if when < floor:
-            stats.clamped += 1
+            self.stats.clamped += 1
             event.setdefault("attributes", {})["reported_at"] = when.isoformat()
             when = floor
         event["occurred_at"] = when.isoformat()
         return when
 
-    for row in _rows(base / "olist_orders_dataset.csv"):
-        stats.orders_read += 1
+    def resolve_order(self, row: dict[str, str], sources: _Sources) -> _Order | None:
+        """The order of ``row``, or ``None`` (counted as skipped) without its mandatory dates or customer."""
+        self.stats.orders_read += 1
         order_id, status = row["order_id"], row["order_status"].strip()
-        customer = customers.get(row["customer_id"])
+        customer = sources.customers.get(row["customer_id"])
         try:
-            purchase = parse_olist_time(row["order_purchase_timestamp"], zone)
-            estimated = parse_olist_time(row["order_estimated_delivery_date"], zone)
+            purchase = parse_olist_time(row["order_purchase_timestamp"], self.zone)
+            estimated = parse_olist_time(row["order_estimated_delivery_date"], self.zone)
         except ValueError:
             purchase = estimated = None
         if purchase is None or estimated is None or customer is None:
-            stats.orders_skipped += 1
-            continue
-        person = customer["customer_unique_id"]
-        region = customer["customer_state"]
-        promised = end_of_day(estimated)
-        items, seller_id, items_total = items_by_order.get(order_id, ([], None, 0.0))
+            self.stats.orders_skipped += 1
+            return None
+        items, seller_id, items_total = sources.items.get(order_id, ([], None, 0.0))
         items_missing = not items  # placed needs >= 1 line: keep the order with a marker line
         if items_missing:
-            stats.orders_without_items += 1
+            self.stats.orders_without_items += 1
             items = [dict(UNKNOWN_ITEM)]
-        if order_id in payments:
-            amount, payment_type = payments[order_id]
+        if order_id in sources.payments:
+            amount, payment_type = sources.payments[order_id]
         else:
             amount, payment_type = items_total, None
-            stats.amount_from_items += not items_missing
-
-        def base_event(kind: str) -> Event:
-            ev: Event = {
-                "schema_version": SCHEMA_VERSION,
-                "event_id": f"olist-order-{order_id}-{kind}",
-                "order_id": order_id,
-                "customer_id": person,
-                "type": kind,
-                "occurred_at": "",
-                "channel": "marketplace",
-                "region": region,
-            }
-            if seller_id:
-                ev["seller_id"] = seller_id
-            return ev
-
-        placed = base_event("placed")
-        placed.update(
-            occurred_at=purchase.isoformat(),
-            promised_delivery_at=promised.isoformat(),
-            amount=amount,
-            currency="BRL",
+            self.stats.amount_from_items += not items_missing
+        return _Order(
+            order_id=order_id,
+            status=status,
+            person=customer["customer_unique_id"],
+            region=customer["customer_state"],
+            city=customer["customer_city"],
+            zip_prefix=customer["customer_zip_code_prefix"],
+            purchase=purchase,
+            promised=end_of_day(estimated),
             items=items,
-            attributes={"olist_status": status, "city": customer["customer_city"]},
+            items_missing=items_missing,
+            seller_id=seller_id,
+            amount=amount,
+            payment_type=payment_type,
         )
-        if items_missing:
-            placed["attributes"]["items_missing"] = True
-        if payment_type:
-            placed["attributes"]["payment_type"] = payment_type
-        order_events.append((purchase, "order", placed))
-        placed_at[order_id] = (purchase, person)
 
-        first = profiles.get(person)
-        if first is None or purchase < first[0]:
-            profiles[person] = (
-                purchase,
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "event_id": f"olist-profile-{person}",
-                    "customer_id": person,
-                    "occurred_at": purchase.isoformat(),
-                    "region": region,
-                    "attributes": {
-                        "city": customer["customer_city"],
-                        # the subset stored the 5-digit CEP prefix as a number
-                        "zip_prefix": customer["customer_zip_code_prefix"].strip().zfill(5),
-                    },
-                },
-            )
+    def add_order(self, row: dict[str, str], order: _Order) -> None:
+        """Add an order's placed event, its customer's profile if first, and its lifecycle events."""
+        self.order_events.append((order.purchase, "order", _placed_event(order)))
+        self.placed[order.order_id] = order
+        first = self.profiles.get(order.person)
+        if first is None or order.purchase < first[0]:
+            self.profiles[order.person] = (order.purchase, _profile_event(order))
+        self.add_lifecycle(row, order)
 
-        last = purchase
-        carrier = optional(row["order_delivered_carrier_date"])
+    def add_lifecycle(self, row: dict[str, str], order: _Order) -> None:
+        """Add shipped, delivered and cancelled events, each kept after the ones before it."""
+        last = order.purchase
+        carrier = self.optional(row["order_delivered_carrier_date"])
         if carrier is not None:
-            ev = base_event("shipped")
-            last = stamp(ev, carrier, last)
-            order_events.append((last, "order", ev))
-        delivered = optional(row["order_delivered_customer_date"])
+            ev = order.base_event("shipped")
+            last = self.stamp(ev, carrier, last)
+            self.order_events.append((last, "order", ev))
+        delivered = self.optional(row["order_delivered_customer_date"])
         if delivered is not None:
-            ev = base_event("delivered")
-            if delivered > promised:
-                stats.late_deliveries += 1
+            ev = order.base_event("delivered")
+            if delivered > order.promised:
+                self.stats.late_deliveries += 1
             else:
-                stats.on_time_deliveries += 1
-            last = stamp(ev, delivered, last)
-            order_events.append((last, "order", ev))
-        if status in CANCELLED_STATUSES:
-            ev = base_event("cancelled")
-            ev["reason"] = status
-            when = optional(row["order_approved_at"]) or purchase
-            when = stamp(ev, when, last)
-            order_events.append((when, "order", ev))
+                self.stats.on_time_deliveries += 1
+            last = self.stamp(ev, delivered, last)
+            self.order_events.append((last, "order", ev))
+        if order.status in CANCELLED_STATUSES:
+            ev = order.base_event("cancelled")
+            ev["reason"] = order.status
+            when = self.optional(row["order_approved_at"]) or order.purchase
+            when = self.stamp(ev, when, last)
+            self.order_events.append((when, "order", ev))
 
-    feedback: list[tuple[datetime, str, Event]] = []
-    for row in _rows(base / "olist_order_reviews_dataset.csv"):
-        stats.reviews_read += 1
-        order = placed_at.get(row["order_id"])
+    def add_review(self, row: dict[str, str]) -> None:
+        """Add the feedback event of a review row, or count it as skipped."""
+        self.stats.reviews_read += 1
+        order = self.placed.get(row["order_id"])
         try:
-            created = parse_olist_time(row["review_creation_date"], zone)
+            created = parse_olist_time(row["review_creation_date"], self.zone)
             score = int(row["review_score"])
         except ValueError:
             created = None
             score = 0
         if order is None or created is None or not 1 <= score <= 5:
-            stats.reviews_skipped += 1
-            continue
+            self.stats.reviews_skipped += 1
+            return
         pk = row["review_pk"]
-        ev = {
+        ev: Event = {
             "schema_version": SCHEMA_VERSION,
             "event_id": f"olist-review-{pk}",
             "feedback_id": f"olist-review-{pk}",
-            "customer_id": order[1],
+            "customer_id": order.person,
             "source": "review",
             "score": score,
             "scale": {"min": 1, "max": 5},
@@ -308,22 +336,72 @@ def _build(data_dir: Path, tz: str) -> tuple[list[tuple[str, Event]], OlistStats
             "order_id": row["order_id"],
             "channel": "marketplace",
         }
-        answered = optional(row.get("review_answer_timestamp", ""))
+        answered = self.optional(row.get("review_answer_timestamp", ""))
         if answered is not None:
             ev["attributes"] = {"answered_at": answered.isoformat()}
-        when = stamp(ev, created, order[0])
-        feedback.append((when, "feedback", ev))
+        when = self.stamp(ev, created, order.purchase)
+        self.feedback.append((when, "feedback", ev))
 
-    merged = [(at, "customer_profile", ev) for at, ev in profiles.values()]
-    merged += order_events
-    merged += feedback
-    merged.sort(key=lambda t: t[0].astimezone(timezone.utc))
-    out = [(kind, ev) for _, kind, ev in merged]
-    for kind, ev in out:
-        stats.events[kind] = stats.events.get(kind, 0) + 1
-        if kind == "order":
-            stats.order_types[ev["type"]] = stats.order_types.get(ev["type"], 0) + 1
-    return out, stats
+    def merged(self) -> list[tuple[str, Event]]:
+        """All events, stably sorted by instant (profiles, orders, feedback on ties), counted in stats."""
+        merged = [(at, "customer_profile", ev) for at, ev in self.profiles.values()]
+        merged += self.order_events
+        merged += self.feedback
+        merged.sort(key=lambda t: t[0].astimezone(timezone.utc))
+        out = [(kind, ev) for _, kind, ev in merged]
+        for kind, ev in out:
+            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
+            if kind == "order":
+                self.stats.order_types[ev["type"]] = self.stats.order_types.get(ev["type"], 0) + 1
+        return out
+
+
+def _placed_event(order: _Order) -> Event:
+    """The ``placed`` event of an order, at its purchase time."""
+    placed = order.base_event("placed")
+    placed.update(
+        occurred_at=order.purchase.isoformat(),
+        promised_delivery_at=order.promised.isoformat(),
+        amount=order.amount,
+        currency="BRL",
+        items=order.items,
+        attributes={"olist_status": order.status, "city": order.city},
+    )
+    if order.items_missing:
+        placed["attributes"]["items_missing"] = True
+    if order.payment_type:
+        placed["attributes"]["payment_type"] = order.payment_type
+    return placed
+
+
+def _profile_event(order: _Order) -> Event:
+    """The customer profile as of ``order`` (with that order's address)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": f"olist-profile-{order.person}",
+        "customer_id": order.person,
+        "occurred_at": order.purchase.isoformat(),
+        "region": order.region,
+        "attributes": {
+            "city": order.city,
+            # the subset stored the 5-digit CEP prefix as a number
+            "zip_prefix": order.zip_prefix.strip().zfill(5),
+        },
+    }
+
+
+def _build(data_dir: Path, tz: str) -> tuple[list[tuple[str, Event]], OlistStats]:
+    """Read the subset under ``data_dir`` into sorted ``(kind, event)`` pairs and their counts."""
+    base = Path(data_dir)
+    build = _Build(ZoneInfo(tz))
+    sources = _Sources.read(base)
+    for row in _rows(base / "olist_orders_dataset.csv"):
+        order = build.resolve_order(row, sources)
+        if order is not None:
+            build.add_order(row, order)
+    for row in _rows(base / "olist_order_reviews_dataset.csv"):
+        build.add_review(row)
+    return build.merged(), build.stats
 
 
 @lru_cache(maxsize=2)

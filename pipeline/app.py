@@ -21,6 +21,7 @@ keyed by ``dimension=value`` and owned by the ``aggregate`` agent.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from .agents import aggregate, failstop, faust_fixes, ingest
 from .config import Settings
 from .metrics import Metrics
 from .process import Processor
+from .stage_settings import StageSettings, load_stage_settings
 
 
 @dataclass
@@ -82,7 +84,10 @@ def make_faust_app(settings: Settings) -> faust.App:
     )
 
 
-def build(settings: Settings) -> Pipeline:
+def build(settings: Settings, stages: StageSettings | None = None) -> Pipeline:
+    """The worker's app.  ``stages``: the stages' part of the settings tree, read from the process
+    environment once here when not given."""
+    stages = load_stage_settings(os.environ) if stages is None else stages
     app = make_faust_app(settings)
 
     @app.task
@@ -101,8 +106,8 @@ def build(settings: Settings) -> Pipeline:
             freeze_watch["installed"] = failstop.watch_for_freezes(app, settings.session_timeout_seconds)
     metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
-    customers, processor = ingest.register(app, settings, metrics, counters)
-    agg = aggregate.register(app, settings, metrics, counters)
+    customers, processor = ingest.register(app, settings, stages, metrics, counters)
+    agg = aggregate.register(app, settings, stages, metrics, counters)
     web.register(app, metrics, counters, agg)
     return Pipeline(app=app, processor=processor, customers=customers, aggregate=agg, metrics=metrics,
                     counters=counters)

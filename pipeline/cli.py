@@ -125,7 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     s = resolve_settings()
     t = s.topics
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed, t.ticks, s.partials_topic], timeout=args.timeout)
-    ok, report = verify(s, CommitmentConfig.from_env().warn_delivery_seconds)
+    ok, report = verify(s, CommitmentConfig.from_env(os.environ).warn_delivery_seconds)
     print(report)
     print("OK: alert sets equal the CSV truth" if ok else "MISMATCH")
     from .verify_olist import churn_table

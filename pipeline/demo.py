@@ -10,6 +10,7 @@ started.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def run_demo(simulated: int = 2000, quiet: bool = False) -> int:
         print(f"\nsent {sent} records (olist {olist}, simulated {sim}, broken {len(bad)}); "
               f"processed in {elapsed:.1f}s ({sent / elapsed:.0f} records/s end to end)\n")
         print(summarise(settings).render())
-        ok, report = verify(settings, CommitmentConfig.from_env().warn_delivery_seconds)
+        ok, report = verify(settings, CommitmentConfig.from_env(os.environ).warn_delivery_seconds)
         print("\nOlist delivery commitments vs the CSV truth:\n" + report)
         from .verify_olist import churn_table
 

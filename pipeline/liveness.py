@@ -32,7 +32,6 @@ marker that is never acknowledged (1 per partition).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,7 @@ PartitionKey = tuple[str, int]
 
 def stuck_seconds_from_env(env: Mapping[str, str] | None = None) -> float:
     """``PIPELINE_STUCK_SECONDS`` (default 20, must be > 0)."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     raw = env.get("PIPELINE_STUCK_SECONDS") or ""
     value = float(raw) if raw.strip() else DEFAULT_STUCK_SECONDS
     if not value > 0:

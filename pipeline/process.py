@@ -24,7 +24,6 @@ Routing rules
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
@@ -33,7 +32,7 @@ import orjson
 
 from .churn import alerts as churn_alerts
 from .churn.schedule import next_rescore
-from .churn.score import load_weights, score as churn_score
+from .churn.score import score as churn_score
 from .churn.snapshot import risk_snapshot
 from .churn.state import apply_commitment_transition, apply_event as churn_apply
 from .classify.events import classify_event
@@ -41,18 +40,17 @@ from .classify.learned import SentimentModel
 from .classify.taxonomy import load_taxonomy
 from .commitments import tracker
 from .commitments.alerts import alerts_for
-from .commitments.model import CommitmentConfig, Transition
-from .commitments.playbook import load_playbook as load_commitment_playbook
+from .commitments.model import Transition
 from .config import Settings
 from .ingest.normalise import Event, normalise
 from .core.bounds import time_in_range
 from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
-from .core.redact import Redactor
 from .segment.customer import apply_event as segment_apply
 from .segment.customer import promised_delivery
 from .segment.segments import derive_segment
+from .stage_settings import StageSettings, load_stage_settings
 
 COMMITMENT_KINDS = ("order", "complaint")
 MAX_RESCORES_PER_STEP = 4  # silence rescorings of one customer per step (the rest at the next sweep)
@@ -98,20 +96,24 @@ class Step:
 class Processor:
     """Stateless apart from configuration; state is passed in and returned."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        self.settings = settings
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None,
+                 stages: StageSettings | None = None) -> None:
+        """``stages``: the settings tree's stage part (:func:`~pipeline.stage_settings.load_stage_settings`,
+        built once by the app); without it, read from ``env`` (default: none, every default)."""
+        if stages is None:
+            stages = load_stage_settings({} if env is None else env)
+        self.settings, self.stages = settings, stages
         self.topics = settings.topics
         self.taxonomy = load_taxonomy(settings.taxonomy_file)
         # optional learned text sentiment; a bad file fails here, at start-up, with its reason
         self.sentiment_model = (SentimentModel.load(settings.sentiment_model_file)
                                 if settings.sentiment_model_file else None)
-        self.cm_cfg = CommitmentConfig.from_env(env)
-        self.cm_playbook = load_commitment_playbook(None, env)
-        self.churn_weights = load_weights(None, env)
-        self.churn_policy = churn_alerts.ChurnPolicy.from_env(env)
-        self.churn_playbook = churn_alerts.load_playbook(None, env)
-        self.redactor = Redactor.from_env(env)  # PIPELINE_REDACT, PIPELINE_REDACT_KINDS
+        self.cm_cfg = stages.commitments.config
+        self.cm_playbook = stages.commitments.playbook
+        self.churn_weights = stages.churn.weights
+        self.churn_policy = stages.churn.policy
+        self.churn_playbook = stages.churn.playbook
+        self.redactor = stages.redactor  # PIPELINE_REDACT, PIPELINE_REDACT_KINDS
 
     def warm(self) -> float:
         """Build the lazy parts of the classifier now (Kiwi and the Korean matcher: ~3 s); seconds spent.
@@ -244,7 +246,7 @@ class Processor:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Commitment alerts, churn update and churn alerts; returns (state, risk snapshot)."""
         key = customer_id.encode()
-        for alert in alerts_for(transitions, segment, self.cm_playbook, now):
+        for alert in alerts_for(transitions, segment, self.cm_playbook, now, self.redactor):
             step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert), alert["alert_id"],
                                        step.kind))
             step.alerts.append(alert)
@@ -253,7 +255,7 @@ class Processor:
             churn = apply_commitment_transition(churn, tr.to_dict())
         rs = churn_score(churn, clock, self.churn_weights)
         ca, churn_alert_docs = churn_alerts.evaluate(
-            state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now,
+            state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now, self.redactor,
         )
         for alert in churn_alert_docs:
             step.outputs.append(Output(self.topics.alerts_churn, key, orjson.dumps(alert), alert["alert_id"],
@@ -289,7 +291,7 @@ class Processor:
             segment = derive_segment(state.get("seg"), due, self.settings.segment)
             rs = churn_score(state.get("churn"), due, self.churn_weights)
             ca, docs = churn_alerts.evaluate(state.get("ca"), rs, due, customer_id, segment, self.churn_policy,
-                                             self.churn_playbook, now)
+                                             self.churn_playbook, now, self.redactor)
             for alert in docs:
                 step.outputs.append(Output(self.topics.alerts_churn, customer_id.encode(), orjson.dumps(alert),
                                            alert["alert_id"]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,7 +42,7 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "RetryPolicy":
-        env = os.environ if env is None else env
+        env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
         d = cls()
         return cls(
             attempts=int(env.get("PIPELINE_PROCESS_ATTEMPTS") or d.attempts),

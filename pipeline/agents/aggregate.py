@@ -19,44 +19,41 @@ filling.  Control records on the same topic move it too:
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
 import faust
 from mode import CrashingSupervisor
 
-from ..aggregate.alerts import load_playbook
-from ..aggregate.state import grace_from_env, retention_from_env
-from ..aggregate.surge import SurgeConfig
 from ..config import Settings
 from ..drivers.stage2 import CONTROL_KEYS, Effects, In, Stage2, Stage2Config
 from ..metrics import Metrics
 from ..outputs.emitted import load_ids
 from ..outputs.frontier import committed_offsets
+from ..stage_settings import StageSettings
 from .common import InputGuard, Sender, json_table, log, run_batches, watch_input
 
 # What the web layer queries (``/segments/...``): the driver, with its table and watermarks.
 AggregateParts = Stage2
 
 
-def stage2_config(settings: Settings) -> Stage2Config:
-    t = settings.topics
-    return Stage2Config(partitions=settings.partitions, grace=grace_from_env(os.environ),
-                        retention=retention_from_env(os.environ), surge=SurgeConfig.from_env(os.environ),
-                        playbook=load_playbook(None, os.environ), wall_clock=settings.clock == "wall",
+def stage2_config(settings: Settings, stages: StageSettings) -> Stage2Config:
+    t, a = settings.topics, stages.aggregate
+    return Stage2Config(partitions=settings.partitions, grace=a.grace_seconds, retention=a.retention_windows,
+                        surge=a.surge, playbook=a.playbook, wall_clock=settings.clock == "wall",
                         aggregates_topic=t.aggregates, alerts_topic=t.alerts_pain_points,
-                        deadletter_topic=t.deadletter)
+                        deadletter_topic=t.deadletter, redactor=stages.redactor)
 
 
-def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> Stage2:
+def register(app: faust.App, settings: Settings, stages: StageSettings, metrics: Metrics,
+             counters: dict[str, int]) -> Stage2:
     """The stage-2 agent: keeps its input gap-free, reads back what a previous owner sent, and moves
     bytes between Kafka and :class:`~pipeline.drivers.stage2.Stage2`."""
     topic = settings.partials_topic
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     table = json_table(app, "segment_windows", settings.partitions,
                        "Per dimension=value: event-time windows of pain-point counts and surge baselines.")
-    driver = Stage2(stage2_config(settings), table)
+    driver = Stage2(stage2_config(settings, stages), table)
     sender = Sender(app, metrics, counters, "aggregate")
     gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds,
                       consumer=lambda: app.consumer, worker_wide=True)  # guarded like stage 1's inputs

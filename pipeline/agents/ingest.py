@@ -11,34 +11,32 @@ driver applied.  Clocks (``PIPELINE_CLOCK``, idleness, ``advance_to`` ticks): do
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
 import faust
 from mode import CrashingSupervisor
 
-from ..aggregate import windows_from_env
-from ..aggregate.partials import min_confidence_from_env
 from ..config import Settings
 from ..drivers.stage1 import In, Stage1, Stage1Config
 from ..metrics import Metrics
 from ..process import Processor
-from ..retry import RetryPolicy
+from ..stage_settings import StageSettings
 from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, json_table, log,
                      run_batches, watch_input)
 from .readback import ConsumerView, read_back
 from .timers import register_ticks
 
 
-def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dict[str, int]) -> tuple[Any, Processor]:
+def register(app: faust.App, settings: Settings, stages: StageSettings, metrics: Metrics,
+             counters: dict[str, int]) -> tuple[Any, Processor]:
     t = settings.topics
     source = app.topic(*t.inputs, t.rekeyed, t.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     customers = json_table(app, "customers", settings.partitions, "Per-customer state: segment, commitments, churn.")
-    processor = Processor(settings)
-    cfg = Stage1Config(settings.partitions, windows_from_env(os.environ), min_confidence_from_env(os.environ),
-                       RetryPolicy.from_env(os.environ), settings)
+    processor = Processor(settings, stages=stages)
+    cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
+                       stages.retry, settings)
     driver = Stage1(cfg, processor, customers, metrics, counters)
     sender = Sender(app, metrics, counters, "ingest")
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,

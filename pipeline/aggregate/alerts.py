@@ -20,7 +20,6 @@ the file), or ``PIPELINE_PAIN_PLAYBOOK_FILE``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.core.timeparse import format_timestamp, parse_timestamp
-from pipeline.core.redact import redact_alert
+from pipeline.core.redact import Redactor, redact_alert
 
 from .surge import Surge
 
@@ -71,7 +70,7 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
     Raises ``ValueError`` (naming the file) when it is malformed and
     ``FileNotFoundError`` when it does not exist.  Lines are whitespace-normalised.
     """
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     chosen = Path(path or env.get("PIPELINE_PAIN_PLAYBOOK_FILE") or DEFAULT_PLAYBOOK_FILE)
     try:
         with chosen.open(encoding="utf-8") as fh:
@@ -140,6 +139,7 @@ def surge_alert(
     surge: Surge,
     playbook: Playbook,
     emitted_at: float | str | datetime,
+    redactor: Redactor | None = None,
 ) -> dict[str, Any]:
     """The ``pain_point_surge`` alert for a surging final record (valid against alert.schema.json).
 
@@ -173,4 +173,4 @@ def surge_alert(
         ),
         "pain_point": pid,
         "details": details,
-    })
+    }, redactor)

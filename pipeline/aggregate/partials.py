@@ -37,7 +37,6 @@ Counting rules:
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterable, Mapping
 
 from pipeline.core.timeparse import parse_timestamp
@@ -55,7 +54,7 @@ Bucket = dict[str, Any]
 
 def min_confidence_from_env(env: Mapping[str, str] | None = None) -> float:
     """``PIPELINE_AGGREGATE_MIN_CONFIDENCE`` (default 0.5)."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     return float(env.get("PIPELINE_AGGREGATE_MIN_CONFIDENCE") or DEFAULT_MIN_CONFIDENCE)
 
 

@@ -47,7 +47,6 @@ Final records (one per window, dimension, value and pain point; ``pain_point``
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -65,13 +64,13 @@ Final = dict[str, Any]
 
 def grace_from_env(env: Mapping[str, str] | None = None) -> float:
     """``PIPELINE_WATERMARK_GRACE_SECONDS`` (default 300)."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     return float(env.get("PIPELINE_WATERMARK_GRACE_SECONDS") or DEFAULT_GRACE_SECONDS)
 
 
 def retention_from_env(env: Mapping[str, str] | None = None) -> int:
     """``PIPELINE_WINDOW_RETENTION`` — windows of its size a closed window is held (default 24)."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     return int(env.get("PIPELINE_WINDOW_RETENTION") or DEFAULT_RETENTION_WINDOWS)
 
 

@@ -83,7 +83,6 @@ Configuration (environment, :meth:`SurgeConfig.from_env`; unset or empty = defau
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -120,7 +119,7 @@ class SurgeConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SurgeConfig":
         """Read ``PIPELINE_SURGE_*`` (unset or empty → default)."""
-        env = os.environ if env is None else env
+        env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
         base = cls()
         kwargs: dict[str, Any] = {}
         for name, conv in (

@@ -18,7 +18,6 @@ in window keys and alert ids); sizes must be positive.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import Mapping
@@ -111,5 +110,5 @@ def parse_windows(spec: str) -> list[WindowSpec]:
 
 def windows_from_env(env: Mapping[str, str] | None = None) -> list[WindowSpec]:
     """Windows from ``PIPELINE_WINDOWS`` (default ``1h=3600,1d=86400``)."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     return parse_windows(env.get("PIPELINE_WINDOWS") or DEFAULT_WINDOWS_SPEC)

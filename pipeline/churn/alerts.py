@@ -31,13 +31,12 @@ contribution}``; ``suggested_actions`` come from the playbook
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.timeparse import format_timestamp
-from ..core.redact import redact_alert
+from ..core.redact import Redactor, redact_alert
 from ..yamlfile import read_mapping
 from .score import Factor, RiskScore
 from .state import DAY
@@ -75,7 +74,7 @@ class ChurnPolicy:
         """Read ``PIPELINE_CHURN_THRESHOLD``, ``_LOWER_THRESHOLD``, ``_COOLDOWN_DAYS``,
         ``_STEEP_RISE``, ``_HIGH_SCORE``, ``_TOP_FACTORS`` and ``_CLEARED_ALERTS``
         (``true``/``false``); unset variables keep the defaults."""
-        env = os.environ if env is None else env
+        env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
         d = cls()
 
         def num(name: str, default: float) -> float:
@@ -129,7 +128,7 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
     """Read ``pipeline/playbooks/churn.yaml``, then merge ``path`` (or ``$PIPELINE_CHURN_PLAYBOOK_FILE``)
     over it: a factor listed in the operator's file replaces that factor's lines, other top-level
     keys replace the default's.  Raises ``ValueError`` if a section is not a list of strings."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     chosen = Path(path) if path is not None else (Path(env[ENV_PLAYBOOK_FILE]) if env.get(ENV_PLAYBOOK_FILE) else None)
     data = read_mapping(DEFAULT_PLAYBOOK_PATH, "churn playbook")
     source = str(DEFAULT_PLAYBOOK_PATH)
@@ -170,6 +169,7 @@ def evaluate(
     policy: ChurnPolicy,
     playbook: Playbook,
     emitted_at: float,
+    redactor: Redactor | None = None,
 ) -> tuple[AlertState, list[dict[str, Any]]]:
     """Apply the policy to one score at event time ``now``; return ``(new alert state, alerts)``.
 
@@ -182,13 +182,14 @@ def evaluate(
     alerts: list[dict[str, Any]] = []
     if not st["armed"] and value < policy.lower_threshold:
         if policy.emit_cleared:
-            alerts.append(redact_alert(_cleared(st, score, now, customer_id, segment, policy, playbook, emitted_at)))
+            alerts.append(redact_alert(_cleared(st, score, now, customer_id, segment, policy, playbook, emitted_at),
+                                        redactor))
         st["episode"] += 1
         st["armed"] = True
     elif st["armed"] and value >= policy.threshold:
         last = st["last_alert_at"]
         if last is None or now - last >= policy.cooldown_days * DAY:
-            alerts.append(redact_alert(_risk(st, score, now, customer_id, segment, policy, playbook, emitted_at)))
+            alerts.append(redact_alert(_risk(st, score, now, customer_id, segment, policy, playbook, emitted_at), redactor))
             st.update(armed=False, last_alert_at=now, last_alert_score=value)
     st["last_score"] = value
     st["last_at"] = now

@@ -23,7 +23,6 @@ age 0.  The factors and their parameters are documented in
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -128,7 +127,7 @@ def load_weights(path: str | Path | None = None, env: Mapping[str, str] | None =
     Raises ``ValueError`` for an unknown factor or parameter, a weight outside
     [0, 1), or a non-positive half-life / ``full``.
     """
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     chosen = Path(path) if path is not None else (Path(env[ENV_WEIGHTS_FILE]) if env.get(ENV_WEIGHTS_FILE) else None)
     data = read_mapping(DEFAULT_WEIGHTS_PATH, "churn weights")
     source = str(DEFAULT_WEIGHTS_PATH)

@@ -47,7 +47,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..core.timeparse import format_timestamp
-from ..core.redact import redact_alert
+from ..core.redact import Redactor, redact_alert
 from .model import BREACHED, FULFILLED, FULFILLED_LATE, VOIDED, WARNED, Transition
 from .playbook import Playbook
 
@@ -197,7 +197,7 @@ def _subject_segment(segment: Mapping[str, Any]) -> dict[str, str]:
 
 def alerts_for(
     transitions: Iterable[Transition], segment: Mapping[str, Any] | None, playbook: Playbook | None,
-    now_emitted: float,
+    now_emitted: float, redactor: Redactor | None = None,
 ) -> list[dict[str, Any]]:
     """Alert dicts for the transitions that raise one (see module doc), in transition order."""
     segment = segment or {}
@@ -230,5 +230,5 @@ def alerts_for(
                 "severity_factors": factors,
                 "playbook_version": playbook.version if playbook is not None else None,
             },
-        }))
+        }, redactor))
     return out

@@ -70,7 +70,6 @@ late event does not re-create it and a reopen continues its generations).
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -125,7 +124,7 @@ class CommitmentConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CommitmentConfig":
         """Read ``PIPELINE_WARN_<KIND>_SECONDS`` and the retention variables (module doc)."""
-        env = os.environ if env is None else env
+        env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
         d = cls()
         names = {f"warn_{k}_seconds": f"PIPELINE_WARN_{k.upper()}_SECONDS" for k in KINDS}
         names.update(

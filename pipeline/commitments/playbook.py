@@ -11,7 +11,6 @@ raises :class:`PlaybookError` at load time, never while alerting.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -108,7 +107,7 @@ def parse_playbook(data: Any, source: str = "<memory>") -> Playbook:
 
 def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Playbook:
     """Load ``path``, else ``$PIPELINE_PLAYBOOK_FILE``, else the default playbook."""
-    env = os.environ if env is None else env
+    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
     if path is None:
         path = env.get(ENV_VAR) or DEFAULT_PLAYBOOK_PATH
     p = Path(path)

@@ -43,7 +43,6 @@ joinable.
 from __future__ import annotations
 
 import calendar
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -269,7 +268,7 @@ class Redactor:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Redactor":
-        env = os.environ if env is None else env
+        env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
         if (env.get("PIPELINE_REDACT") or "1").strip().lower() in ("0", "false", "no", "off"):
             return cls(frozenset())
         raw = env.get("PIPELINE_REDACT_KINDS") or ",".join(KINDS)
@@ -412,7 +411,8 @@ def _is_id(key: Any) -> bool:
 
 @lru_cache(maxsize=1)
 def default_redactor() -> Redactor:
-    """From the process environment (``PIPELINE_REDACT``, ``PIPELINE_REDACT_KINDS``), read once."""
+    """The default redaction (every kind on), for callers that pass no redactor; the worker passes the
+    one of its settings tree (``PIPELINE_REDACT``, ``PIPELINE_REDACT_KINDS``)."""
     return Redactor.from_env()
 
 

@@ -38,6 +38,7 @@ from ..aggregate.state import (Watermark, already_merged, close_windows, merge_p
                                note_merged, top_pain_points)
 from ..aggregate.surge import SurgeConfig, process_finals
 from ..core.keys import is_meta_key, partition_meta_key, partition_of
+from ..core.redact import Redactor
 from ..ingest.validate import Problem
 from ..outputs.deadletter import dead_letter
 from ..scheduling import DueIndex
@@ -56,6 +57,7 @@ class Stage2Config:
     aggregates_topic: str
     alerts_topic: str
     deadletter_topic: str
+    redactor: Redactor | None = None  # personal data masked in alerts (None: from the environment)
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ class Stage2:
                     continue
                 fx.sends.append(Send(self.cfg.aggregates_topic, key.encode(), orjson.dumps(final)))
             for final, surge in result.alerts:
-                alert = surge_alert(final, surge, self.cfg.playbook, now)
+                alert = surge_alert(final, surge, self.cfg.playbook, now, self.cfg.redactor)
                 if alert["alert_id"] in sent:
                     fx.counts[("errors", "duplicate_alert_suppressed")] += 1
                     continue

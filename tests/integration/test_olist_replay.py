@@ -3,6 +3,7 @@ also when the worker is killed with SIGKILL in the middle of the replay and rest
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -89,7 +90,7 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
               f"ready after {ready:.1f} s with {left} records to go)")
     advance_clock(s, last_due(olist) + 7 * 86400)
     wait_for_group(s, s.app_id, [*inputs, t.ticks, s.partials_topic], timeout=600)
-    truth = truth_from_csv(olist, CommitmentConfig.from_env().warn_delivery_seconds)
+    truth = truth_from_csv(olist, CommitmentConfig.from_env(os.environ).warn_delivery_seconds)
     by_type, total, dupes = alerted_orders(s)
     unmet = by_type.get("unmet_commitment", set())
     at_risk = by_type.get("commitment_at_risk", set())

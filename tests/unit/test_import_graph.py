@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.segment",),
     ("pipeline.commitments", "pipeline.churn", "pipeline.aggregate"),
     ("pipeline.outputs",),
-    ("pipeline.process", "pipeline.drivers", "pipeline.clock", "pipeline.scheduling", "pipeline.delivery", "pipeline.liveness",
+    ("pipeline.stage_settings", "pipeline.process", "pipeline.drivers", "pipeline.clock", "pipeline.scheduling", "pipeline.delivery", "pipeline.liveness",
      "pipeline.producers"),
     ("pipeline.metrics", "pipeline.topics", "pipeline.summary", "pipeline.observability"),
     ("pipeline.agents", "pipeline.web"),

@@ -26,15 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from pipeline.core.timeparse import format_timestamp, parse_timestamp
 from pipeline.core.redact import Redactor, redact_alert
 
+from ..playbooks import PLAYBOOK_DIR, PlaybookError, action_lines, playbook_path, read_playbook
 from .surge import Surge
 
 ALERT_TYPE = "pain_point_surge"
-DEFAULT_PLAYBOOK_FILE = Path(__file__).resolve().parent.parent / "playbooks" / "pain_points.yaml"
+DEFAULT_PLAYBOOK_FILE = PLAYBOOK_DIR / "pain_points.yaml"
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -56,43 +55,29 @@ class Playbook:
         return [_PLACEHOLDER.sub(lambda m: str(ctx.get(m.group(1), m.group(0))), line) for line in lines]
 
 
-def _lines(data: Any, where: str) -> tuple[str, ...]:
-    if isinstance(data, str):
-        data = [data]
-    if not isinstance(data, list) or not all(isinstance(x, str) and x.strip() for x in data):
-        raise ValueError(f"playbook {where}: expected a list of non-empty strings")
-    return tuple(" ".join(x.split()) for x in data)
-
-
 def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Playbook:
     """Load a playbook: ``path``, else ``PIPELINE_PAIN_PLAYBOOK_FILE``, else the bundled file.
 
-    Raises ``ValueError`` (naming the file) when it is malformed and
-    ``FileNotFoundError`` when it does not exist.  Lines are whitespace-normalised.
+    Raises :class:`~pipeline.playbooks.PlaybookError` (a ``ValueError`` naming the file) when it is
+    missing or malformed.  Lines are whitespace-normalised.
     """
-    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
-    chosen = Path(path or env.get("PIPELINE_PAIN_PLAYBOOK_FILE") or DEFAULT_PLAYBOOK_FILE)
-    try:
-        with chosen.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-        if not isinstance(data, dict):
-            raise ValueError("top level must be a mapping")
-        default = _lines(data.get("default"), "default")
-        if not default:
-            raise ValueError("default: at least one action is required")
-        pains = data.get("pain_points") or {}
-        segments = data.get("segments") or {}
-        if not isinstance(pains, dict) or not isinstance(segments, dict):
-            raise ValueError("pain_points and segments must be mappings")
-        return Playbook(
-            default=default,
-            pain_points={str(k): _lines(v or [], f"pain_points.{k}") for k, v in pains.items()},
-            segments={str(k): _lines(v or [], f"segments.{k}") for k, v in segments.items()},
-            version=str(data.get("version", "")),
-            source=str(chosen),
-        )
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{chosen}: {exc}") from None
+    chosen = playbook_path(path, {} if env is None else env, "PIPELINE_PAIN_PLAYBOOK_FILE", DEFAULT_PLAYBOOK_FILE.name)
+    data = read_playbook(chosen)
+    where = str(chosen)
+    default = action_lines(data.get("default"), f"{where}: default")
+    if not default:
+        raise PlaybookError(f"{where}: default: at least one action is required")
+    pains = data.get("pain_points") or {}
+    segments = data.get("segments") or {}
+    if not isinstance(pains, dict) or not isinstance(segments, dict):
+        raise PlaybookError(f"{where}: pain_points and segments must be mappings")
+    return Playbook(
+        default=default,
+        pain_points={str(k): action_lines(v or [], f"{where}: pain_points.{k}") for k, v in pains.items()},
+        segments={str(k): action_lines(v or [], f"{where}: segments.{k}") for k, v in segments.items()},
+        version=str(data.get("version", "")),
+        source=where,
+    )
 
 
 def alert_id(final_record: Mapping[str, Any]) -> str:

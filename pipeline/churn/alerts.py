@@ -37,13 +37,13 @@ from typing import Any, Mapping
 
 from ..core.timeparse import format_timestamp
 from ..core.redact import Redactor, redact_alert
-from ..yamlfile import read_mapping
+from ..playbooks import PLAYBOOK_DIR, action_lines, playbook_path, read_playbook
 from .score import Factor, RiskScore
 from .state import DAY
 
 AlertState = dict[str, Any]
 
-DEFAULT_PLAYBOOK_PATH = Path(__file__).resolve().parent.parent / "playbooks" / "churn.yaml"
+DEFAULT_PLAYBOOK_PATH = PLAYBOOK_DIR / "churn.yaml"
 ENV_PLAYBOOK_FILE = "PIPELINE_CHURN_PLAYBOOK_FILE"
 SEVERITIES = ("medium", "high", "critical")
 MAX_EVIDENCE = 100
@@ -127,24 +127,21 @@ class _Keep(dict[str, Any]):
 def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Playbook:
     """Read ``pipeline/playbooks/churn.yaml``, then merge ``path`` (or ``$PIPELINE_CHURN_PLAYBOOK_FILE``)
     over it: a factor listed in the operator's file replaces that factor's lines, other top-level
-    keys replace the default's.  Raises ``ValueError`` if a section is not a list of strings."""
-    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
-    chosen = Path(path) if path is not None else (Path(env[ENV_PLAYBOOK_FILE]) if env.get(ENV_PLAYBOOK_FILE) else None)
-    data = read_mapping(DEFAULT_PLAYBOOK_PATH, "churn playbook")
+    keys replace the default's.  Raises :class:`~pipeline.playbooks.PlaybookError` (a ``ValueError``)
+    if the file is missing or a section is not a list of strings."""
+    env = {} if env is None else env
+    chosen = playbook_path(path, env, ENV_PLAYBOOK_FILE, DEFAULT_PLAYBOOK_PATH.name)
+    data = read_playbook(DEFAULT_PLAYBOOK_PATH)
     source = str(DEFAULT_PLAYBOOK_PATH)
-    if chosen is not None and chosen.resolve() != DEFAULT_PLAYBOOK_PATH:
-        over = read_mapping(chosen, "churn playbook")
+    if chosen.resolve() != DEFAULT_PLAYBOOK_PATH:
+        over = read_playbook(chosen)
         factors = dict(data.get("factors") or {})
         factors.update(over.get("factors") or {})
         data = {**data, **over, "factors": factors}
         source = f"{DEFAULT_PLAYBOOK_PATH} + {chosen}"
 
     def lines(value: Any, where: str) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
-            raise ValueError(f"churn playbook: {where} must be a list of non-empty strings")
-        return [x.strip() for x in value]
+        return list(action_lines(value, f"churn playbook {source}: {where}"))
 
     return Playbook(
         factors={k: lines(v, f"factors.{k}") for k, v in (data.get("factors") or {}).items()},
@@ -153,6 +150,7 @@ def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None 
         cleared=lines(data.get("cleared"), "cleared"),
         source=source,
     )
+
 
 def new_alert_state() -> AlertState:
     """Alert state of a customer never evaluated: armed, episode 1."""

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..yamlfile import read_mapping
+
 TAXONOMY_DIR = Path(__file__).resolve().parent.parent / "taxonomies"
 DEFAULT_TAXONOMY_PATH = TAXONOMY_DIR / "default.yaml"
 
@@ -322,11 +324,7 @@ def _inherited_languages(ref: Any, base_dir: Path | None) -> Mapping[str, Any]:
         p = (base_dir or TAXONOMY_DIR) / p
     if not p.exists() and (TAXONOMY_DIR / ref).exists():
         p = TAXONOMY_DIR / ref
-    try:
-        with p.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as exc:
-        raise TaxonomyError(f"languages_from: cannot read {p}: {exc}") from exc
+    data = read_mapping(p, "languages_from: taxonomy", TaxonomyError)
     langs = data.get("languages") or {}
     if data.get("languages_from"):
         langs = _merge_languages(_inherited_languages(data["languages_from"], p.parent), langs)

@@ -15,16 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from ..playbooks import PLAYBOOK_DIR, PlaybookError, action_lines, playbook_path, read_playbook
 
-PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 DEFAULT_PLAYBOOK_PATH = PLAYBOOK_DIR / "default.yaml"
 ENV_VAR = "PIPELINE_PLAYBOOK_FILE"
 ANY_KIND = "*"
-
-
-class PlaybookError(ValueError):
-    """The playbook file is missing or malformed."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +60,6 @@ class Playbook:
         return out
 
 
-def _lines(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
-        raise PlaybookError(f"{where}: expected a list of non-empty strings")
-    return tuple(x.strip() for x in value)
-
-
 def parse_playbook(data: Any, source: str = "<memory>") -> Playbook:
     if not isinstance(data, dict) or not isinstance(data.get("alerts"), dict):
         raise PlaybookError(f"{source}: expected a mapping with an 'alerts' mapping")
@@ -96,26 +83,16 @@ def parse_playbook(data: Any, source: str = "<memory>") -> Playbook:
                     replace = rule.get("replace", False)
                     if not isinstance(replace, bool) or set(rule) - {"replace", "actions"}:
                         raise PlaybookError(f"{where}.segments.{key}: expected {{replace: bool, actions: [...]}}")
-                    lines = _lines(rule.get("actions"), f"{where}.segments.{key}.actions")
+                    lines = action_lines(rule.get("actions"), f"{where}.segments.{key}.actions")
                 else:
-                    replace, lines = False, _lines(rule, f"{where}.segments.{key}")
+                    replace, lines = False, action_lines(rule, f"{where}.segments.{key}")
                 rules.append(SegmentRule(dim.strip(), value.strip(), lines, replace))
-            entries[(str(alert_type), str(kind))] = Entry(_lines(spec.get("actions"), f"{where}.actions"),
+            entries[(str(alert_type), str(kind))] = Entry(action_lines(spec.get("actions"), f"{where}.actions"),
                                                          tuple(rules))
     return Playbook(version=str(data.get("version", "")), source=source, entries=entries)
 
 
 def load_playbook(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Playbook:
     """Load ``path``, else ``$PIPELINE_PLAYBOOK_FILE``, else the default playbook."""
-    env = {} if env is None else env  # the environment only when given (pipeline.stage_settings)
-    if path is None:
-        path = env.get(ENV_VAR) or DEFAULT_PLAYBOOK_PATH
-    p = Path(path)
-    try:
-        with p.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise PlaybookError(f"cannot read playbook {p}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise PlaybookError(f"{p}: not valid YAML: {exc}") from exc
-    return parse_playbook(data, str(p))
+    p = playbook_path(path, {} if env is None else env, ENV_VAR, DEFAULT_PLAYBOOK_PATH.name)
+    return parse_playbook(read_playbook(p), str(p))

@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 try:  # Python 3.11+
@@ -589,6 +590,38 @@ def analyse(
     if m is None or not text:
         return out
     low, toks = tokens if tokens is not None else tokenize(text)
+    infos = _token_infos(m, toks)
+    hits = [i for i, x in enumerate(infos) if x is not None and not x.punct]
+    # patterns that may match: anchored by a token, by a substring, or always
+    trig = _anchored_patterns(m, infos, hits, low)
+    if not hits and not trig:
+        return out  # quick exit: nothing in the lexicon
+    if hits and m.always:
+        trig.update(m.always)
+    offsets = _LazyOffsets(low)
+    # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context,
+    # 3 polar from the general lexicon (sentiment only)
+    pattern_events, covered = _pattern_events(m, trig, text, offsets)
+    walk = _TokenWalk(m, toks, covered)
+    walk.run(infos)
+    events = walk.events
+    if pattern_events:
+        if walk.neg_cues:
+            pattern_events = [_negate_pattern(ev, walk.neg_cues, walk.clause_of_break) for ev in pattern_events]
+        events.extend(pattern_events)
+    if not events:
+        return out
+    events.sort(key=_pos)
+    if not events:
+        return out
+    _score(out, events, walk.clause_of_break, walk.sentence_ends, m.problems_only, walk.contrast_before)
+    if out.pains or out.unattributed:
+        _resolve_spans(out, offsets.get())
+    return out
+
+
+def _token_infos(m: LatinMatcher, toks: list[str]) -> list[Tok | None]:
+    """The :class:`Tok` of every token (``None``: no part), from the matcher's cache or looked up."""
     get = m.word_cache.get
     miss = _MISS
     infos = [get(t, miss) for t in toks]
@@ -597,12 +630,16 @@ def analyse(
         for i, x in enumerate(infos):
             if x is miss:
                 infos[i] = lookup(toks[i])
-    hits = [i for i, x in enumerate(infos) if x is not None and not x.punct]
-    # patterns that may match: anchored by a token, by a substring, or always
+    return infos
+
+
+def _anchored_patterns(m: LatinMatcher, infos: list[Tok | None], hits: list[int], low: str) -> set[int]:
+    """Indices of the patterns whose anchor occurs: a word anchor starting one of the ``hits``
+    tokens, or a substring anchor in the lower-cased text ``low``."""
     trig: set[int] = set()
     for i in hits:
-        if infos[i].trig:
-            trig.update(infos[i].trig)
+        if infos[i].trig:  # type: ignore[union-attr]
+            trig.update(infos[i].trig)  # type: ignore[union-attr]
     for s, idx in m.sub_anchors_ascii:
         if s in low:
             trig.add(idx)
@@ -610,188 +647,224 @@ def analyse(
         for s, idx in m.sub_anchors_other:
             if s in low:
                 trig.add(idx)
-    if not hits and not trig:
-        return out  # quick exit: nothing in the lexicon
-    if hits and m.always:
-        trig.update(m.always)
+    return trig
 
-    offsets: list[tuple[int, int]] | None = None
 
-    def tok_offsets() -> list[tuple[int, int]]:
-        nonlocal offsets
-        if offsets is None:
-            rx = ASCII_TOKEN_RE if low.isascii() else TOKEN_RE
-            offsets = [mt.span() for mt in rx.finditer(low)]
-        return offsets
+class _LazyOffsets:
+    """Character spans of the tokens of a lower-cased text, computed on first use."""
 
-    # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context,
-    # 3 polar from the general lexicon (sentiment only)
-    events: list[tuple] = []
+    __slots__ = ("low", "spans")
+
+    def __init__(self, low: str) -> None:
+        self.low = low
+        self.spans: list[tuple[int, int]] | None = None
+
+    def get(self) -> list[tuple[int, int]]:
+        """The (start, end) of every token of the text."""
+        if self.spans is None:
+            rx = ASCII_TOKEN_RE if self.low.isascii() else TOKEN_RE
+            self.spans = [mt.span() for mt in rx.finditer(self.low)]
+        return self.spans
+
+
+def _pattern_events(m: LatinMatcher, trig: set[int], text: str,
+                    offsets: _LazyOffsets) -> tuple[list[tuple], set[int]]:
+    """Events of the hits of the triggered patterns (spans as char offsets ``-1 - start``, ``end``)
+    and the token indices the hits cover (those tokens are skipped by the word walk)."""
     covered: set[int] = set()
     pattern_events: list[tuple] = []
-    if trig:
-        offs = None
-        ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
-        for idx in sorted(trig):
-            pat, cat, val, prob, kind = m.patterns[idx]
-            for mt in pat.finditer(ptext):
-                s, e = mt.span()
-                if e <= s:
-                    continue
-                if offs is None:
-                    offs = tok_offsets()
-                    ends = [o[1] for o in offs]
-                    starts = [o[0] for o in offs]
-                lo = bisect_right(ends, s)
-                hi = bisect_left(starts, e)
-                covered.update(range(lo, hi))
-                ti = lo if hi > lo else max(0, lo - 1)
-                pattern_events.append((ti, kind, cat, val, prob, -1 - s, e))
+    if not trig:
+        return pattern_events, covered
+    offs = None
+    starts: list[int] = []
+    ends: list[int] = []
+    ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
+    for idx in sorted(trig):
+        pat, cat, val, prob, kind = m.patterns[idx]
+        for mt in pat.finditer(ptext):
+            s, e = mt.span()
+            if e <= s:
+                continue
+            if offs is None:
+                offs = offsets.get()
+                ends = [o[1] for o in offs]
+                starts = [o[0] for o in offs]
+            lo = bisect_right(ends, s)
+            hi = bisect_left(starts, e)
+            covered.update(range(lo, hi))
+            ti = lo if hi > lo else max(0, lo - 1)
+            pattern_events.append((ti, kind, cat, val, prob, -1 - s, e))
+    return pattern_events, covered
 
-    n = len(toks)
-    clause = 0
-    clause_of_break: list[int] = []  # token indices where a clause ends
-    neg_until = -1
-    neg_from = -1
-    neg_tok = -1
-    lack_until = -1
-    int_until = -1
-    intens = 1.0
-    excess_at = -1
-    cond = False
-    wish_until = -1
-    neg_cues: list[int] = []
-    comparative = m.comparative
-    sentence_ends: list[int] = []
-    contrast_before: set[int] = set()
-    skip_to = 0
-    positions = [i for i, x in enumerate(infos) if x is not None]
-    for i in positions:
-        if i < skip_to or i in covered:
-            continue
-        info = infos[i]
-        if excess_at >= 0 and excess_at < i:
-            t = toks[excess_at]
-            if excess_at not in covered and t[0].isalpha():
-                events.append((excess_at, 1, None, EXCESS_VALUE, False, excess_at, excess_at))
-            excess_at = -1
-        if info.punct:
-            clause += 1
-            clause_of_break.append(i)
-            if toks[i] in SENTENCE_END:
-                sentence_ends.append(i)
-            neg_until = lack_until = int_until = excess_at = wish_until = -1
-            cond = False
-            continue
-        entry = info.entry
-        b = i
-        if info.phrases:
-            for keys, e in info.phrases:
-                L = len(keys)
-                if i + L > n:
-                    continue
-                ok = True
-                for j in range(1, L):
-                    if (i + j) in covered or toks[i + j] in PUNCT or m.key(toks[i + j]) != keys[j]:
-                        ok = False
-                        break
-                if ok:
-                    entry, b = e, i + L - 1
+
+class _TokenWalk:
+    """Left-to-right walk over the lexicon tokens of a text: cue scopes (negation, lack,
+    intensifier, "too", wish, conditional) and the events of its words.
+
+    Results: ``events`` (token spans), ``clause_of_break`` (token indices where a clause
+    ends), ``sentence_ends``, ``neg_cues`` (last token of each negation cue) and
+    ``contrast_before`` (clauses that end with a contrast word).
+    """
+
+    __slots__ = ("m", "toks", "covered", "n", "events", "clause_of_break", "sentence_ends", "neg_cues",
+                 "contrast_before", "skip_to", "neg_until", "neg_from", "neg_tok", "lack_until", "int_until",
+                 "intens", "excess_at", "cond", "wish_until")
+
+    def __init__(self, m: LatinMatcher, toks: list[str], covered: set[int]) -> None:
+        self.m = m
+        self.toks = toks
+        self.covered = covered
+        self.n = len(toks)
+        self.events: list[tuple] = []
+        self.clause_of_break: list[int] = []
+        self.sentence_ends: list[int] = []
+        self.neg_cues: list[int] = []
+        self.contrast_before: set[int] = set()
+        self.skip_to = 0
+        self.neg_until = self.neg_from = self.neg_tok = self.lack_until = self.int_until = -1
+        self.intens = 1.0
+        self.excess_at = -1
+        self.cond = False
+        self.wish_until = -1
+
+    def run(self, infos: list[Tok | None]) -> None:
+        """Walk the tokens that play a part (``infos`` not None), skipping regex-covered ones:
+        punctuation and clause-break words end a clause, cues open a scope, other words
+        become events (:meth:`_word`)."""
+        covered, toks = self.covered, self.toks
+        for i in [i for i, x in enumerate(infos) if x is not None]:
+            if i < self.skip_to or i in covered:
+                continue
+            info: Tok = infos[i]  # type: ignore[assignment]
+            if self.excess_at >= 0:
+                self._flush_excess(i)
+            if info.punct:
+                self._break_clause(i)
+                if toks[i] in SENTENCE_END:
+                    self.sentence_ends.append(i)
+                continue
+            entry, b = self._entry_at(i, info) if info.phrases else (info.entry, i)
+            if entry is None:
+                continue
+            self.skip_to = b + 1
+            if entry.brk and not (entry.polar or entry.aspects or entry.ctx):
+                if entry.contrast:
+                    self.contrast_before.add(len(self.clause_of_break))
+                self._break_clause(i)
+                continue
+            if entry.cond:
+                self.cond = True
+                continue
+            consumed_neg = False
+            if entry.neg:
+                self.neg_until, self.neg_from, self.neg_tok = b + NEGATION_SCOPE, i, b
+                self.neg_cues.append(b)
+                if entry.lack:
+                    self.lack_until = b + LACK_SCOPE
+                consumed_neg = True
+            elif entry.intens:
+                self.intens, self.int_until = entry.intens, b + INTENSIFIER_SCOPE
+            elif entry.excess:
+                self.excess_at = b + 1
+                continue
+            elif entry.wish:
+                self.events.append((i, 1, None, WISH_VALUE, False, i, b))
+                self.wish_until = b + NEGATION_SCOPE
+            self._word(i, b, entry, consumed_neg)
+        ex = self.excess_at
+        if ex >= 0 and ex < self.n and ex not in covered and toks[ex][0].isalpha():
+            self.events.append((ex, 1, None, EXCESS_VALUE, False, ex, ex))
+
+    def _flush_excess(self, i: int) -> None:
+        """A "too" whose next token was no polar word: that word is negative on its own ("too small")."""
+        ex = self.excess_at
+        if ex >= 0 and ex < i:
+            if ex not in self.covered and self.toks[ex][0].isalpha():
+                self.events.append((ex, 1, None, EXCESS_VALUE, False, ex, ex))
+            self.excess_at = -1
+
+    def _break_clause(self, i: int) -> None:
+        """End the clause at token ``i``: every cue scope closes."""
+        self.clause_of_break.append(i)
+        self.neg_until = self.lack_until = self.int_until = self.excess_at = self.wish_until = -1
+        self.cond = False
+
+    def _entry_at(self, i: int, info: Tok) -> tuple[Entry | None, int]:
+        """The entry starting at token ``i`` (the longest matching phrase, else the word's own)
+        and the index of its last token."""
+        toks, covered, key, n = self.toks, self.covered, self.m.key, self.n
+        for keys, e in info.phrases:
+            L = len(keys)
+            if i + L > n:
+                continue
+            ok = True
+            for j in range(1, L):
+                if (i + j) in covered or toks[i + j] in PUNCT or key(toks[i + j]) != keys[j]:
+                    ok = False
                     break
-        if entry is None:
-            continue
-        skip_to = b + 1
-        if entry.brk and not (entry.polar or entry.aspects or entry.ctx):
-            if entry.contrast:
-                contrast_before.add(len(clause_of_break))
-            clause += 1
-            clause_of_break.append(i)
-            neg_until = lack_until = int_until = excess_at = wish_until = -1
-            cond = False
-            continue
-        if entry.cond:
-            cond = True
-            continue
-        consumed_neg = False
-        if entry.neg:
-            neg_until, neg_from, neg_tok = b + NEGATION_SCOPE, i, b
-            neg_cues.append(b)
-            if entry.lack:
-                lack_until = b + LACK_SCOPE
-            consumed_neg = True
-        elif entry.intens:
-            intens, int_until = entry.intens, b + INTENSIFIER_SCOPE
-        elif entry.excess:
-            excess_at = b + 1
-            continue
-        elif entry.wish:
-            events.append((i, 1, None, WISH_VALUE, False, i, b))
-            wish_until = b + NEGATION_SCOPE
-        negated = not consumed_neg and i <= neg_until
+            if ok:
+                return e, i + L - 1
+        return info.entry, i
+
+    def _word(self, i: int, b: int, entry: Entry, consumed_neg: bool) -> None:
+        """Events of the word (or phrase) at tokens ``i``..``b`` under the open cue scopes."""
+        negated = not consumed_neg and i <= self.neg_until
         polar = entry.polar
         polar_done = False
-        if negated and entry.failure and i - neg_tok <= FAILURE_SCOPE and not any(v < 0 for _, v, _ in polar):
+        if negated and entry.failure and i - self.neg_tok <= FAILURE_SCOPE and not any(v < 0 for _, v, _ in polar):
             # "doesn't work": the failure wins over the word's own (mild) polarity
-            events.append((i, 1, None, FAILURE_VALUE * (CONDITIONAL_FACTOR if cond else 1.0), True, neg_from, b))
+            value = FAILURE_VALUE * (CONDITIONAL_FACTOR if self.cond else 1.0)
+            self.events.append((i, 1, None, value, True, self.neg_from, b))
             polar_done = True
-            polar = ()
+            polar = []
         if entry.aspects:
             for c in entry.aspects:
-                events.append((i, 0, c, 0.0, False, i, b))
-            if not polar and i <= lack_until and not consumed_neg:
-                events.append((i, 1, entry.aspects[0], LACK_VALUE, True, neg_from, b))
-                lack_until = -1
+                self.events.append((i, 0, c, 0.0, False, i, b))
+            if not polar and i <= self.lack_until and not consumed_neg:
+                self.events.append((i, 1, entry.aspects[0], LACK_VALUE, True, self.neg_from, b))
+                self.lack_until = -1
         if polar:
-            boost = intens if i <= int_until else 1.0
-            if comparative and not comparative.isdisjoint(toks[b + 1 : b + 1 + COMPARATIVE_SCOPE]):
-                boost *= COMPARATIVE_FACTOR
-            ex = excess_at == i
-            for c, v, prob in polar:
-                v *= boost
-                a0 = i
-                if ex and v < 0:
-                    v *= EXCESS_BOOST
-                if negated:
-                    if v < 0:
-                        neg_until = max(neg_until, b + NEG_COORDINATION)
-                    v = v * FLIP_PROBLEM if (prob and v < 0) else _flip(v)
-                    a0 = neg_from
-                    prob = prob and v < 0
-                if cond:
-                    v *= CONDITIONAL_FACTOR
-                if v > 0 and i <= wish_until and not entry.wish:
-                    v = 0.0  # "could be more durable": the wished-for quality is missing
-                events.append((i, 3 if entry.general else 1, c, v, prob, a0, b))
+            self._polar_events(i, b, entry, polar, negated)
             polar_done = True
-        elif excess_at == i and entry.aspects:
-            events.append((i, 1, None, EXCESS_VALUE, False, i, b))
+        elif self.excess_at == i and entry.aspects:
+            self.events.append((i, 1, None, EXCESS_VALUE, False, i, b))
             polar_done = True
         for c, w in entry.ctx:
-            w = w * (intens if i <= int_until else 1.0)
+            w = w * (self.intens if i <= self.int_until else 1.0)
             a0 = i
             if negated:
-                w, a0 = _flip(w), neg_from
-            events.append((i, 2, c, w, False, a0, b))
-        if excess_at == i:
-            excess_at = -1
+                w, a0 = _flip(w), self.neg_from
+            self.events.append((i, 2, c, w, False, a0, b))
+        if self.excess_at == i:
+            self.excess_at = -1
         if polar_done:
-            int_until = -1
-    if excess_at >= 0 and excess_at < n and excess_at not in covered and toks[excess_at][0].isalpha():
-        events.append((excess_at, 1, None, EXCESS_VALUE, False, excess_at, excess_at))
+            self.int_until = -1
 
-    if pattern_events:
-        if neg_cues:
-            pattern_events = [_negate_pattern(ev, neg_cues, clause_of_break) for ev in pattern_events]
-        events.extend(pattern_events)
-    if not events:
-        return out
-    events.sort(key=_pos)
-    if not events:
-        return out
-    _score(out, events, clause_of_break, sentence_ends, m.problems_only, contrast_before)
-    if out.pains or out.unattributed:
-        _resolve_spans(out, tok_offsets())
-    return out
+    def _polar_events(self, i: int, b: int, entry: Entry, polar: list[tuple[str | None, float, bool]],
+                      negated: bool) -> None:
+        """One polar event per category of the word, scaled by intensifier, comparison, "too",
+        negation, condition and wish."""
+        boost = self.intens if i <= self.int_until else 1.0
+        comparative = self.m.comparative
+        if comparative and not comparative.isdisjoint(self.toks[b + 1 : b + 1 + COMPARATIVE_SCOPE]):
+            boost *= COMPARATIVE_FACTOR
+        ex = self.excess_at == i
+        for c, v, prob in polar:
+            v *= boost
+            a0 = i
+            if ex and v < 0:
+                v *= EXCESS_BOOST
+            if negated:
+                if v < 0:
+                    self.neg_until = max(self.neg_until, b + NEG_COORDINATION)
+                v = v * FLIP_PROBLEM if (prob and v < 0) else _flip(v)
+                a0 = self.neg_from
+                prob = prob and v < 0
+            if self.cond:
+                v *= CONDITIONAL_FACTOR
+            if v > 0 and i <= self.wish_until and not entry.wish:
+                v = 0.0  # "could be more durable": the wished-for quality is missing
+            self.events.append((i, 3 if entry.general else 1, c, v, prob, a0, b))
 
 
 def _negate_pattern(ev: tuple, neg_cues: list[int], breaks: list[int]) -> tuple:
@@ -809,10 +882,34 @@ def _pos(ev: tuple) -> int:
     return ev[0]
 
 
-def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends: list[int],
-           problems_only: bool, contrast_before: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-    """Clause-level scoring (same rules as :func:`.scoring.aggregate`)."""
-    # group events by clause (events are sorted by token position)
+@dataclass(slots=True)
+class _Tally:
+    """Running totals of :func:`_score`: sentiment sums (own and general lexicon) and the
+    pain candidates (category or None, clause total, spans, sentence)."""
+
+    pos_sum: float = 0.0
+    neg_sum: float = 0.0
+    gen_pos: float = 0.0  # general-lexicon evidence, weighed after the clauses (see _score)
+    gen_neg: float = 0.0
+    candidates: list[tuple[str | None, float, list, int]] = field(default_factory=list)
+
+
+_ANY_CATEGORY = object()  # _nearest_anchor: no category filter
+
+
+def _nearest_anchor(anchors: list[tuple[int, str]], pos: int, only: object = _ANY_CATEGORY) -> str | None:
+    """Category of the anchor nearest to token ``pos`` (the first one on ties), among the
+    anchors of category ``only`` when given; None when there is none."""
+    best, best_d = None, 1 << 30
+    for p2, c2 in anchors:
+        d = abs(p2 - pos)
+        if d < best_d and (only is _ANY_CATEGORY or c2 == only):
+            best, best_d = c2, d
+    return best
+
+
+def _clause_groups(events: list[tuple], breaks: list[int]) -> list[list[tuple]]:
+    """Events (sorted by token position) grouped by clause, in order."""
     groups: list[list[tuple]] = []
     cur: list[tuple] = []
     cur_clause = -1
@@ -825,15 +922,67 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
         cur.append(ev)
     if cur:
         groups.append(cur)
-    pos_sum = neg_sum = 0.0
-    gen_pos = gen_neg = 0.0  # general-lexicon evidence, weighed after the clause (see below)
-    candidates: list[tuple[str | None, float, list, int]] = []
+    return groups
+
+
+def _sentence_anchors(events: list[tuple], sentence_ends: list[int]) -> dict[int, list[tuple[int, str]]]:
+    """Sentence index -> (position, category) of its events that name a category (no context)."""
+    sent_anchors: dict[int, list[tuple[int, str]]] = {}
+    for ev in events:
+        if ev[2] is not None and ev[1] != 2:
+            sent = bisect_left(sentence_ends, ev[0]) if sentence_ends else 0
+            sent_anchors.setdefault(sent, []).append((ev[0], ev[2]))
+    return sent_anchors
+
+
+def _score_clause(tally: _Tally, group: list[tuple], anchors: list[tuple[int, str]], sw: float, sent: int,
+                  problems_only: bool) -> None:
+    """Add one clause's sentiment (weighted ``sw``) to ``tally`` and its clearly negative
+    categories (free polar words attached to the nearest anchor) as pain candidates."""
+    totals: dict[str | None, float] = {}
+    spans: dict[str | None, list[tuple[int, int]]] = {}
+    problem_total = 0.0
+    for pos, kind, cat, val, prob, a, b in group:
+        if kind == 0:
+            spans.setdefault(cat, []).append((a, b))
+            continue
+        if kind == 3:  # general lexicon: sentiment only
+            if val > 0:
+                tally.gen_pos += val * sw
+            else:
+                tally.gen_neg -= val * sw
+            continue
+        if kind == 2:
+            if _nearest_anchor(anchors, pos, cat) is None:
+                continue
+        elif cat is None and anchors:
+            cat = _nearest_anchor(anchors, pos)
+        if val > 0:
+            tally.pos_sum += val * sw
+        else:
+            tally.neg_sum -= val * sw
+        totals[cat] = totals.get(cat, 0.0) + val
+        spans.setdefault(cat, []).append((a, b))
+        if cat is None and prob:
+            problem_total += val
+    for cid, total in totals.items():
+        if total > -PAIN_THRESHOLD:
+            continue
+        if cid is None and problems_only:
+            if problem_total > -PAIN_THRESHOLD:
+                continue
+            total = max(total, problem_total)
+        tally.candidates.append((cid, total, spans[cid], sent))
+
+
+def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends: list[int],
+           problems_only: bool, contrast_before: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    """Clause-level scoring (same rules as :func:`.scoring.aggregate`)."""
+    groups = _clause_groups(events, breaks)
+    tally = _Tally()
     sent_anchors: dict[int, list[tuple[int, str]]] = {}
     if SENTENCE_ATTACH and len(groups) > 1:
-        for ev in events:
-            if ev[2] is not None and ev[1] != 2:
-                sent = bisect_left(sentence_ends, ev[0]) if sentence_ends else 0
-                sent_anchors.setdefault(sent, []).append((ev[0], ev[2]))
+        sent_anchors = _sentence_anchors(events, sentence_ends)
     for group in groups:
         sw = contrast_weight(bisect_left(breaks, group[0][0]), contrast_before) if contrast_before else 1.0
         sent = bisect_left(sentence_ends, group[0][0]) if sentence_ends else 0
@@ -841,59 +990,19 @@ def _score(out: Aggregate, events: list[tuple], breaks: list[int], sentence_ends
         if not anchors and sent_anchors:
             anchors = [(p2, c2) for p2, c2 in sent_anchors.get(sent, ())
                        if abs(p2 - group[0][0]) <= SENTENCE_ATTACH]
-        totals: dict[str | None, float] = {}
-        spans: dict[str | None, list[tuple[int, int]]] = {}
-        problem_total = 0.0
-        for pos, kind, cat, val, prob, a, b in group:
-            if kind == 0:
-                spans.setdefault(cat, []).append((a, b))
-                continue
-            if kind == 3:  # general lexicon: sentiment only
-                if val > 0:
-                    gen_pos += val * sw
-                else:
-                    gen_neg -= val * sw
-                continue
-            if kind == 2:
-                best, best_d = None, 1 << 30
-                for p2, c2 in anchors:
-                    if c2 == cat and abs(p2 - pos) < best_d:
-                        best, best_d = c2, abs(p2 - pos)
-                if best is None:
-                    continue
-            elif cat is None and anchors:
-                best_d = 1 << 30
-                for p2, c2 in anchors:
-                    d = abs(p2 - pos)
-                    if d < best_d:
-                        cat, best_d = c2, d
-            if val > 0:
-                pos_sum += val * sw
-            else:
-                neg_sum -= val * sw
-            totals[cat] = totals.get(cat, 0.0) + val
-            spans.setdefault(cat, []).append((a, b))
-            if cat is None and prob:
-                problem_total += val
-        for cid, total in totals.items():
-            if total > -PAIN_THRESHOLD:
-                continue
-            if cid is None and problems_only:
-                if problem_total > -PAIN_THRESHOLD:
-                    continue
-                total = max(total, problem_total)
-            candidates.append((cid, total, spans[cid], sent))
-    for cid, total, sp, sent in candidates:
+        _score_clause(tally, group, anchors, sw, sent, problems_only)
+    for cid, total, sp, sent in tally.candidates:
         if cid is None:
             out.unattributed.append((-total, sp))
         else:
             out.pains[cid].append((-total, sp))
-    if gen_pos or gen_neg:
+    pos_sum, neg_sum = tally.pos_sum, tally.neg_sum
+    if tally.gen_pos or tally.gen_neg:
         # the general lexicon fills gaps: at full weight in a text where the language's own
         # lists found nothing, damped where they did (they know the domain's senses better)
         gw = 1.0 if pos_sum + neg_sum == 0 else GENERAL_WITH_OWN
-        pos_sum += gen_pos * gw
-        neg_sum += gen_neg * gw
+        pos_sum += tally.gen_pos * gw
+        neg_sum += tally.gen_neg * gw
     out.positive += pos_sum
     out.negative += neg_sum
 

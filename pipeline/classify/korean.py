@@ -198,6 +198,22 @@ def _flip(v: float) -> float:
     return v * (FLIP_POSITIVE if v > 0 else FLIP_NEGATIVE)
 
 
+@dataclass(slots=True)
+class _Morphs:
+    """Kiwi's morphemes of a text as parallel lists, with the clause index of each."""
+
+    forms: list[str]
+    tags: list[str]     # without the "-..." suffix
+    starts: list[int]   # char offsets
+    ends: list[int]
+    clause_of: list[int] = field(default_factory=list)
+
+    def prev(self, u: _Unit, back: int = 1) -> tuple[str, str]:
+        """(form, tag) of the morpheme ``back`` positions before unit ``u``; ("", "") at the start."""
+        j = u.first - back
+        return (self.forms[j], self.tags[j]) if j >= 0 else ("", "")
+
+
 def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 0,
             contrast: set[int] | None = None) -> list[Signal]:
     """Signals of ``text``; ``contrast`` (if given) receives the ids of clauses that end
@@ -208,12 +224,25 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
     morphs = get_kiwi().tokenize(text)
     if not morphs:
         return []
-    forms = [t.form for t in morphs]
-    tags = [t.tag.split("-")[0] for t in morphs]
-    starts = [t.start for t in morphs]
-    ends = [t.start + t.len for t in morphs]
+    mo = _Morphs(
+        forms=[t.form for t in morphs],
+        tags=[t.tag.split("-")[0] for t in morphs],
+        starts=[t.start for t in morphs],
+        ends=[t.start + t.len for t in morphs],
+    )
+    mo.clause_of = _clause_ids(mo, m, clause_offset, contrast)
+    units, covered = _pattern_units(text, m, mo)
+    units.extend(_lexicon_units(m, mo, covered))
+    units.sort(key=lambda u: u.first)
+    _set_polar_values(units)
+    _apply_modifiers(text, m, mo, units)
+    return _signals(text, units)
 
-    # clause index per morpheme
+
+def _clause_ids(mo: _Morphs, m: KoreanMatcher, clause_offset: int, contrast: set[int] | None) -> list[int]:
+    """Clause index of each morpheme (from ``clause_offset``); clauses that end with a contrast
+    cue are added to ``contrast``."""
+    forms, tags = mo.forms, mo.tags
     clause_of = []
     clause = clause_offset
     for i, (f, tg) in enumerate(zip(forms, tags)):
@@ -230,8 +259,13 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
                 contrast.add(clause)
             clause_of[i] = clause + 1
             clause += 1
+    return clause_of
 
-    # regex hits (surface forms Kiwi splits oddly, e.g. 싸구려)
+
+def _pattern_units(text: str, m: KoreanMatcher, mo: _Morphs) -> tuple[list[_Unit], set[int]]:
+    """Units of the regex hits (surface forms Kiwi splits oddly, e.g. 싸구려) and the morpheme
+    indices they cover."""
+    starts, ends, n = mo.starts, mo.ends, len(mo.forms)
     covered: set[int] = set()
     pat_units: list[_Unit] = []
     for pat, role in m.patterns:
@@ -239,42 +273,52 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
             # morpheme starts are non-decreasing; ends nearly so (step back a little)
             i = max(0, bisect_right(ends, mt.start()) - 2)
             idx = []
-            while i < len(morphs) and starts[i] < mt.end():
+            while i < n and starts[i] < mt.end():
                 if ends[i] > mt.start():
                     idx.append(i)
                 i += 1
             if not idx:
                 continue
             covered.update(idx)
-            u = _Unit(idx[0], idx[-1], mt.start(), mt.end(), "N", mt.group(), [role], clause_of[idx[0]])
+            u = _Unit(idx[0], idx[-1], mt.start(), mt.end(), "N", mt.group(), [role], mo.clause_of[idx[0]])
             pat_units.append(u)
+    return pat_units, covered
 
-    # content units with longest-match lexicon lookup
-    content = [i for i in range(len(morphs)) if _cls(tags[i]) is not None and i not in covered]
-    units: list[_Unit] = list(pat_units)
+
+def _match_at(m: KoreanMatcher, mo: _Morphs, content: list[int], k: int) -> tuple[list[int], list[tuple]] | None:
+    """Longest lexicon term starting at content morpheme ``content[k]`` (within its clause), else
+    a single-noun term that is a prefix of a longer noun: (morpheme indices, roles), or None."""
+    forms, tags, clause_of = mo.forms, mo.tags, mo.clause_of
+    i = content[k]
+    for key, roles in m.entries.get(forms[i], ()):
+        L = len(key)
+        if k + L > len(content):
+            continue
+        idxs = content[k : k + L]
+        if any(clause_of[j] != clause_of[i] for j in idxs):
+            continue
+        if all(
+            forms[j] == f and (c == _cls(tags[j]) or c == tags[j])
+            for j, (f, c) in zip(idxs, key)
+        ):
+            return idxs, roles
+    if _cls(tags[i]) == "N" and len(forms[i]) >= 3:
+        for cut in range(len(forms[i]) - 1, 1, -1):
+            roles = m.nouns.get(forms[i][:cut])
+            if roles:
+                return [i], roles
+    return None
+
+
+def _lexicon_units(m: KoreanMatcher, mo: _Morphs, covered: set[int]) -> list[_Unit]:
+    """Content units (morphemes not covered by a regex hit) with longest-match lexicon lookup."""
+    forms, tags, starts, ends, clause_of = mo.forms, mo.tags, mo.starts, mo.ends, mo.clause_of
+    content = [i for i in range(len(forms)) if _cls(tags[i]) is not None and i not in covered]
+    units: list[_Unit] = []
     k = 0
     while k < len(content):
         i = content[k]
-        best = None
-        for key, roles in m.entries.get(forms[i], ()):
-            L = len(key)
-            if k + L > len(content):
-                continue
-            idxs = content[k : k + L]
-            if any(clause_of[j] != clause_of[i] for j in idxs):
-                continue
-            if all(
-                forms[j] == f and (c == _cls(tags[j]) or c == tags[j])
-                for j, (f, c) in zip(idxs, key)
-            ):
-                best = (idxs, roles)
-                break
-        if best is None and _cls(tags[i]) == "N" and len(forms[i]) >= 3:
-            for cut in range(len(forms[i]) - 1, 1, -1):
-                roles = m.nouns.get(forms[i][:cut])
-                if roles:
-                    best = ([i], roles)
-                    break
+        best = _match_at(m, mo, content, k)
         if best is None:
             units.append(_Unit(i, i, starts[i], ends[i], _cls(tags[i]), forms[i], [], clause_of[i]))
             k += 1
@@ -285,93 +329,128 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
                       forms[i], list(roles), clause_of[i])
             )
             k += len(idxs)
-    units.sort(key=lambda u: u.first)
+    return units
 
-    # polar values
+
+def _set_polar_values(units: list[_Unit]) -> None:
+    """Each unit's lexicon polarity; a category-bound one wins over the generic one for the same word."""
     for u in units:
         pos_roles = [r for r in u.roles if r[0] == "pos"]
         if pos_roles:
-            # a category-bound polarity wins over the generic one for the same word
             r = next((r for r in pos_roles if r[1] is not None), pos_roles[0])
             u.value, u.category, u.polar = r[2], r[1], True
 
-    def prev_morph(u: _Unit, back: int = 1) -> tuple[str, str]:
-        j = u.first - back
-        return (forms[j], tags[j]) if j >= 0 else ("", "")
 
-    # modifiers
-    pending_neg = 0
+@dataclass(slots=True)
+class _Pending:
+    """Modifiers waiting for the next units of a clause (see :func:`_apply_modifiers`)."""
+
+    neg: int = 0                 # units a short negation (안/못) may still reach
     neg_cue: _Unit | None = None
-    pending_int, intens = 0, 1.0
-    pending_prefix = False
-    well_pending = False
+    int_left: int = 0            # units an intensifier may still reach ...
+    intens: float = 1.0          # ... and its factor
+    prefix: bool = False         # a negating noun prefix (불-, 무-) before the next noun
+    well: bool = False           # a preceding 잘 ("잘 돼요")
+
+
+def _apply_modifiers(text: str, m: KoreanMatcher, mo: _Morphs, units: list[_Unit]) -> None:
+    """Apply wishes, negation cues (before and after), 잘 and intensifiers to the units' values."""
+    st = _Pending()
     for ui, u in enumerate(units):
         roles = {r[0] for r in u.roles}
-        f0, t0 = forms[u.first], tags[u.first]
         if ui and units[ui - 1].clause != u.clause:
-            pending_neg = pending_int = 0
-            pending_prefix = False
-        # unmet wish: "-었으면 좋겠다 / 하다": what is wished for is missing
-        if prev_morph(u)[0] in _WISH_EC and prev_morph(u, 2)[1] == "EP" and u.cls == "V":
-            for w in units[:ui]:
-                if w.clause == u.clause and w.polar and w.value > 0:
-                    w.value, w.polar = 0.0, False
-            if (u.polar and u.value > 0) or f0 in _WISH_VERBS:
-                u.value, u.polar, u.category = WISH_VALUE, True, None
-                continue
-        # short negation cue (안, 못; 않 misspelt for 안: "잘 않되요")
-        if not roles and (
-            f0 in m.negation_pre or (f0 == "않" and _cls(prev_morph(u)[1]) is not None)
-        ):
-            pending_neg, neg_cue = PRE_NEG_SCOPE, u
+            st.neg = st.int_left = 0
+            st.prefix = False
+        if _unmet_wish(mo, units, ui, u):
             continue
-        if t0 in _P and f0 in m.negation_prefixes and not roles:
-            pending_prefix = True
-            neg_cue = u
+        if _negation_cue(text, m, mo, units, ui, u, roles, st):
             continue
-        # post-position negation (-지 않다, 아니다, 없다)
-        if not u.polar and (f0 in m.negation_post or f0 in m.lack) and "failure" not in roles:
-            _negate_back(units, ui, u, f0 in m.lack and f0 not in m.negation_post, _eojeol_end(text, u.start), m)
-            continue
-        if well_pending:
-            well_pending = False
-            hada = u.cls == "N" and u.last + 1 < len(tags) and tags[u.last + 1] == "XSV"  # 잘 구입했다
-            if (u.cls == "V" or hada) and not u.polar and not pending_neg and f0 not in m.negation_pre:
-                u.value, u.polar, u.category, u.well = WELL_VALUE, True, None, True
-        if f0 in WELL_ADVERBS and not u.polar:
-            well_pending = True
+        _well_done(m, mo, u, st)
         if "intens" in roles and not u.polar:
-            intens = max(r[1] for r in u.roles if r[0] == "intens")
-            pending_int = INTENSIFIER_SCOPE
+            st.intens = max(r[1] for r in u.roles if r[0] == "intens")
+            st.int_left = INTENSIFIER_SCOPE
             continue
-        if pending_prefix and u.cls == "N":
-            pending_prefix = False
-            if u.polar:
-                u.value = _flip(u.value)
-                u.neg_start = neg_cue.start if neg_cue else None
-        if pending_int and u.polar:
-            u.value *= intens
-            pending_int = 0
-        if pending_neg:
-            if u.polar:
-                u.value = _flip(u.value)
-                u.neg_start = neg_cue.start if neg_cue else None
-                pending_neg = 0
-            elif "failure" in roles and not _tentative(forms, u, clause_of):
-                u.value, u.polar = FAILURE_VALUE, True
-                u.neg_start = neg_cue.start if neg_cue else None
-                pending_neg = 0
-            elif "ctx" in roles:
-                u.neg_start = neg_cue.start if neg_cue else u.start
-                pending_neg = 0
-            elif u.cls == "V":
-                pending_neg = 0
-            else:
-                pending_neg -= 1
-        if pending_int and not u.polar:
-            pending_int -= 1
+        _apply_pending(mo, u, roles, st)
 
-    # signals
+
+def _unmet_wish(mo: _Morphs, units: list[_Unit], ui: int, u: _Unit) -> bool:
+    """"-었으면 좋겠다 / 하다": what is wished for is missing. Cancels the positive values before
+    the wish in its clause; True when the unit itself became the (negative) wish."""
+    if mo.prev(u)[0] in _WISH_EC and mo.prev(u, 2)[1] == "EP" and u.cls == "V":
+        for w in units[:ui]:
+            if w.clause == u.clause and w.polar and w.value > 0:
+                w.value, w.polar = 0.0, False
+        if (u.polar and u.value > 0) or mo.forms[u.first] in _WISH_VERBS:
+            u.value, u.polar, u.category = WISH_VALUE, True, None
+            return True
+    return False
+
+
+def _negation_cue(text: str, m: KoreanMatcher, mo: _Morphs, units: list[_Unit], ui: int, u: _Unit,
+                  roles: set[str], st: _Pending) -> bool:
+    """Handle ``u`` when it is a negation cue: a short one (안, 못; 않 misspelt for 안: "잘 않되요")
+    or a noun prefix opens a scope, a post-position one (-지 않다, 아니다, 없다) negates back.
+    True when ``u`` was a cue."""
+    f0, t0 = mo.forms[u.first], mo.tags[u.first]
+    if not roles and (
+        f0 in m.negation_pre or (f0 == "않" and _cls(mo.prev(u)[1]) is not None)
+    ):
+        st.neg, st.neg_cue = PRE_NEG_SCOPE, u
+        return True
+    if t0 in _P and f0 in m.negation_prefixes and not roles:
+        st.prefix = True
+        st.neg_cue = u
+        return True
+    if not u.polar and (f0 in m.negation_post or f0 in m.lack) and "failure" not in roles:
+        _negate_back(units, ui, u, f0 in m.lack and f0 not in m.negation_post, _eojeol_end(text, u.start), m)
+        return True
+    return False
+
+
+def _well_done(m: KoreanMatcher, mo: _Morphs, u: _Unit, st: _Pending) -> None:
+    """A predicate right after 잘 ("잘 받았어요", "잘 구입했다") is mildly positive; note a new 잘."""
+    f0 = mo.forms[u.first]
+    if st.well:
+        st.well = False
+        hada = u.cls == "N" and u.last + 1 < len(mo.tags) and mo.tags[u.last + 1] == "XSV"  # 잘 구입했다
+        if (u.cls == "V" or hada) and not u.polar and not st.neg and f0 not in m.negation_pre:
+            u.value, u.polar, u.category, u.well = WELL_VALUE, True, None, True
+    if f0 in WELL_ADVERBS and not u.polar:
+        st.well = True
+
+
+def _apply_pending(mo: _Morphs, u: _Unit, roles: set[str], st: _Pending) -> None:
+    """Apply a pending noun prefix, intensifier and short negation to ``u`` and count down their scopes."""
+    if st.prefix and u.cls == "N":
+        st.prefix = False
+        if u.polar:
+            u.value = _flip(u.value)
+            u.neg_start = st.neg_cue.start if st.neg_cue else None
+    if st.int_left and u.polar:
+        u.value *= st.intens
+        st.int_left = 0
+    if st.neg:
+        if u.polar:
+            u.value = _flip(u.value)
+            u.neg_start = st.neg_cue.start if st.neg_cue else None
+            st.neg = 0
+        elif "failure" in roles and not _tentative(mo.forms, u, mo.clause_of):
+            u.value, u.polar = FAILURE_VALUE, True
+            u.neg_start = st.neg_cue.start if st.neg_cue else None
+            st.neg = 0
+        elif "ctx" in roles:
+            u.neg_start = st.neg_cue.start if st.neg_cue else u.start
+            st.neg = 0
+        elif u.cls == "V":
+            st.neg = 0
+        else:
+            st.neg -= 1
+    if st.int_left and not u.polar:
+        st.int_left -= 1
+
+
+def _signals(text: str, units: list[_Unit]) -> list[Signal]:
+    """Aspect, context and polar signals of the units, spans widened to their negation cues."""
     signals: list[Signal] = []
     for u in units:
         for r in u.roles:

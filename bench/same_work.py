@@ -1,0 +1,170 @@
+"""The worker's own per-record work without Faust or Kafka (issue 17, scope 1): the bench's event mix
+fed through the pure stage drivers with in-memory tables.
+
+``python bench/same_work.py [--events 20000] [--customers 1000] [--batch 256] [--profile out.prof]``
+
+Events come from the project's simulator (the same mix and seed as ``make bench``), are encoded as
+the publisher would, spread over partitions by the Kafka default partitioner (murmur2 of the
+customer id) and handed to :class:`~pipeline.drivers.stage1.Stage1` in batches per partition; the
+partials it sends go to :class:`~pipeline.drivers.stage2.Stage2`.  Table writes land in dicts, after
+the same state codec the changelog uses.  Prints events/s and CPU microseconds per event for each
+stage and, last, one JSON line.  ``--profile`` writes a cProfile file and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import dataclasses
+import itertools
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.codec import decode_state, encode_state  # noqa: E402
+from pipeline.config import load_settings  # noqa: E402
+from pipeline.core.keys import partition_of  # noqa: E402
+from pipeline.drivers.stage1 import In, Recovery, Stage1, Stage1Config  # noqa: E402
+from pipeline.drivers.stage2 import In as In2, Stage2  # noqa: E402
+from pipeline.metrics import Metrics  # noqa: E402
+from pipeline.process import Processor  # noqa: E402
+from pipeline.producers.publish import topic_for  # noqa: E402
+from pipeline.producers.simulator import iter_simulated_events  # noqa: E402
+from pipeline.stage_settings import load_stage_settings  # noqa: E402
+
+
+class CaughtUp:
+    """A consumer that has delivered everything: nothing pending, every input caught up."""
+
+    def __init__(self) -> None:
+        self.ends: dict[tuple[str, int], int] = {}
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self.ends.get((topic, partition), 0)
+
+    def committed(self, topic: str, partition: int) -> int:
+        return 0
+
+    def expected(self, topic: str, partition: int) -> int | None:
+        return self.ends.get((topic, partition))
+
+    def fetched(self, topic: str, partition: int) -> tuple[int | None, int | None]:
+        end = self.ends.get((topic, partition), 0)
+        return end, end - 1
+
+
+class CodecTable(dict):
+    """A table whose values pass through the changelog's state codec on every write."""
+
+    def update(self, writes: Any = (), **kw: Any) -> None:  # type: ignore[override]
+        for k, v in dict(writes).items():
+            super().__setitem__(k, decode_state(encode_state(v)))
+
+
+def records(settings: Any, n: int, seed: int, customers: int) -> list[In]:
+    """The bench's first ``n`` simulated events as stage-1 input records, offsets per topic-partition."""
+    view_ends: dict[tuple[str, int], int] = {}
+    out: list[In] = []
+    now = time.time()
+    for kind, event in itertools.islice(iter_simulated_events(None, seed=seed, data_dir=settings.data_dir,
+                                                               customers=customers), n):
+        topic = topic_for(kind, settings)
+        key = str(event["customer_id"]).encode()
+        p = partition_of(key.decode(), settings.partitions)
+        off = view_ends.get((topic, p), 0)
+        view_ends[(topic, p)] = off + 1
+        out.append(In(topic, p, off, key, orjson.dumps(event), now, token=(topic, p, off)))
+    return out
+
+
+def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
+    stages = load_stage_settings({})
+    processor = Processor(settings, stages=stages)
+    processor.warm()
+    cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
+                       stages.retry, settings)
+    customers: CodecTable = CodecTable()
+    s1 = Stage1(cfg, processor, customers, Metrics(), {})
+    view = CaughtUp()
+    by_part: dict[int, list[In]] = {}
+    for r in recs:
+        by_part.setdefault(r.partition, []).append(r)
+    partials: list[Any] = []
+    enriched = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    for p, rs in sorted(by_part.items()):
+        s1.recover(p, Recovery({}))
+        for i in range(0, len(rs), batch):
+            chunk = rs[i:i + batch]
+            for r in chunk:
+                view.ends[(r.topic, p)] = r.offset + 1
+            fx = asyncio.run(s1.batch(chunk, view, seen={p}))
+            customers.update(fx.writes)
+            for s in fx.sends:
+                if s.topic == settings.partials_topic:
+                    partials.append(s)
+                elif s.topic == settings.topics.enriched:
+                    enriched += 1
+    t1, c1 = time.perf_counter(), time.process_time()
+    from pipeline.agents.aggregate import stage2_config  # the edge's config builder, no Faust app needed
+
+    windows: CodecTable = CodecTable()
+    s2 = Stage2(dataclasses.replace(stage2_config(settings, stages)), windows)
+    offsets: dict[int, int] = {}
+    ins = []
+    for s in partials:
+        p = s.partition if s.partition is not None else partition_of(s.key.decode(), settings.partitions)
+        off = offsets.get(p, 0)
+        offsets[p] = off + 1
+        ins.append(In2(settings.partials_topic, p, off, s.key, s.value, time.time()))
+    t2, c2 = time.perf_counter(), time.process_time()
+    for p in offsets:
+        s2.set_emitted(p, ())
+    for i in range(0, len(ins), batch):
+        fx2 = s2.batch(ins[i:i + batch], time.time())
+        windows.update(fx2.writes)
+    t3, c3 = time.perf_counter(), time.process_time()
+    n = len(recs)
+    return {"events": n, "enriched": enriched, "partials": len(partials),
+            "stage1_eps": n / (t1 - t0), "stage1_cpu_us_per_event": 1e6 * (c1 - c0) / n,
+            "stage2_partials_per_s": len(ins) / max(t3 - t2, 1e-9),
+            "same_work_eps": n / ((t1 - t0) + (t3 - t2)),
+            "state_value_bytes": sum(len(encode_state(v)) for v in customers.values()) / max(len(customers), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--customers", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=9)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--profile", type=Path)
+    a = ap.parse_args(argv)
+    settings = dataclasses.replace(load_settings({}), app_id="same-work")
+    recs = records(settings, a.events, a.seed, a.customers)
+    prof = cProfile.Profile() if a.profile else None
+    if prof:
+        prof.enable()
+    res = run(settings, recs, a.batch)
+    if prof:
+        prof.disable()
+        prof.dump_stats(a.profile)
+        pstats.Stats(str(a.profile)).sort_stats("cumulative").print_stats(40)
+    print(f"stage 1: {res['stage1_eps']:,.0f} events/s, {res['stage1_cpu_us_per_event']:,.0f} us CPU per event; "
+          f"stage 2: {res['stage2_partials_per_s']:,.0f} partials/s; both: {res['same_work_eps']:,.0f} events/s")
+    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

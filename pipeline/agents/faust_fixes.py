@@ -135,12 +135,17 @@ class TokenedRecords(dict):  # type: ignore[type-arg]
         self.tokens = tokens
 
 
-def partition_token(aio_consumer: Any, tp: Any) -> int | None:
-    """The partition's current seek token (None: not assigned)."""
+def partition_state(aio_consumer: Any, tp: Any) -> Any | None:
+    """aiokafka's ``TopicPartitionState`` of ``tp`` (position, seek token; None: not assigned)."""
     try:
-        state = aio_consumer._subscription.subscription.assignment.state_value(tp)
+        return aio_consumer._subscription.subscription.assignment.state_value(tp)
     except AttributeError:  # no subscription or assignment (yet)
         return None
+
+
+def partition_token(aio_consumer: Any, tp: Any) -> int | None:
+    """The partition's current seek token (None: not assigned)."""
+    state = partition_state(aio_consumer, tp)
     return None if state is None else getattr(state, "_pipeline_token", None)
 
 

@@ -12,6 +12,7 @@ from ..drivers.stage1 import Recovery
 from ..outputs.emitted import load_ids, recent_event_ids
 from ..outputs.frontier import committed_offsets, load_frontier
 from .common import InputGuard
+from .faust_fixes import partition_state
 
 
 class ConsumerView:
@@ -34,9 +35,9 @@ class ConsumerView:
         last record Faust put on the stream; ``None`` where unknown."""
         tp = TP(topic, partition)
         try:
-            consumer = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
-            position = consumer._subscription.subscription.assignment.state_value(tp).position
-        except Exception:  # not started, not assigned, no position yet
+            state = partition_state(self.app.consumer._thread._ensure_consumer(), tp)  # type: ignore[attr-defined]
+            position = None if state is None else state.position
+        except Exception:  # consumer not started, no position yet
             position = None
         return position, self.app.consumer._read_offset.get(tp)
 

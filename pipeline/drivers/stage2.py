@@ -57,7 +57,7 @@ class Stage2Config:
     aggregates_topic: str
     alerts_topic: str
     deadletter_topic: str
-    redactor: Redactor | None = None  # personal data masked in alerts (None: from the environment)
+    redactor: Redactor | None = None  # personal data masked in alerts (None: the default, every kind masked)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ..metrics import Metrics
 from ..outputs.emitted import load_ids
 from ..outputs.frontier import committed_offsets
 from ..stage_settings import StageSettings
-from .common import InputGuard, Sender, json_table, log, run_batches, watch_input
+from .common import InputGuard, Sender, fetch_loop_blocked, json_table, log, run_batches, watch_input
 
 # What the web layer queries (``/segments/...``): the driver, with its table and watermarks.
 AggregateParts = Stage2
@@ -56,7 +56,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
     driver = Stage2(stage2_config(settings, stages), table)
     sender = Sender(app, metrics, counters, "aggregate")
     gaps = InputGuard(settings, metrics, "aggregate", settings.gap_wait_seconds,
-                      consumer=lambda: app.consumer, worker_wide=True)  # guarded like stage 1's inputs
+                      consumer=lambda: app.consumer, starved=lambda: fetch_loop_blocked(app))
     guarded: set[int] = set()
 
     async def recover(p: int) -> None:

@@ -133,14 +133,14 @@ class InputGuard:
 
     def __init__(self, settings: Any, metrics: Metrics, stage: str, wait_seconds: float = 20.0,
                  clock: Callable[[], float] = time.monotonic, consumer: Callable[[], Any] | None = None,
-                 rewind_seconds: float = 3.0, worker_wide: bool = False) -> None:
+                 rewind_seconds: float = 3.0, starved: Callable[[], bool] = lambda: False) -> None:
         self.settings, self.metrics, self.stage = settings, metrics, stage
         self.wait_seconds, self.clock, self.rewind_seconds = wait_seconds, clock, rewind_seconds
         self.consumer = consumer  # the app's Faust consumer (None in unit tests without one)
+        # True while the worker's one fetch loop waits on a full agent buffer (:func:`fetch_loop_blocked`)
+        self.starved = starved
         self._rewound_at: dict[tuple[str, int], float] = {}
         self._busy, self._last_batch = False, clock()
-        if worker_wide:  # the agents' guards: the tail watch waits until the whole worker is idle
-            WORKER_GUARDS.append(self)
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
@@ -208,8 +208,18 @@ class InputGuard:
         after it: ``faust_fixes.seek_tokens``); records already processed are not
         read again.  After ``wait_seconds`` the worker restarts itself.  Called by a
         timer, never inside a batch.
+
+        A partition no longer assigned is forgotten, never sought (aiokafka raises
+        ``IllegalStateError`` for it).  While the worker's fetch loop waits on a full
+        agent buffer (``starved``) no input can arrive: the waits start again rather
+        than run out (a busy worker is not a stalled one).
         """
         now = self.clock()
+        consumer = self.consumer() if self.consumer is not None else None
+        self._drop_unassigned(assigned_partitions(consumer))
+        if self._waiting and self.starved():
+            self._waiting = {tp: (first, now) for tp, (first, _) in self._waiting.items()}
+            return
         rewind: dict[tuple[str, int], int] = {}
         for (topic, partition), (first, since) in list(self._waiting.items()):
             if now - since > self.wait_seconds:
@@ -222,16 +232,37 @@ class InputGuard:
                 log.warning("input gap: re-reading from the next expected offset",
                             extra={"topic": topic, "partition": partition, "offset": first})
                 rewind[(topic, partition)] = first
-        consumer = self.consumer() if self.consumer is not None else None
         if rewind and consumer is not None:
-            self.metrics.errors.labels("input_gap_rewind").inc()
-            from faust.types import TP
+            await self._seek(consumer, rewind)
 
-            targets = {TP(topic, partition): first for (topic, partition), first in rewind.items()}
-            async with SEEK_LOCK:  # one seek at a time, from timers only (never inside a batch)
-                # Faust can leave a partition paused after back-to-back rebalances: resume what is waited on
-                consumer.resume_partitions(set(targets))
+    async def _seek(self, consumer: Any, rewind: dict[tuple[str, int], int]) -> None:
+        from aiokafka.errors import IllegalStateError
+        from faust.types import TP
+
+        self.metrics.errors.labels("input_gap_rewind").inc()
+        async with SEEK_LOCK:  # one seek at a time, from timers only (never inside a batch)
+            # assigned now (the lock may have waited): a rebalance between the check and the seek is possible
+            assigned = assigned_partitions(consumer)
+            targets = {TP(topic, partition): first for (topic, partition), first in rewind.items()
+                       if assigned is None or (topic, partition) in assigned}
+            if not targets:
+                return
+            # Faust can leave a partition paused after back-to-back rebalances: resume what is waited on
+            consumer.resume_partitions(set(targets))
+            try:
                 await consumer.seek_wait(targets)
+            except IllegalStateError:  # revoked meanwhile: its next owner reads it from the committed offset
+                log.info("input gap: re-read skipped, a partition was revoked meanwhile",
+                         extra={"stage": self.stage, "count": len(targets)})
+                self._drop_unassigned(assigned_partitions(consumer))
+
+    def _drop_unassigned(self, assigned: set[tuple[str, int]] | None) -> None:
+        """Forget the waits of partitions no longer assigned (None: the assignment is unknown)."""
+        if assigned is None:
+            return
+        for tp in [tp for tp in self._waiting if tp not in assigned]:
+            self._waiting.pop(tp, None)
+            self._rewound_at.pop(tp, None)
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
@@ -239,12 +270,12 @@ class InputGuard:
         self._last_batch = self.clock()
 
     def idle(self) -> bool:
-        """No batch in progress and none for ``rewind_seconds``, in this agent and in every other one of
-        the worker (the tail watch asks the broker only then).  One fetch loop feeds all agents: while
-        one agent is busy (a long read-back) the loop can wait on its full buffer, and another agent
-        sees nothing — starved, not stalled."""
-        return all(not g._busy and g.clock() - g._last_batch > g.rewind_seconds
-                   for g in {id(g): g for g in (self, *WORKER_GUARDS)}.values())
+        """No batch of this agent in progress and none for ``rewind_seconds``, and the worker's fetch
+        loop not waiting on a full buffer (the tail watch asks the broker only then).  One fetch loop
+        feeds all agents: while one agent is busy with a full buffer (a long read-back) the loop waits
+        on it, and another agent sees nothing — starved, not stalled.  Each agent's idleness is its
+        own: a busy stage 1 does not hide a stalled stage 2."""
+        return not self._busy and self.clock() - self._last_batch > self.rewind_seconds and not self.starved()
 
     async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """A missing range at the end of a partition: records exist past the next expected offset,
@@ -257,7 +288,11 @@ class InputGuard:
         now = self.clock()
         if not self.idle():
             return
+        consumer = self.consumer() if self.consumer is not None else None
+        assigned = assigned_partitions(consumer)
         for tp, (end, committed) in ends.items():
+            if assigned is not None and tp not in assigned:
+                continue  # revoked while the ends were asked
             want = self.check.expected.get(tp, committed)
             if end is not None and want is not None and end > want and tp not in self._waiting:
                 log.warning("input stalled: records past the next expected offset are not delivered",
@@ -300,8 +335,35 @@ async def input_ends(app: Any, settings: Any, topics: Any) -> dict[tuple[str, in
     return out
 
 
+def assigned_partitions(consumer: Any) -> set[tuple[str, int]] | None:
+    """The consumer's current assignment as (topic, partition) pairs; None when it is unknown
+    (no consumer, or not started)."""
+    if consumer is None or not hasattr(consumer, "assignment"):
+        return None
+    try:
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    except Exception:  # not started / closing
+        return None
+
+
+def fetch_loop_blocked(app: Any) -> bool:
+    """Some agent's input buffer is (nearly) full: Faust's one fetch loop then waits in ``put`` until
+    that agent takes from it, and no other agent receives anything meanwhile.  "Nearly": from the
+    queue's high-pressure mark (80 %), at which Faust stops fetching the partition — the agent takes
+    a batch at a time, so a sample of a blocked loop's queue is rarely exactly full."""
+    try:
+        channels = list(app.topics._topics)
+    except AttributeError:
+        return False
+    for channel in channels:
+        queue = getattr(channel, "_queue", None)  # created on first use
+        if queue is not None and queue.maxsize and queue.qsize() >= getattr(queue, "pressure_high_size",
+                                                                            queue.maxsize):
+            return True
+    return False
+
+
 SEEK_LOCK = asyncio.Lock()
-WORKER_GUARDS: list[InputGuard] = []  # the agents' guards (one worker per process)
 # (topic, partition) -> the lowest offset held for event-time order (pipeline/ingest/order.py): a
 # committed offset equal to it waits for the reorder buffer, not for a stuck agent (read by /health)
 HELD_FOR_ORDER: dict[tuple[str, int], int] = {}
@@ -362,7 +424,10 @@ async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
         guard.note_batch(False)  # a rebalance counts as activity: the first fetch after it takes a moment
         return
     if guard.idle():
-        await guard.watch_tail(await input_ends(app, guard.settings, topics))
+        ends = await input_ends(app, guard.settings, topics)
+        if app.rebalancing:  # began while the ends were asked: they may name partitions revoked since
+            return
+        await guard.watch_tail(ends)
     else:
         await guard.restart_if_overdue()
 

@@ -16,7 +16,12 @@
    record whose partition's token has changed since is not handed over — the seek
    moved that partition's position back to or before it, so it is fetched again.
    Other partitions of the batch are untouched (an earlier attempt that cut whole
-   batches on any seek lost fresh records).
+   batches on any seek lost fresh records).  The one record being handed over
+   while the seek runs (the fetch loop waits in ``put`` on a full agent buffer)
+   is let through, but Faust then sets the partition's read offset to *its*
+   offset, over the seek's: the re-fetched records below it would be dropped as
+   already read, and the re-read undone.  When the token moved during a
+   hand-over, the read offset is cleared (our gap guard skips duplicates).
 
 1. **A jump in offsets is never committable by itself** (:func:`verified_gaps`).
    Faust records any jump it sees in a partition's offsets as a "gap" that is
@@ -116,15 +121,36 @@ def seek_tokens() -> None:
 
     async def getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
         aio = getattr(getattr(self, "_thread", None), "_consumer", None)
-        async for tp, message in original_getmany(self, timeout):
-            tokens = getattr(self, "_pipeline_batch_tokens", None)
-            if aio is not None and tokens is not None and is_stale(tokens.get(tp), partition_token(aio, tp)):
-                continue  # sought since this batch was fetched: the record comes again from the new position
-            yield tp, message
+        if aio is None:
+            async for item in original_getmany(self, timeout):
+                yield item
+            return
+        async for item in fresh_records(original_getmany(self, timeout),
+                                        lambda: getattr(self, "_pipeline_batch_tokens", None),
+                                        lambda tp: partition_token(aio, tp), self._read_offset):
+            yield item
 
     AIOKafkaConsumerThread._fetch_records = fetch_records  # type: ignore[method-assign]
     Consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
     Consumer.getmany = getmany  # type: ignore[method-assign]
+
+
+async def fresh_records(records: AsyncIterator[tuple[Any, Any]], batch_tokens: Callable[[], Any],
+                        token_now: Callable[[Any], int | None], read_offset: Any) -> AsyncIterator[Any]:
+    """``records`` (Faust's ``getmany``: ``(tp, message)`` pairs of the batch last fetched, whose
+    tokens ``batch_tokens()`` gives) without those of a partition sought since the fetch.
+
+    After each pair is handed over, Faust's fetch loop has set ``read_offset[tp]`` to the record's
+    offset; when a seek ran while the hand-over waited, that overwrote the seek's read offset and
+    would drop the re-fetched range below the record as already read, so it is cleared instead."""
+    async for tp, message in records:
+        tokens = batch_tokens()
+        fetched_under = tokens.get(tp) if tokens is not None else None
+        if is_stale(fetched_under, token_now(tp)):
+            continue  # sought since this batch was fetched: the record comes again from the new position
+        yield tp, message
+        if is_stale(fetched_under, token_now(tp)):
+            read_offset.pop(tp, None)
 
 
 class TokenedRecords(dict):  # type: ignore[type-arg]

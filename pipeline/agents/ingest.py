@@ -22,8 +22,8 @@ from ..drivers.stage1 import In, Stage1, Stage1Config
 from ..metrics import Metrics
 from ..process import Processor
 from ..stage_settings import StageSettings
-from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, hold_back, json_table, log,
-                     run_batches, watch_input)
+from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, fetch_loop_blocked, hold_back,
+                     json_table, log, run_batches, watch_input)
 from .readback import ConsumerView, read_back
 from .timers import register_ticks
 
@@ -40,7 +40,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
     driver = Stage1(cfg, processor, customers, metrics, counters)
     sender = Sender(app, metrics, counters, "ingest")
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
-                      consumer=lambda: app.consumer, worker_wide=True)
+                      consumer=lambda: app.consumer, starved=lambda: fetch_loop_blocked(app))
     view = ConsumerView(app, gaps)
     record_topics = driver.record_topics
     DEBUG_STATE["reorder"] = lambda: driver.reorder_state(view)

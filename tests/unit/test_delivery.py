@@ -296,6 +296,14 @@ def test_a_range_that_never_comes_restarts_the_worker_from_its_commits(no_exit, 
 class FakeConsumer:
     def __init__(self):
         self.seeks, self.gaps, self.targets = 0, [], []
+        self.assigned = None  # None: every partition
+
+    def assignment(self):
+        from faust.types import TP
+
+        if self.assigned is None:
+            raise RuntimeError("not started")  # unknown: nothing is filtered
+        return {TP(t, p) for t, p in self.assigned}
 
     async def seek_wait(self, targets):
         self.seeks += 1
@@ -539,23 +547,107 @@ def test_a_frozen_worker_restarts_before_writing(no_exit, monkeypatch):
     failstop.check_not_frozen(App(), "ingest")  # shutdown: no restart
 
 
-def test_an_agent_starved_by_a_busy_one_is_not_a_stall(no_exit, monkeypatch):
-    """One fetch loop feeds both agents: while ingest is busy, the aggregate agent sees nothing."""
-    monkeypatch.setattr(common, "WORKER_GUARDS", [])
-    now = [0.0]
+def test_an_agent_starved_by_a_full_buffer_is_not_a_stall(no_exit, monkeypatch):
+    """One fetch loop feeds both agents: while it waits on ingest's full buffer, aggregate sees nothing."""
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    now, starved = [0.0], [True]
     consumer = FakeConsumer()
-    make = lambda stage: common.InputGuard(settings=None, metrics=Metrics(), stage=stage, clock=lambda: now[0],  # noqa: E731
-                                           consumer=lambda: consumer, rewind_seconds=3, worker_wide=True)
-    ingest, aggregate = make("ingest"), make("aggregate")
+    aggregate = common.InputGuard(settings=None, metrics=Metrics(), stage="aggregate", clock=lambda: now[0],
+                                  consumer=lambda: consumer, rewind_seconds=3, wait_seconds=20,
+                                  starved=lambda: starved[0])
     aggregate.start("p", 0, 10)
-    ingest.note_batch(True)  # a long read-back
     now[0] = 30.0
     asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
     assert consumer.seeks == 0 and not aggregate._waiting
-    ingest.note_batch(False)
+    starved[0] = False
     now[0] = 34.0
     asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
     assert consumer.seeks == 1 and consumer.targets == [{("p", 0): 10}]
+    starved[0] = True  # the loop blocks again: the wait starts over instead of running out
+    now[0] = 50.0
+    asyncio.run(aggregate.restart_if_overdue())
+    starved[0] = False
+    now[0] = 69.0
+    asyncio.run(aggregate.restart_if_overdue())
+    assert no_exit == []
+    now[0] = 71.0
+    with pytest.raises(Exit):
+        asyncio.run(aggregate.restart_if_overdue())
+
+
+def test_a_busy_stage_does_not_hide_another_stages_stall(no_exit):
+    """Idleness is per agent: stage 1 in a long batch, stage 2 idle with records it never received."""
+    now = [0.0]
+    consumer = FakeConsumer()
+    make = lambda stage: common.InputGuard(settings=None, metrics=Metrics(), stage=stage, clock=lambda: now[0],  # noqa: E731
+                                           consumer=lambda: consumer, rewind_seconds=3)
+    ingest, aggregate = make("ingest"), make("aggregate")
+    aggregate.start("p", 0, 10)
+    ingest.note_batch(True)
+    now[0] = 4.0
+    asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
+    assert consumer.targets == [{("p", 0): 10}]
+
+
+def test_a_revoked_partition_is_forgotten_and_never_sought(no_exit, monkeypatch):
+    """aiokafka raises IllegalStateError for a seek on a partition not assigned (seen in CI: the
+    surviving worker of the SIGSTOP test exited on it)."""
+    from aiokafka.errors import IllegalStateError
+
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    now = [0.0]
+    consumer = FakeConsumer()
+    consumer.assigned = {("p", 0), ("p", 1)}
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="aggregate", clock=lambda: now[0],
+                              consumer=lambda: consumer, rewind_seconds=3, wait_seconds=20)
+    guard.start("p", 0, 10)
+    now[0] = 4.0
+    ends = {("p", 0): (50, 10), ("p", 1): (9, 5), ("p", 2): (70, 60)}  # p2 revoked while the ends were asked
+    asyncio.run(guard.watch_tail(ends))
+    assert consumer.targets == [{("p", 0): 10, ("p", 1): 5}] and set(guard._waiting) == {("p", 0), ("p", 1)}
+    consumer.assigned = {("p", 1)}  # p0 revoked (its on_revoked not run yet)
+    now[0] = 8.0
+    asyncio.run(guard.restart_if_overdue())
+    assert consumer.targets[-1] == {("p", 1): 5} and set(guard._waiting) == {("p", 1)}
+
+    async def revoked_meanwhile(targets):
+        consumer.assigned = set()
+        raise IllegalStateError("No current assignment for partition")
+
+    consumer.seek_wait = revoked_meanwhile
+    now[0] = 12.0
+    asyncio.run(guard.restart_if_overdue())  # no crash: the next owner reads it from its commit
+    assert guard._waiting == {}
+    now[0] = 60.0
+    asyncio.run(guard.restart_if_overdue())
+    assert no_exit == []
+
+
+def test_a_seek_during_a_hand_over_clears_the_read_offset_it_would_undo():
+    """Faust's fetch loop sets a partition's read offset to each record it hands over; a seek while it
+    waited (a full agent buffer) must not be undone by that, nor records fetched before it delivered."""
+    from pipeline.agents.faust_fixes import fresh_records
+
+    token = {"a": 1, "b": 7}
+    read_offset: dict[str, int] = {}
+    batch = [("a", 40), ("b", 3), ("a", 41), ("b", 4)]
+
+    async def records():
+        for item in batch:
+            yield item
+
+    async def scenario():  # Faust's _drain_messages
+        out = []
+        async for tp, offset in fresh_records(records(), lambda: {"a": 1, "b": 7}, token.get, read_offset):
+            out.append((tp, offset))
+            if (tp, offset) == ("a", 40):  # the re-read seeks a to 12 while record 40 waits in put()
+                token["a"] = 2
+                read_offset["a"] = 12
+            read_offset[tp] = offset  # after the hand-over
+        return out
+
+    assert asyncio.run(scenario()) == [("a", 40), ("b", 3), ("b", 4)]  # a's later records fetched again
+    assert "a" not in read_offset and read_offset["b"] == 4  # re-fetched 12.. of a are not dropped
 
 
 class ChangelogTable(dict):

@@ -9,7 +9,10 @@
    from ``../shared/data``) with the project's own publisher;
 3. **baseline**: a plain aiokafka consumer + producer in this process that only decodes and
    re-encodes the JSON of the same pre-loaded records into a sink topic (the ceiling for any
-   Python pipeline on this broker and machine);
+   Python pipeline on this broker and machine); then **the same work without Faust**
+   (``bench/same_work.py``, :func:`over_kafka`): aiokafka feeding the records through the pure
+   stage drivers, every output and table write produced and confirmed before each commit
+   (``same_work_eps``; ``same_work_ratio`` and ``overhead_us_per_event`` in the JSON line);
 4. **pipeline**: starts the worker(s) (:class:`WorkerProcess`), waits until the group caught up
    and measures the sustained rate from the Kafka timestamps of the enriched records
    (records written / span from the first to the last one, counted from the moment every
@@ -113,6 +116,16 @@ def result_line(*, pipeline_eps: float, baseline_eps: float, p50_ms: float, p95_
     }
     out.update(extra)
     return json.dumps(out, separators=(", ", ": "), allow_nan=False)
+
+
+def same_work_fields(pipeline_eps: float, same_work_eps: float) -> dict[str, float | None]:
+    """The framework's share (issue 17): ``same_work_ratio`` = pipeline / same-work rate (1 worker),
+    ``overhead_us_per_event`` = 10^6 x (1/pipeline - 1/same-work): what the worker adds per event
+    on top of its own work, the figure to compare with a peer framework's."""
+    ok = all(x and not math.isnan(x) for x in (pipeline_eps, same_work_eps))
+    return {"same_work_eps": _num(same_work_eps),
+            "same_work_ratio": _num(pipeline_eps / same_work_eps, 3) if ok else None,
+            "overhead_us_per_event": _num(1e6 * (1 / pipeline_eps - 1 / same_work_eps), 0) if ok else None}
 
 
 def parse_proc_stat_cpu(stat_text: str, ticks: int) -> float:
@@ -563,6 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         base_res = run_baseline(ns1.settings, f"{ns1.settings.app_id}.baseline-sink", args.events)
         _log(f"baseline: {base_res['records']} records in {base_res['seconds']:.2f}s = {_fmt(base_res['eps'])} ev/s "
              f"(median of {base_res['all_eps']}, failed {base_res['failed']})")
+        from bench.same_work import over_kafka
+
+        same = over_kafka(ns1.settings, f"{ns1.settings.app_id}.same-work-sink", args.events, timeout=args.timeout)
+        _log(f"same work without Faust (aiokafka + the stage drivers): {same['same_work_events']} records in "
+             f"{same['same_work_seconds']:.1f}s = {_fmt(same['same_work_eps'])} ev/s, "
+             f"{_fmt(same['same_work_cpu_us_per_event'])} us CPU per event")
         profile_raw = workdir / "profile.raw.txt" if args.profile else None
         r1 = throughput_phase(ns1, 1, workdir, args.timeout, all_workers, profile_raw, args.profile_seconds,
                               args.profile_delay)
@@ -622,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         extra: dict[str, object] = {}
         if len(runs) > 1:
             extra["eps_by_workers"] = {str(k): _num(v["eps"]) for k, v in runs.items()}
+        extra.update(same_work_fields(r1["eps"], same["same_work_eps"]))
         extra["state_value_bytes"] = _num(sizes["mean_bytes"], 0)
         extra["state_json_bytes"] = _num(sizes["mean_json_bytes"], 0)
         extra["seconds"] = round(time.monotonic() - wall0, 1)

@@ -2,6 +2,8 @@
 fed through the pure stage drivers with in-memory tables.
 
 ``python bench/same_work.py [--events 20000] [--customers 1000] [--batch 256] [--profile out.prof]``
+(in memory); :func:`over_kafka` is the same work between a real consumer and producer, which
+``bench/pipeline_bench.py`` runs beside the worker (``same_work_eps`` in its JSON line).
 
 Events come from the project's simulator (the same mix and seed as ``make bench``), are encoded as
 the publisher would, spread over partitions by the Kafka default partitioner (murmur2 of the
@@ -140,6 +142,105 @@ def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
             "stage2_partials_per_s": len(ins) / max(t3 - t2, 1e-9),
             "same_work_eps": n / ((t1 - t0) + (t3 - t2)),
             "state_value_bytes": sum(len(encode_state(v)) for v in customers.values()) / max(len(customers), 1)}
+
+
+async def _over_kafka(settings: Any, sink: str, expected: int, batch: int, timeout: float) -> dict[str, float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from pipeline.agents.aggregate import stage2_config
+    from pipeline.kafka_security import aiokafka_kwargs
+
+    stages = load_stage_settings({})
+    processor = Processor(settings, stages=stages)
+    processor.warm()
+    cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
+                       stages.retry, settings)
+    customers: CodecTable = CodecTable()
+    s1 = Stage1(cfg, processor, customers, Metrics(), {})
+    windows: CodecTable = CodecTable()
+    s2 = Stage2(dataclasses.replace(stage2_config(settings, stages)), windows)
+    view = CaughtUp()
+    t = settings.topics
+    kw = aiokafka_kwargs(settings)
+    consumer = AIOKafkaConsumer(t.orders, t.complaints, t.feedback, t.profiles, group_id=f"{settings.app_id}-same-work",
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=batch, **kw)
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024, **kw)
+    await producer.start()
+    await consumer.start()
+    recovered: set[int] = set()
+    offsets2: dict[int, int] = {}
+    n = enriched = 0
+    t0 = c0 = None
+    deadline = time.monotonic() + timeout
+    try:
+        while n < expected and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=batch)
+            if not fetched:
+                continue
+            if t0 is None:
+                t0, c0 = time.perf_counter(), time.process_time()
+            futures = []
+            for tp, recs in fetched.items():
+                p = tp.partition
+                if p not in recovered:
+                    s1.recover(p, Recovery({}))
+                    s2.set_emitted(p, ())
+                    recovered.add(p)
+                ins = [In(r.topic, p, r.offset, r.key, r.value, r.timestamp / 1000.0, token=(r.topic, p, r.offset))
+                       for r in recs]
+                view.ends[(tp.topic, p)] = recs[-1].offset + 1
+                fx = await s1.batch(ins, view, seen={p})
+                n += len(recs)
+                partials = []
+                for snd in fx.sends:
+                    futures.append(await producer.send(sink, snd.value, key=snd.key))
+                    if snd.topic == settings.partials_topic:
+                        q = snd.partition if snd.partition is not None else partition_of(snd.key.decode(),
+                                                                                          settings.partitions)
+                        off = offsets2.get(q, 0)
+                        offsets2[q] = off + 1
+                        partials.append(In2(settings.partials_topic, q, off, snd.key, snd.value, time.time()))
+                    elif snd.topic == t.enriched:
+                        enriched += 1
+                for key, value in fx.writes.items():  # the changelog records of the table writes
+                    futures.append(await producer.send(sink, encode_state(value), key=key.encode()))
+                customers.update(fx.writes)
+                if partials:
+                    fx2 = s2.batch(partials, time.time())
+                    for snd in fx2.sends:
+                        futures.append(await producer.send(sink, snd.value, key=snd.key))
+                    for key, value in fx2.writes.items():
+                        futures.append(await producer.send(sink, encode_state(value), key=key.encode()))
+                    windows.update(fx2.writes)
+            await producer.flush()  # outputs confirmed before the input offsets are committed
+            failed = [f for f in futures if f.exception() is not None]
+            if failed:
+                raise RuntimeError(f"{len(failed)} sends failed")
+            await consumer.commit()
+        t1, c1 = time.perf_counter(), time.process_time()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    secs = (t1 - t0) if t0 is not None else float("nan")
+    return {"same_work_eps": n / secs if secs > 0 else float("nan"), "same_work_events": n,
+            "same_work_enriched": enriched, "same_work_seconds": secs,
+            "same_work_cpu_us_per_event": 1e6 * (c1 - c0) / n if n and c0 is not None else float("nan")}
+
+
+def over_kafka(settings: Any, sink: str, expected: int, batch: int = 256, timeout: float = 300.0) -> dict[str, float]:
+    """The same-work ceiling (issue 17, scope 1): a plain aiokafka consumer and producer, no Faust,
+    feeding the pre-loaded input topics of ``settings`` through the pure stage drivers with in-memory
+    tables, producing every output record and every table write (as its changelog value) to
+    ``sink``, confirming them before committing each fetch's offsets — the worker's work and
+    guarantees without the framework.  Stage 2 takes stage 1's partials in memory (they are produced
+    too).  Rate from the first fetched record to the last confirmed send."""
+    import logging
+
+    from pipeline.topics import TopicSpec, ensure_topics
+
+    ensure_topics(settings, [TopicSpec(sink, settings.partitions, {})])
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    return asyncio.run(_over_kafka(settings, sink, expected, batch, timeout))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ evidence offsets still index the original text (the analysed part is a prefix).
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 
 from . import english, korean
 from .language import (
@@ -96,6 +98,46 @@ def _analyse(work: str, language: str | None, tax: Taxonomy) -> tuple[str, tuple
     return lang, tokens, agg
 
 
+ANALYSIS_CACHE_TEXTS = 2048
+"""Texts whose analysis is kept per taxonomy (least recently used first out): the same text sent
+again (a re-sent review, a templated complaint, a replay) skips tokenising (Kiwi: ~2 ms a Korean
+text) and matching.  The analysis is a pure function of the text, the language hint and the taxonomy."""
+
+
+class _Recent:
+    """A small thread-safe LRU map."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.items = size, OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: object) -> object | None:
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key: object, value: object) -> None:
+        with self.lock:
+            self.items[key] = value
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+def _analyse_cached(work: str, language: str | None,
+                    tax: Taxonomy) -> tuple[str, tuple[str, list[str]] | None, Aggregate]:
+    """:func:`_analyse`, remembered per taxonomy for the last :data:`ANALYSIS_CACHE_TEXTS` texts.
+    The result is shared: callers read it and never change it."""
+    cache: _Recent = tax.compiled("classify:recent-analyses", lambda _t: _Recent(ANALYSIS_CACHE_TEXTS))
+    key = (work, language)
+    hit = cache.get(key)
+    if hit is None:
+        hit = _analyse(work, language, tax)
+        cache.put(key, hit)
+    return hit  # type: ignore[return-value]
+
+
 def _symbols_only(text: str, taxonomy: Taxonomy) -> Aggregate:
     """A text without letters ("😍", "👎👎"): sentiment from the emoji patterns of the first
     Latin-script lexicon; pain points need words, so none."""
@@ -154,7 +196,7 @@ def classify(
     tax = taxonomy or default_taxonomy()
     text = _without_surrogates(text if isinstance(text, str) else "")
     work = analysed_part(text)
-    lang, tokens, agg = _analyse(work, language, tax)
+    lang, tokens, agg = _analyse_cached(work, language, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
     if sentiment_model is not None and work and sentiment_model.applies_to(lang):

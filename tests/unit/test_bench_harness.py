@@ -101,3 +101,9 @@ def test_batch_histogram_parsing_sums_count_and_records():
     ])
     assert pb.parse_batch_histogram(text) == (51, 19992.0)
     assert pb.parse_batch_histogram("") == (0, 0.0)
+
+
+def test_same_work_fields_give_the_framework_share_and_its_cost_per_event():
+    f = pb.same_work_fields(500.0, 1000.0)
+    assert f == {"same_work_eps": 1000.0, "same_work_ratio": 0.5, "overhead_us_per_event": 1000.0}
+    assert pb.same_work_fields(math.nan, 1000.0)["same_work_ratio"] is None

@@ -103,6 +103,7 @@ def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
         by_part.setdefault(r.partition, []).append(r)
     partials: list[Any] = []
     enriched = 0
+    loop = asyncio.new_event_loop()  # one loop for all batches, as in the worker
     t0, c0 = time.perf_counter(), time.process_time()
     for p, rs in sorted(by_part.items()):
         s1.recover(p, Recovery({}))
@@ -110,7 +111,7 @@ def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
             chunk = rs[i:i + batch]
             for r in chunk:
                 view.ends[(r.topic, p)] = r.offset + 1
-            fx = asyncio.run(s1.batch(chunk, view, seen={p}))
+            fx = loop.run_until_complete(s1.batch(chunk, view, seen={p}))
             customers.update(fx.writes)
             for s in fx.sends:
                 if s.topic == settings.partials_topic:
@@ -118,6 +119,7 @@ def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
                 elif s.topic == settings.topics.enriched:
                     enriched += 1
     t1, c1 = time.perf_counter(), time.process_time()
+    loop.close()
     from pipeline.agents.aggregate import stage2_config  # the edge's config builder, no Faust app needed
 
     windows: CodecTable = CodecTable()

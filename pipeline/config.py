@@ -140,6 +140,8 @@ class Settings:
     group_instance_id: str = ""
     # a missing input range held back this long (not re-delivered) makes the worker restart from its commits
     gap_wait_seconds: float = 20.0
+    # table recovery that receives no changelog record for this long makes the worker restart (0: never)
+    recovery_stall_seconds: float = 45.0
     # a produce request (or a wait for a topic's metadata) unanswered this long fails, and the worker fail-stops
     producer_timeout_seconds: float = 120.0
     # producer times (issue 15): an event before this year, more than max_future_seconds ahead of the
@@ -273,6 +275,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         security=KafkaSecurity.from_env(env),
         group_instance_id=_get(env, "PIPELINE_GROUP_INSTANCE_ID", d.group_instance_id),
         gap_wait_seconds=float(_get(env, "PIPELINE_GAP_WAIT_SECONDS", str(d.gap_wait_seconds))),
+        recovery_stall_seconds=_non_negative("PIPELINE_RECOVERY_STALL_SECONDS", _get(
+            env, "PIPELINE_RECOVERY_STALL_SECONDS", str(d.recovery_stall_seconds))),
         producer_timeout_seconds=float(_get(env, "PIPELINE_PRODUCER_TIMEOUT_SECONDS", str(d.producer_timeout_seconds))),
         min_event_year=_min_event_year(_get(env, "PIPELINE_MIN_EVENT_YEAR", str(d.min_event_year))),
         max_future_seconds=_non_negative(

@@ -22,6 +22,8 @@ Why a gap check at all
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -113,6 +115,22 @@ def parse_history(text: str | None) -> list[float]:
 
 def format_history(history: list[float]) -> str:
     return ",".join(f"{t:.3f}" for t in history)
+
+
+def recovery_stalled(now: float, started_at: float | None, received_at: Iterable[float],
+                     limit: float) -> float | None:
+    """Seconds a table recovery has received no changelog record, when that exceeds ``limit``; else
+    None.  ``started_at``: when the recovery (re)started (None: not recovering); ``received_at``: when
+    each active changelog partition last delivered a record (all on the same monotonic clock).
+    A recovery that has something left to read (it would have ended otherwise) and hears nothing
+    for ``limit`` seconds waits on partitions the consumer is not fetching: after back-to-back
+    rebalances Faust can keep a partition assigned and never fetch it (CI, the SIGSTOP test: two
+    ``customers`` changelog partitions, "No event received ... since recovery start" for minutes).
+    ``limit`` 0: never stalled."""
+    if started_at is None or limit <= 0:
+        return None
+    quiet = now - max([started_at, *received_at])
+    return quiet if quiet > limit else None
 
 
 @dataclass

@@ -54,6 +54,7 @@ def resolve_settings(settings: Settings | None = None, required: bool = True) ->
 def run_worker(settings: Settings) -> None:
     import faust
 
+    from .agents import failstop
     from .app import build
     from .logs import logging_config
     from .classify.learned import SentimentModel
@@ -80,6 +81,8 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit(f"error: {exc}") from None
     pipe = build(settings)
     pipe.processor.warm()  # before joining the group: ready means the classifier is built
+    # a table recovery that stopped receiving records restarts the worker (Faust only warns, for ever)
+    failstop.start_recovery_watch(pipe.app, settings.recovery_stall_seconds)
     worker = faust.Worker(
         pipe.app,
         loglevel=settings.log_level,

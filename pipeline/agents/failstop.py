@@ -14,7 +14,8 @@ no Faust shutdown, hence no commit of a half-processed batch — Faust's
   (``execve`` of the same command line: same pid, same log) and resumes from the
   committed offsets, at most :class:`~pipeline.delivery.RestartBudget` times in a
   window; beyond that it exits with :data:`EXIT_RESTART_LOOP`.  Also the way out
-  for a worker that was frozen past its session timeout (:func:`check_not_frozen`).
+  for a worker that was frozen past its session timeout (:func:`check_not_frozen`)
+  and for a table recovery that stopped receiving records (:func:`check_recovery`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any, NoReturn
 
-from ..delivery import FreezeWatch, RestartBudget, format_history, parse_history
+from ..delivery import FreezeWatch, RestartBudget, format_history, parse_history, recovery_stalled
 
 log = logging.getLogger("pipeline.agent")
 
@@ -114,3 +116,38 @@ def check_not_frozen(app: Any, stage: str) -> None:
     seconds = FREEZE.frozen(time.monotonic())
     if seconds is not None:
         restart_from_committed("frozen", stage=stage, seconds=seconds)
+
+
+def check_recovery(app: Any, limit: float, clock: Any = time.monotonic) -> None:
+    """Restart from the committed offsets when the app's table recovery has received no changelog
+    record for ``limit`` seconds (:func:`~pipeline.delivery.recovery_stalled`).  Nothing is
+    processed during a recovery, so nothing is lost; Faust itself only logs a warning every 5 s,
+    for ever.  Reads Faust 0.15.3's recovery state (``in_recovery``, ``_recovery_started_at``,
+    ``_active_events_received_at``, all on ``time.monotonic``)."""
+    recovery = getattr(getattr(app, "tables", None), "recovery", None)
+    if recovery is None or not getattr(recovery, "in_recovery", False) or getattr(app, "should_stop", False):
+        return
+    try:
+        received = list((getattr(recovery, "_active_events_received_at", None) or {}).values())
+    except RuntimeError:  # changed size while copied (another thread): look again next time
+        return
+    seconds = recovery_stalled(clock(), getattr(recovery, "_recovery_started_at", None), received, limit)
+    if seconds is not None:
+        restart_from_committed("recovery_stalled", stage="recovery", seconds=seconds)
+
+
+def start_recovery_watch(app: Any, limit: float, interval: float = 5.0) -> threading.Thread | None:
+    """Run :func:`check_recovery` every ``interval`` seconds on a daemon thread, from the start: Faust
+    starts an app's timers and tasks only once the *first* recovery completed, so a timer would
+    never see a stalled first recovery.  ``limit`` 0: no watch."""
+    if limit <= 0:
+        return None
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            check_recovery(app, limit)
+
+    thread = threading.Thread(target=loop, name="pipeline-recovery-watch", daemon=True)
+    thread.start()
+    return thread

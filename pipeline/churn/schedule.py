@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .alerts import AlertState, ChurnPolicy
-from .score import FACTORS, MAX_PRESSURE, Weights, score
+from .score import FACTORS, MAX_PRESSURE, Weights
 from .state import DAY, State, cadence_days
 
 RAMP_POINTS = 8  # points examined per ramp: a ramp's rescoring step is its length / RAMP_POINTS
@@ -135,32 +135,56 @@ def next_rescore(churn: State | None, alert: AlertState | None, weights: Weights
     for t in examined:
         if until is not None and t > until:
             return None
-        if upper_bound(churn, t, weights, rising) < policy.threshold:
+        reaches = _reaches(churn, t, weights, rising, policy.threshold)
+        if reaches is None:
             return None  # the bound only falls with time: no later point can reach the threshold
-        if score(churn, t, weights).score >= policy.threshold:
+        if reaches:
             return t
     return examined[-1] if len(points) > MAX_POINTS else None
 
 
-def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | None = None) -> float:
+def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | None = None,
+                raws: dict[str, Any] | None = None) -> float:
     """A score no evaluation at or after ``t`` can exceed if no event arrives (0..100).
 
     Rising factors count at their most from ``t`` on, decaying ones at their value at ``t``,
     ``satisfaction_gap_trend`` at its most over the gaps still counted at ``t``.  ``rising``:
-    ``ramps(churn, weights)`` if already known.
+    ``ramps(churn, weights)`` if already known.  ``raws``: filled with the factors evaluated at
+    ``t`` on the way (name -> the factor's raw result), for a score at ``t`` to reuse.
     """
     rising = ramps(churn, weights) if rising is None else rising
+    raws = {} if raws is None else raws
     total = 0.0
     for name, fw in weights.factors.items():
         if fw.weight <= 0:
             continue
-        p = _pressure_bound(name, churn, t, weights, rising)
+        p = _pressure_bound(name, churn, t, weights, rising, raws)
         if p > 0:
             total += -math.log1p(-min(MAX_PRESSURE, fw.weight * p))
     return round(100.0 * (1.0 - math.exp(-total)), 2)
 
 
-def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: list[Ramp]) -> float:
+def _reaches(churn: State, t: float, weights: Weights, rising: list[Ramp], threshold: float) -> bool | None:
+    """At point ``t``: ``None`` when :func:`upper_bound` is below ``threshold`` (no point from ``t``
+    on can reach it), else whether ``score(churn, t, weights).score`` reaches it.  The factors the
+    bound evaluated at ``t`` are not evaluated again, and the score's explanation (factors,
+    evidence, order) is not built: only its total, by the same arithmetic as :func:`score`."""
+    raws: dict[str, Any] = {}
+    if upper_bound(churn, t, weights, rising, raws) < threshold:
+        return None
+    logs = []
+    for name, fw in weights.factors.items():
+        if fw.weight <= 0:
+            continue
+        raw = raws[name] if name in raws else FACTORS[name](churn, t, fw, weights)
+        if raw is not None and raw.pressure > 0:
+            logs.append(-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)))
+    total_log = sum(logs)
+    return round(100.0 * (1.0 - math.exp(-total_log)), 2) >= threshold
+
+
+def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: list[Ramp],
+                    raws: dict[str, Any]) -> float:
     fw = weights.factors[name]
     if name == "recency_vs_cadence":
         return 1.0 if s.get("orders") and s.get("last_order_at") is not None else 0.0
@@ -168,7 +192,7 @@ def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: lis
         n = sum(1 for c in (s.get("complaints") or {}).values() if c.get("status") == "open")
         return min(1.0, n / fw.get("full"))
     if name == "follow_up":
-        raw = FACTORS[name](s, t, fw, weights)
+        raw = raws[name] = FACTORS[name](s, t, fw, weights)
         now = raw.pressure if raw is not None else 0.0
         silence = next((r for r in rising if r.factor == "follow_up"), None)
         if silence is None:
@@ -183,7 +207,7 @@ def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: lis
             raw = FACTORS[name]({"gaps": gaps[k:]}, t, fw, weights)
             best = max(best, raw.pressure if raw is not None else 0.0)
         return best
-    raw = FACTORS[name](s, t, fw, weights)  # decays with time
+    raw = raws[name] = FACTORS[name](s, t, fw, weights)  # decays with time
     return raw.pressure if raw is not None else 0.0
 
 

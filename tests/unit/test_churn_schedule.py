@@ -299,3 +299,35 @@ def test_schedule_metrics():
     m.drop_schedule(3)
     m.drop_schedule(3)
     assert value("pipeline_schedule_keys", partition="3") is None
+
+
+def test_the_fused_point_check_equals_the_bound_then_the_full_score():
+    """``next_rescore`` asks, per point, "ruled out by the bound, else does the score reach the
+    threshold?" in one pass (``_reaches``); it must answer exactly as ``upper_bound`` then ``score``."""
+    import itertools
+
+    from pipeline.churn import schedule
+    from pipeline.producers.simulator import iter_simulated_events
+    from pipeline.producers.publish import topic_for
+
+    run = Run()
+    for n, (kind, ev) in enumerate(itertools.islice(iter_simulated_events(None, seed=5, data_dir=S.data_dir,
+                                                                          customers=60), 1500)):
+        rec = Record(topic_for(kind, S), 0, n, str(ev["customer_id"]).encode(), orjson.dumps(ev), 1.7e9)
+        run._keep(run.p.process(rec, run.store.get, now=time.time()))
+    checked = reached = ruled_out = 0
+    for state in run.store.values():
+        churn = state.get("churn")
+        if not churn:
+            continue
+        rising = ramps(churn, W)
+        points = sorted({t for r in rising for t in r.points()}) or [churn.get("last_event_at") or T0]
+        for t in points[:12]:
+            for threshold in (20.0, 40.0, 60.0, 80.0):
+                expected = None if upper_bound(churn, t, W, rising) < threshold else (
+                    score(churn, t, W).score >= threshold)
+                assert schedule._reaches(churn, t, W, rising, threshold) is expected
+                checked += 1
+                reached += expected is True
+                ruled_out += expected is None
+    assert checked > 500 and reached > 0 and ruled_out > 0  # every branch was exercised

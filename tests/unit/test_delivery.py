@@ -743,3 +743,43 @@ def test_faust_table_writes_register_their_changelog_futures():
     faust_fixes.apply()
     assert Collection.send_changelog.__name__ == "send_changelog"
     assert Collection.send_changelog.__module__ == faust_fixes.__name__
+
+
+def test_a_recovery_that_hears_nothing_is_stalled_after_the_limit():
+    from pipeline.delivery import recovery_stalled
+
+    assert recovery_stalled(100.0, None, [], 45) is None  # not recovering
+    assert recovery_stalled(140.0, 100.0, [], 45) is None  # 40 s without a record: not yet
+    assert recovery_stalled(146.0, 100.0, [], 45) == pytest.approx(46.0)  # nothing since the start
+    assert recovery_stalled(146.0, 100.0, [120.0, 130.0], 45) is None  # records came 16 s ago
+    assert recovery_stalled(176.0, 100.0, [120.0, 130.0], 45) == pytest.approx(46.0)
+    assert recovery_stalled(10_000.0, 100.0, [], 0) is None  # 0: never
+
+
+def test_a_stalled_table_recovery_restarts_the_worker_from_its_commits(no_exit, monkeypatch):
+    """Faust starts timers only after the first recovery, and only warns while one hears nothing:
+    the watch reads the recovery's own state (faust-streaming 0.15.3 attribute names)."""
+    from faust.tables.recovery import Recovery
+
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    for name in ("in_recovery", "_recovery_started_at", "_active_events_received_at"):
+        assert name in Recovery.__annotations__  # the attributes read exist in this Faust version
+
+    class Rec:
+        in_recovery, _recovery_started_at, _active_events_received_at = True, 100.0, {"tp0": 110.0}
+
+    class App:
+        should_stop = False
+
+        class tables:
+            recovery = Rec()
+
+    failstop.check_recovery(App(), 45, clock=lambda: 150.0)
+    assert no_exit == []
+    with pytest.raises(Exit):
+        failstop.check_recovery(App(), 45, clock=lambda: 160.0)
+    assert no_exit[-1][0] == "exec"
+    Rec.in_recovery = False
+    failstop.check_recovery(App(), 45, clock=lambda: 1000.0)  # recovered: nothing to watch
+    assert len(no_exit) == 1
+    assert failstop.start_recovery_watch(App(), 0) is None

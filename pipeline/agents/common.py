@@ -143,6 +143,7 @@ class InputGuard:
         self._busy, self._last_batch = False, clock()
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
+        self._held_at: dict[tuple[str, int], float] = {}  # tp -> when its current wait began (the cap)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
@@ -153,6 +154,7 @@ class InputGuard:
         self._waiting.pop((topic, partition), None)
         self._exists.pop((topic, partition), None)
         self._rewound_at.pop((topic, partition), None)
+        self._held_at.pop((topic, partition), None)
 
     async def admit(self, topic: str, partition: int, offset: int, event: Any = None) -> bool:
         """True: process the record now.  False: skip it (``event`` held back when it must not be acknowledged)."""
@@ -183,6 +185,7 @@ class InputGuard:
             hold_back([event])
         if tp not in self._waiting or self._waiting[tp][0] != first:
             self._waiting[tp] = (first, self.clock())
+            self._held_at[tp] = self.clock()
             self.metrics.errors.labels("input_gap_held_back").inc()
             log.warning("input gap: records past a missing range held back until it is delivered",
                         extra={"topic": topic, "partition": partition, "offset": first, "actual": offset,
@@ -212,14 +215,20 @@ class InputGuard:
         A partition no longer assigned is forgotten, never sought (aiokafka raises
         ``IllegalStateError`` for it).  While the worker's fetch loop waits on a full
         agent buffer (``starved``) no input can arrive: the waits start again rather
-        than run out (a busy worker is not a stalled one).
+        than run out (a busy worker is not a stalled one), up to :data:`STARVED_WAIT_FACTOR`
+        times ``wait_seconds`` from the moment each wait began.
         """
         now = self.clock()
         consumer = self.consumer() if self.consumer is not None else None
         self._drop_unassigned(assigned_partitions(consumer))
         if self._waiting and self.starved():
-            self._waiting = {tp: (first, now) for tp, (first, _) in self._waiting.items()}
-            return
+            # at most STARVED_WAIT_FACTOR x wait_seconds in all: a range that never comes while the
+            # worker stays busy still ends in a restart
+            cap = STARVED_WAIT_FACTOR * self.wait_seconds
+            self._waiting = {tp: (first, now if now - self._held_at.get(tp, now) < cap else since)
+                             for tp, (first, since) in self._waiting.items()}
+            if all(since == now for _, since in self._waiting.values()):
+                return
         rewind: dict[tuple[str, int], int] = {}
         for (topic, partition), (first, since) in list(self._waiting.items()):
             if now - since > self.wait_seconds:
@@ -263,6 +272,7 @@ class InputGuard:
         for tp in [tp for tp in self._waiting if tp not in assigned]:
             self._waiting.pop(tp, None)
             self._rewound_at.pop(tp, None)
+            self._held_at.pop(tp, None)
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
@@ -299,6 +309,7 @@ class InputGuard:
                             extra={"topic": tp[0], "partition": tp[1], "offset": want, "count": end - want})
                 self.metrics.errors.labels("input_gap_held_back").inc()
                 self._waiting[tp] = (want, now - self.rewind_seconds)
+                self._held_at[tp] = now
         await self.restart_if_overdue()
 
     async def _let_commits_pass(self, topic: str, partition: int, first: int, last: int) -> None:
@@ -363,6 +374,7 @@ def fetch_loop_blocked(app: Any) -> bool:
     return False
 
 
+STARVED_WAIT_FACTOR = 5.0  # a wait paused while starved still restarts after this many wait_seconds
 SEEK_LOCK = asyncio.Lock()
 # (topic, partition) -> the lowest offset held for event-time order (pipeline/ingest/order.py): a
 # committed offset equal to it waits for the reorder buffer, not for a stuck agent (read by /health)

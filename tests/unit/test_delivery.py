@@ -575,6 +575,28 @@ def test_an_agent_starved_by_a_full_buffer_is_not_a_stall(no_exit, monkeypatch):
         asyncio.run(aggregate.restart_if_overdue())
 
 
+def test_a_wait_paused_by_a_busy_worker_still_ends_in_a_restart(no_exit, monkeypatch):
+    """Starvation pauses a wait at most STARVED_WAIT_FACTOR x wait_seconds from when it began."""
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    now = [0.0]
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", clock=lambda: now[0],
+                              consumer=lambda: consumer, rewind_seconds=3, wait_seconds=20,
+                              starved=lambda: True)
+    guard.start("t", 0, 5)
+    monkeypatch.setattr(common, "first_offset_from", lambda s, topic, p, offset: 5)
+    assert asyncio.run(guard.admit("t", 0, 9, Ev(9))) is False
+    for t in range(2, 100, 2):
+        now[0] = float(t)
+        asyncio.run(guard.restart_if_overdue())
+    assert no_exit == []
+    now[0] = 100.5  # past 5 x 20 s: the wait is no longer renewed ...
+    asyncio.run(guard.restart_if_overdue())
+    now[0] = 121.0  # ... and runs out 20 s later
+    with pytest.raises(Exit):
+        asyncio.run(guard.restart_if_overdue())
+
+
 def test_a_busy_stage_does_not_hide_another_stages_stall(no_exit):
     """Idleness is per agent: stage 1 in a long batch, stage 2 idle with records it never received."""
     now = [0.0]

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install demo bench test test-unit test-integration kafka-start kafka-stop lint-compose clean
+.PHONY: install demo bench bench-peers test test-unit test-integration kafka-start kafka-stop lint-compose clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: install
 ## baseline, latency at 50 % load; ends with one JSON line.  BENCH_ARGS="--workers 2 --events 20000 --profile"
 bench: install
 	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
+
+## Peer benchmark: the same mini-pipeline as raw aiokafka and as Quix Streams on one local Kafka,
+## 100,000 pre-loaded events; ends with one JSON line.  quixstreams (bench only, pinned in
+## constraints.txt) is installed into .venv on first use.  PEERS_ARGS="--events 20000"
+bench-peers: install
+	@$(PY) -c "import quixstreams" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt quixstreams
+	$(PY) bench/peers.py $(PEERS_ARGS)
 
 ## The whole test suite (unit + integration against a real local Kafka).
 test: install

@@ -120,6 +120,7 @@ class Metrics:
         self._init_churn_and_schedule(r)
         self._init_reorder(r)
         self._pain_point = _CappedLabel(MAX_PAIN_POINTS)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _of
         self._commitments_at = 0.0
         self._init_labels(settings)
 
@@ -251,19 +252,29 @@ class Metrics:
                 for dim, (field, allowed) in SEGMENT_VALUES.items()]
 
     # -- updates -------------------------------------------------------------------------------------
+    def _of(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: prometheus_client validates and locks on every
+        ``labels()`` call (~10 µs), and the per-event metrics take a dozen of them per event.  Every
+        label value here is bounded (``bounded``, ``_CappedLabel``), so the map is too."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def record_produced(self, topic: str, kind: str | None) -> None:
-        self.produced.labels(topic, bounded(kind or "internal", RECORD_KINDS)).inc()
+        self._of(self.produced, topic, bounded(kind or "internal", RECORD_KINDS)).inc()
 
     def record_alert(self, alert: Mapping[str, Any]) -> None:
-        self.alerts.labels(bounded(alert.get("type"), ALERT_TYPES),
-                           bounded(alert.get("severity"), SEVERITIES)).inc()
+        self._of(self.alerts, bounded(alert.get("type"), ALERT_TYPES),
+                 bounded(alert.get("severity"), SEVERITIES)).inc()
 
     def observe_step(self, step: Any, topic: str, topic_kind: str | None, record_time: float | None = None) -> None:
         """Everything one processed record (a :class:`pipeline.process.Step`) contributes."""
         now = time.time()
-        self.consumed.labels(topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS)).inc()
+        self._of(self.consumed, topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS)).inc()
         for code in {p.code for p in step.problems}:
-            self.deadletters.labels(bounded(code, DEADLETTER_REASONS)).inc()
+            self._of(self.deadletters, bounded(code, DEADLETTER_REASONS)).inc()
         for alert in step.alerts:
             self.record_alert(alert)
         if step.churn_score is not None:
@@ -274,19 +285,19 @@ class Metrics:
             return
         ingested = getattr(step, "record_time", None) or record_time
         if ingested:
-            self.latency.labels("enriched").observe(max(0.0, now - ingested))
+            self._of(self.latency, "enriched").observe(max(0.0, now - ingested))
         if step.event_time is not None:
-            self.event_latency.labels("enriched").observe(max(0.0, now - step.event_time))
+            self._of(self.event_latency, "enriched").observe(max(0.0, now - step.event_time))
         c = doc.get("classification")
         if c:
             lang = bounded(c.get("language"), LANGUAGES)
-            self.classified.labels(lang).inc()
+            self._of(self.classified, lang).inc()
             seg = self.segment_labels(doc.get("segment") or {})
             for pp in c.get("pain_points") or ():
                 pid = self._pain_point(pp["id"])
-                self.pain_points.labels(pid, lang).inc()
+                self._of(self.pain_points, pid, lang).inc()
                 for dim, value in seg:
-                    self.segment_pain_points.labels(dim, value, pid).inc()
+                    self._of(self.segment_pain_points, dim, value, pid).inc()
 
     def observe_advance(self, step: Any) -> None:
         """What one clock-driven step (:meth:`pipeline.process.Processor.advance`) adds besides its alerts

@@ -150,8 +150,11 @@ class PartialsBuilder:
                 self.duplicates += 1
                 return False
             self._seen.add(event_id)
-        counts = _contribution(enriched)
+        counts = list(_contribution(enriched).items())
         pains = _pain_ids(enriched, self.min_confidence)
+        # the event's window per spec depends on its time only: computed once, not per dimension
+        windows = [(spec.size_seconds, start, window_key(spec.name, start))
+                   for spec in self.windows for start in (window_start(t, spec.size_seconds),)]
         for dimension, value in dimensions_of(enriched):
             key = group_key(dimension, value)
             if accept is not None and not accept(key):
@@ -162,13 +165,12 @@ class PartialsBuilder:
                 self._partials[key] = partial
             elif t > partial["max_event_time"]:
                 partial["max_event_time"] = t
-            for spec in self.windows:
-                start = window_start(t, spec.size_seconds)
-                wkey = window_key(spec.name, start)
-                bucket = partial["windows"].get(wkey)
+            buckets = partial["windows"]
+            for size, start, wkey in windows:
+                bucket = buckets.get(wkey)
                 if bucket is None:
-                    bucket = partial["windows"][wkey] = new_bucket(spec.size_seconds, start)
-                for name, n in counts.items():
+                    bucket = buckets[wkey] = new_bucket(size, start)
+                for name, n in counts:
                     bucket[name] += n
                 for pid in pains:
                     bucket["pain"][pid] = bucket["pain"].get(pid, 0) + 1

@@ -229,23 +229,27 @@ def decode(
         else:
             result.problems.append(Problem("not_json", f"invalid JSON: {str(exc)[:200]}"))
         return result
-    return validate_event(event, kind, result, limits, now)
+    return validate_event(event, kind, result, limits, now, finite=True)
 
 
 def validate_event(
-    event: Any, kind: str, result: Decoded | None = None, limits: TimeLimits | None = None, now: float | None = None
+    event: Any, kind: str, result: Decoded | None = None, limits: TimeLimits | None = None, now: float | None = None,
+    finite: bool = False,
 ) -> Decoded:
-    """The checks of :func:`decode` after JSON parsing, on an already parsed ``event``; never raises."""
+    """The checks of :func:`decode` after JSON parsing, on an already parsed ``event``; never raises.
+    ``finite``: every number in ``event`` is known to be finite (parsed by orjson, which refuses
+    NaN, infinities and numbers beyond the double range), so the walk over the document is skipped."""
     result = Decoded(kind) if result is None else result
     try:
-        return _validate(event, kind, result, limits, now)
+        return _validate(event, kind, result, limits, now, finite)
     except Exception as exc:  # a validator bug must dead-letter the record, not stall the partition
         result.event = None
         result.problems.append(Problem("invalid_value", f"validation failed: {exc!r}"[:300]))
         return result
 
 
-def _validate(event: Any, kind: str, result: Decoded, limits: TimeLimits | None, now: float | None) -> Decoded:
+def _validate(event: Any, kind: str, result: Decoded, limits: TimeLimits | None, now: float | None,
+              finite: bool = False) -> Decoded:
     if kind not in INPUT_KINDS:
         result.problems.append(Problem("invalid_value", f"unknown event kind {kind!r}"[:200]))
         return result
@@ -266,7 +270,7 @@ def _validate(event: Any, kind: str, result: Decoded, limits: TimeLimits | None,
             )
         )
         return result
-    bad = _non_finite(event)
+    bad = None if finite else _non_finite(event)
     if bad is not None:
         result.problems.append(Problem("out_of_range", "number is not finite (NaN or infinity)", _pointer(bad)))
         return result

@@ -89,14 +89,19 @@ def records(settings: Any, n: int, seed: int, customers: int) -> list[In]:
     return out
 
 
-def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
+def stage1(settings: Any) -> tuple[Any, CodecTable, Stage1]:
+    """The default stage settings, an in-memory customers table and a warmed stage-1 driver over it."""
     stages = load_stage_settings({})
     processor = Processor(settings, stages=stages)
     processor.warm()
     cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
                        stages.retry, settings)
     customers: CodecTable = CodecTable()
-    s1 = Stage1(cfg, processor, customers, Metrics(), {})
+    return stages, customers, Stage1(cfg, processor, customers, Metrics(), {})
+
+
+def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
+    stages, customers, s1 = stage1(settings)
     view = CaughtUp()
     by_part: dict[int, list[In]] = {}
     for r in recs:
@@ -152,13 +157,7 @@ async def _over_kafka(settings: Any, sink: str, expected: int, batch: int, timeo
     from pipeline.agents.aggregate import stage2_config
     from pipeline.kafka_security import aiokafka_kwargs
 
-    stages = load_stage_settings({})
-    processor = Processor(settings, stages=stages)
-    processor.warm()
-    cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
-                       stages.retry, settings)
-    customers: CodecTable = CodecTable()
-    s1 = Stage1(cfg, processor, customers, Metrics(), {})
+    stages, customers, s1 = stage1(settings)
     windows: CodecTable = CodecTable()
     s2 = Stage2(dataclasses.replace(stage2_config(settings, stages)), windows)
     view = CaughtUp()

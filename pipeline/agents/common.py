@@ -144,6 +144,7 @@ class InputGuard:
         self.check = GapCheck()
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._held_at: dict[tuple[str, int], float] = {}  # tp -> when its current wait began (the cap)
+        self._suspect: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected, first seen below end)
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
@@ -155,6 +156,7 @@ class InputGuard:
         self._exists.pop((topic, partition), None)
         self._rewound_at.pop((topic, partition), None)
         self._held_at.pop((topic, partition), None)
+        self._suspect.pop((topic, partition), None)
 
     async def admit(self, topic: str, partition: int, offset: int, event: Any = None) -> bool:
         """True: process the record now.  False: skip it (``event`` held back when it must not be acknowledged)."""
@@ -273,6 +275,8 @@ class InputGuard:
             self._waiting.pop(tp, None)
             self._rewound_at.pop(tp, None)
             self._held_at.pop(tp, None)
+        for tp in [tp for tp in self._suspect if tp not in assigned]:
+            del self._suspect[tp]
 
     def note_batch(self, busy: bool) -> None:
         """The agent started (``busy``) or finished a batch: the tail watch counts idle time only."""
@@ -293,7 +297,10 @@ class InputGuard:
 
         ``ends``: (end offset, committed offset) of each assigned partition this guard watches; the
         committed offset stands in for a partition that has delivered nothing yet.
-        Such a partition is treated like a held-back gap (rewind, then restart).
+        A partition whose next expected offset stayed the same, below its end, over two checks
+        ``rewind_seconds`` apart is treated like a held-back gap (rewind, then restart); one check
+        alone would take a record produced a moment before it (stage 1's clock controls reach every
+        partials partition on each tick) for a stall and re-read for nothing.
         """
         now = self.clock()
         if not self.idle():
@@ -304,7 +311,18 @@ class InputGuard:
             if assigned is not None and tp not in assigned:
                 continue  # revoked while the ends were asked
             want = self.check.expected.get(tp, committed)
-            if end is not None and want is not None and end > want and tp not in self._waiting:
+            if end is None or want is None or end <= want or tp in self._waiting:
+                self._suspect.pop(tp, None)
+                continue
+            # a record produced just before the check is not a stall: the same next expected offset
+            # must have stayed below the end for rewind_seconds (stage 1 writes clock controls to
+            # every partials partition on its ticks)
+            seen = self._suspect.get(tp)
+            if seen is None or seen[0] != want:
+                self._suspect[tp] = (want, now)
+                continue
+            if now - seen[1] >= self.rewind_seconds:
+                del self._suspect[tp]
                 log.warning("input stalled: records past the next expected offset are not delivered",
                             extra={"topic": tp[0], "partition": tp[1], "offset": want, "count": end - want})
                 self.metrics.errors.labels("input_gap_held_back").inc()

@@ -366,17 +366,46 @@ def test_an_idle_agent_with_records_past_its_expectation_rewinds_then_restarts(n
     assert consumer.seeks == 0  # caught up
     now[0] = 16.0
     asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
+    assert consumer.seeks == 0  # seen once: may have been produced just now
+    now[0] = 18.0
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
+    assert consumer.seeks == 0  # not yet rewind_seconds
+    now[0] = 19.0
+    asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 1 and consumer.targets[-1] == {("t", 0): 11}  # idle, 4 never delivered: re-read
-    now[0] = 17.0
+    now[0] = 20.0
     asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 1
-    now[0] = 20.5
+    now[0] = 23.5
     asyncio.run(guard.watch_tail({("t", 0): (15, 10)}))
     assert consumer.seeks == 2  # repeated: Faust's fetch loop can undo a seek
     assert asyncio.run(guard.admit("t", 0, 11)) is True  # the range came: the watch stands down
     now[0] = 40.0
     asyncio.run(guard.watch_tail({("t", 0): (12, 10)}))
     assert no_exit == []
+
+
+def test_a_record_produced_just_before_the_check_is_not_a_stall(no_exit, monkeypatch):
+    """The end moved on between two checks while the agent was idle: new records on their way, not a
+    hole; only a next expected offset that stays put below the end for rewind_seconds is a stall."""
+    now = [0.0]
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="aggregate", wait_seconds=20,
+                              clock=lambda: now[0], consumer=lambda: consumer, rewind_seconds=3)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    guard.start("p", 0, 10)
+    assert asyncio.run(guard.admit("p", 0, 10)) is True
+    now[0] = 4.0
+    asyncio.run(guard.watch_tail({("p", 0): (12, 10)}))  # a clock control just written
+    now[0] = 5.0
+    assert asyncio.run(guard.admit("p", 0, 11)) is True  # ... and delivered
+    now[0] = 9.0
+    asyncio.run(guard.watch_tail({("p", 0): (13, 10)}))  # the next one: a new suspicion, not a stall
+    assert consumer.seeks == 0 and not guard._waiting
+    now[0] = 10.0
+    asyncio.run(guard.watch_tail({("p", 0): (12, 10)}))  # caught up: the suspicion is dropped
+    assert guard._suspect == {}
+    assert consumer.seeks == 0 and no_exit == []
 
 
 def test_faust_fixes_install_once_and_ignore_unverified_gaps():
@@ -562,15 +591,18 @@ def test_an_agent_starved_by_a_full_buffer_is_not_a_stall(no_exit, monkeypatch):
     starved[0] = False
     now[0] = 34.0
     asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
+    assert consumer.seeks == 0  # first seen
+    now[0] = 37.0
+    asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
     assert consumer.seeks == 1 and consumer.targets == [{("p", 0): 10}]
     starved[0] = True  # the loop blocks again: the wait starts over instead of running out
-    now[0] = 50.0
+    now[0] = 53.0
     asyncio.run(aggregate.restart_if_overdue())
     starved[0] = False
-    now[0] = 69.0
+    now[0] = 72.0
     asyncio.run(aggregate.restart_if_overdue())
     assert no_exit == []
-    now[0] = 71.0
+    now[0] = 74.0
     with pytest.raises(Exit):
         asyncio.run(aggregate.restart_if_overdue())
 
@@ -608,6 +640,8 @@ def test_a_busy_stage_does_not_hide_another_stages_stall(no_exit):
     ingest.note_batch(True)
     now[0] = 4.0
     asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
+    now[0] = 7.0
+    asyncio.run(aggregate.watch_tail({("p", 0): (50, 10)}))
     assert consumer.targets == [{("p", 0): 10}]
 
 
@@ -623,12 +657,14 @@ def test_a_revoked_partition_is_forgotten_and_never_sought(no_exit, monkeypatch)
     guard = common.InputGuard(settings=None, metrics=Metrics(), stage="aggregate", clock=lambda: now[0],
                               consumer=lambda: consumer, rewind_seconds=3, wait_seconds=20)
     guard.start("p", 0, 10)
-    now[0] = 4.0
+    now[0] = 3.5
     ends = {("p", 0): (50, 10), ("p", 1): (9, 5), ("p", 2): (70, 60)}  # p2 revoked while the ends were asked
+    asyncio.run(guard.watch_tail(ends))
+    now[0] = 6.5
     asyncio.run(guard.watch_tail(ends))
     assert consumer.targets == [{("p", 0): 10, ("p", 1): 5}] and set(guard._waiting) == {("p", 0), ("p", 1)}
     consumer.assigned = {("p", 1)}  # p0 revoked (its on_revoked not run yet)
-    now[0] = 8.0
+    now[0] = 10.0
     asyncio.run(guard.restart_if_overdue())
     assert consumer.targets[-1] == {("p", 1): 5} and set(guard._waiting) == {("p", 1)}
 
@@ -637,10 +673,10 @@ def test_a_revoked_partition_is_forgotten_and_never_sought(no_exit, monkeypatch)
         raise IllegalStateError("No current assignment for partition")
 
     consumer.seek_wait = revoked_meanwhile
-    now[0] = 12.0
+    now[0] = 14.0
     asyncio.run(guard.restart_if_overdue())  # no crash: the next owner reads it from its commit
     assert guard._waiting == {}
-    now[0] = 60.0
+    now[0] = 62.0
     asyncio.run(guard.restart_if_overdue())
     assert no_exit == []
 

@@ -31,7 +31,8 @@ drill-down) only — never use them as metric labels (Prometheus/Grafana).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 MAX_VALUE_LEN = 64
 ALL = "all"

@@ -37,7 +37,8 @@ Counting rules:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
 
 from pipeline.core.timeparse import parse_timestamp
 

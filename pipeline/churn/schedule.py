@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .alerts import AlertState, ChurnPolicy
 from .score import FACTORS, MAX_PRESSURE, Weights
@@ -176,7 +177,7 @@ def _reaches(churn: State, t: float, weights: Weights, rising: list[Ramp], thres
     for name, fw in weights.factors.items():
         if fw.weight <= 0:
             continue
-        raw = raws[name] if name in raws else FACTORS[name](churn, t, fw, weights)
+        raw = raws[name] if name in raws else FACTORS[name](churn, t, fw, weights, False)
         if raw is not None and raw.pressure > 0:
             logs.append(-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)))
     total_log = sum(logs)
@@ -192,7 +193,7 @@ def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: lis
         n = sum(1 for c in (s.get("complaints") or {}).values() if c.get("status") == "open")
         return min(1.0, n / fw.get("full"))
     if name == "follow_up":
-        raw = raws[name] = FACTORS[name](s, t, fw, weights)
+        raw = raws[name] = FACTORS[name](s, t, fw, weights, False)
         now = raw.pressure if raw is not None else 0.0
         silence = next((r for r in rising if r.factor == "follow_up"), None)
         if silence is None:
@@ -204,10 +205,10 @@ def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: lis
         gaps = sorted(s.get("gaps") or [], key=lambda g: g[0])
         best = 0.0
         for k in range(len(gaps)):  # gaps leave the window oldest first: every suffix may come
-            raw = FACTORS[name]({"gaps": gaps[k:]}, t, fw, weights)
+            raw = FACTORS[name]({"gaps": gaps[k:]}, t, fw, weights, False)
             best = max(best, raw.pressure if raw is not None else 0.0)
         return best
-    raw = raws[name] = FACTORS[name](s, t, fw, weights)  # decays with time
+    raw = raws[name] = FACTORS[name](s, t, fw, weights, False)  # decays with time
     return raw.pressure if raw is not None else 0.0
 
 

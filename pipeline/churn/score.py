@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..yamlfile import read_mapping
 from .state import DAY, State, cadence_days
@@ -111,10 +112,13 @@ class RiskScore:
 
 @dataclass(frozen=True)
 class _Raw:
+    """A factor's measurement.  Evaluated with ``explain=False`` (the silence schedule's bounds and
+    totals) only ``pressure`` and ``value`` are set: evidence, description and details stay empty."""
+
     pressure: float
     value: float
-    evidence: list[str]
-    description: str
+    evidence: list[str] = field(default_factory=list)
+    description: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -219,13 +223,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _broken_commitments(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _broken_commitments(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl = fw.get("half_life_days")
     items = [(b, decay(now - b["last"], hl)) for b in (s.get("breaches") or {}).values()]
     items = sorted(((b, d) for b, d in items if d >= RELEVANT), key=lambda x: -x[0]["last"])
     if not items:
         return None
     value = sum(d for _, d in items)
+    if not explain:
+        return _Raw(min(1.0, value / fw.get("full")), value)
     kinds = list(dict.fromkeys(b["kind"] for b, _ in items))
     evidence = [e for b, _ in items for e in reversed(b["evidence"])]
     desc = (f"{_plural(len(items), 'broken commitment')} ({', '.join(kinds)}), "
@@ -234,13 +240,15 @@ def _broken_commitments(s: State, now: float, fw: FactorWeight, w: Weights) -> _
                 {"kinds": " and ".join(kinds), "count": len(items)})
 
 
-def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     open_ = [c for c in (s.get("complaints") or {}).values() if c["status"] == "open"]
     if not open_:
         return None
     base, age_full = fw.get("base"), fw.get("age_full_days")
     ages = [max(0.0, now - (c["reopened_at"] or c["opened_at"])) / DAY for c in open_]
     total = sum(base + (1 - base) * min(1.0, a / age_full) for a in ages)
+    if not explain:
+        return _Raw(min(1.0, total / fw.get("full")), float(len(open_)))
     open_.sort(key=lambda c: -(c["reopened_at"] or c["opened_at"]))
     evidence = [e for c in open_ for e in reversed(c["event_ids"])]
     oldest = max(ages)
@@ -249,7 +257,7 @@ def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw
                 {"count": len(open_), "oldest_days": round(oldest, 1)})
 
 
-def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl = fw.get("half_life_days")
     items = [(c, decay(now - c["reopened_at"], hl)) for c in (s.get("complaints") or {}).values()
              if c["reopened"] > 0 and c["reopened_at"] is not None]
@@ -257,6 +265,8 @@ def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> 
     if not items:
         return None
     value = sum(c["reopened"] * d for c, d in items)
+    if not explain:
+        return _Raw(min(1.0, value / fw.get("full")), value)
     times = sum(c["reopened"] for c, _ in items)
     evidence = [e for c, _ in items for e in reversed(c["event_ids"])]
     desc = (f"{_plural(len(items), 'complaint')} reopened ({_plural(times, 'reopening')}), "
@@ -264,13 +274,15 @@ def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights) -> 
     return _Raw(min(1.0, value / fw.get("full")), value, _unique(evidence), desc, {"count": times})
 
 
-def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl = fw.get("half_life_days")
     items = [(t, eid, m, decay(now - t, hl)) for t, eid, m in s.get("negative") or []]
     items = sorted((x for x in items if x[3] >= RELEVANT), key=lambda x: -x[0])
     if not items:
         return None
     value = sum(m * d for _, _, m, d in items)
+    if not explain:
+        return _Raw(min(1.0, value / fw.get("full")), value)
     strongest = max(m for _, _, m, _ in items)
     desc = (f"{_plural(len(items), 'negative feedback')} (strongest {strongest:.2f} on a 0-1 scale), "
             f"latest {_days(now - items[0][0])}")
@@ -278,7 +290,7 @@ def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights) -> _R
                 {"count": len(items)})
 
 
-def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl = fw.get("half_life_days")
     items = [(t, g, eid, decay(now - t, hl)) for t, g, eid in s.get("gaps") or []]
     items = sorted((x for x in items if x[3] >= RELEVANT), key=lambda x: x[0])
@@ -294,6 +306,8 @@ def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights) 
     pressure = min(1.0, max(level, drop / fw.get("fall_full")))
     if pressure <= 0:
         return None
+    if not explain:
+        return _Raw(pressure, mean)
     evidence = [eid for _, g, eid, _ in reversed(items) if g < 0 or eid == items[-1][2]]
     desc = f"satisfaction gap (experience - expectation) averages {mean:+.2f}"
     if drop > 0:
@@ -301,7 +315,7 @@ def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights) 
     return _Raw(pressure, mean, _unique(evidence), desc, {"mean_gap": round(mean, 2), "drop": round(drop, 2)})
 
 
-def _recency_vs_cadence(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _recency_vs_cadence(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     last = s.get("last_order_at")
     if not s.get("orders") or last is None:
         return None
@@ -312,12 +326,14 @@ def _recency_vs_cadence(s: State, now: float, fw: FactorWeight, w: Weights) -> _
     pressure = min(1.0, max(0.0, (ratio - start) / (full - start))) if full > start else float(ratio >= start)
     if pressure <= 0:
         return None
+    if not explain:
+        return _Raw(pressure, ratio)
     desc = f"{since:.0f} days since the last order, {ratio:.1f}x the usual {cadence:.0f} days between orders"
     evidence = [s["last_order_event"]] if s.get("last_order_event") else []
     return _Raw(pressure, ratio, evidence, desc, {"days_since": round(since), "cadence_days": round(cadence)})
 
 
-def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     resolved = s.get("last_resolved")
     if not resolved:
         return None
@@ -339,6 +355,8 @@ def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | Non
     if pressure <= 0:
         return None
     since = max(0.0, now - at) / DAY
+    if not explain:
+        return _Raw(pressure, since)
     parts = []
     if after:
         parts.append(f"followed by {_plural(len(after), 'negative feedback')}")
@@ -350,7 +368,7 @@ def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | Non
                 {"negative_after": len(after), "silent": p_silence > 0, "cadence_days": round(cadence)})
 
 
-def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights) -> _Raw | None:
+def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl, start, full = fw.get("half_life_days"), fw.get("start", 0.0), fw.get("full")
     per_id: dict[str, float] = {}
     seen: dict[str, list[tuple[float, str]]] = {}
@@ -359,7 +377,8 @@ def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights) -> _
             d = decay(now - t, hl)
             if d >= RELEVANT:
                 per_id[pid] = per_id.get(pid, 0.0) + d
-                seen.setdefault(pid, []).append((t, eid))
+                if explain:
+                    seen.setdefault(pid, []).append((t, eid))
     if not per_id:
         return None
     ranked = sorted(per_id, key=lambda k: (-per_id[k], k))
@@ -367,6 +386,8 @@ def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights) -> _
     pressure = min(1.0, max(0.0, (value - start) / (full - start))) if full > start else float(value > start)
     if pressure <= 0:
         return None
+    if not explain:
+        return _Raw(pressure, value)
     desc = "recurring pain points: " + ", ".join(f"{k} ({len(seen[k])} mentions)" for k in ranked)
     evidence = [eid for _, eid in sorted(seen[ranked[0]], key=lambda x: -x[0])]
     return _Raw(pressure, value, _unique(evidence), desc,
@@ -377,7 +398,7 @@ def _unique(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-FACTORS: dict[str, Callable[[State, float, FactorWeight, Weights], _Raw | None]] = {
+FACTORS: dict[str, Callable[..., _Raw | None]] = {  # (state, now, weight, weights, explain=True)
     "broken_commitments": _broken_commitments,
     "open_complaints": _open_complaints,
     "reopened_complaints": _reopened_complaints,

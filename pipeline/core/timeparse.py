@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
+
+CACHED = 4096  # recent distinct values remembered: an event's times are parsed and formatted several times
 
 
+@lru_cache(maxsize=CACHED)
 def parse_timestamp(value: str) -> float:
     """RFC 3339 with offset (``Z`` or ``±hh:mm``) → epoch seconds."""
     if value.endswith(("Z", "z")):
@@ -15,6 +19,7 @@ def parse_timestamp(value: str) -> float:
     return dt.timestamp()
 
 
+@lru_cache(maxsize=CACHED)
 def format_timestamp(epoch: float) -> str:
     """Epoch seconds → RFC 3339 UTC with millisecond precision and ``Z``."""
     # isoformat truncates to milliseconds like the strftime form did, at a third of its cost

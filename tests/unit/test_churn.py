@@ -128,6 +128,37 @@ def assert_valid_alert(alert: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- state
 
+def test_updates_never_change_the_state_they_were_given():
+    """Copy on write (issue 17: the whole-state copy per event was a hotspot): every update returns a
+    new state and leaves each earlier one, nested values included, exactly as it was."""
+    import copy
+
+    steps = [
+        lambda s: apply_event(s, placed(1, T0), None, SEGMENT),
+        lambda s: apply_event(s, complaint(1, T0 + DAY, "opened"), complaint_cls(), SEGMENT),
+        lambda s: apply_event(s, review(1, T0 + 2 * DAY, 1, expectation=4.0), stars_cls(1, -0.5, ("delivery",)),
+                              SEGMENT),
+        lambda s: apply_event(s, review(2, T0 + 3 * DAY, 2), stars_cls(2, -0.2, ("delivery", "price")), SEGMENT),
+        lambda s: apply_event(s, complaint(2, T0 + 4 * DAY, "resolved"), complaint_cls(), SEGMENT),
+        lambda s: apply_event(s, complaint(3, T0 + 5 * DAY, "reopened"), complaint_cls(), SEGMENT),
+        lambda s: apply_commitment_transition(s, broken(1, T0 + 6 * DAY)),
+        lambda s: apply_commitment_transition(s, broken(1, T0 + 7 * DAY, type_="fulfilled_late",
+                                                        evidence=("ord-1-delivered",))),
+        lambda s: apply_commitment_transition(s, {**broken(1, T0 + 8 * DAY), "detail": {"breach_retracted": True}}),
+        lambda s: apply_commitment_transition(s, broken(2, T0 + 9 * DAY, type_="fulfilled")),
+        lambda s: apply_event(s, placed(2, T0 + 10 * DAY), None, SEGMENT),
+    ]
+    states: list[Any] = [None]
+    frozen: list[Any] = [None]
+    for step in steps:
+        states.append(step(states[-1]))
+        frozen.append(copy.deepcopy(states[-1]))
+        assert states == frozen  # no earlier state changed by a later update
+    assert states[-1]["orders"] == 2 and states[-1]["breaches"] == {}
+    assert states[-1]["complaints"]["cmp-1"]["reopened"] == 1
+    assert set(states[-1]["pain_points"]) == {"delivery", "price"}
+
+
 def test_state_is_json_serialisable_pure_and_bounded():
     assert json.loads(json.dumps(new_state())) == new_state()
     assert json.loads(json.dumps(new_alert_state())) == new_alert_state()

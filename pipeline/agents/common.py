@@ -79,10 +79,17 @@ class Sender:
     async def _await(self, pending: list[tuple[str, Any]]) -> None:
         producer = await self.app.maybe_start_producer()
         await producer.flush()
-        for topic, fut in pending:
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout=CONFIRM_TIMEOUT_SECONDS)
-            except Exception as exc:
+        futures = [(topic, asyncio.ensure_future(fut)) for topic, fut in pending]  # a Future stays itself
+        waiting = {fut for _, fut in futures if not fut.done()}
+        if waiting:  # one wait for all (not one timer and task per record): they are sent in parallel
+            await asyncio.wait(waiting, timeout=CONFIRM_TIMEOUT_SECONDS)
+        for topic, fut in futures:
+            if not fut.done():
+                self._failed(topic, TimeoutError(f"not acknowledged within {CONFIRM_TIMEOUT_SECONDS} s"))
+            if fut.cancelled():
+                self._failed(topic, asyncio.CancelledError())
+            exc = fut.exception()
+            if exc is not None:
                 self._failed(topic, exc)
 
     def _failed(self, topic: str, exc: BaseException) -> NoReturn:

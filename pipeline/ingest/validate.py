@@ -92,6 +92,8 @@ def _is_year_bound(schema_path: list[Any]) -> bool:
 
 def _schema_problems(validator: Any, event: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
+    if validator.is_valid(event):  # the common case: no error objects built
+        return out
     for err in validator.iter_errors(event):
         path = list(err.schema_path)
         keyword = str(path[-1]) if path else ""

@@ -111,6 +111,38 @@ def next_rescore(churn: State | None, alert: AlertState | None, weights: Weights
     (cheap when nothing can be due yet: "is a rescoring due by now?").  See the module
     docstring for the rules and bounds.
     """
+    plan = _plan(churn, alert, weights, policy, until)
+    if plan is None:
+        return None
+    rising, points = plan
+    assert churn is not None  # a plan needs a state
+    examined = sorted(points)[:MAX_POINTS]
+    for t in examined:
+        if until is not None and t > until:
+            return None
+        reaches = _reaches(churn, t, weights, rising, policy.threshold)
+        if reaches is None:
+            return None  # the bound only falls with time: no later point can reach the threshold
+        if reaches:
+            return t
+    return examined[-1] if len(points) > MAX_POINTS else None
+
+
+def earliest_rescore(churn: State | None, alert: AlertState | None, weights: Weights,
+                     policy: ChurnPolicy) -> float | None:
+    """A lower bound of :func:`next_rescore` that evaluates no factor: the earliest point it would
+    examine, or ``None`` when it certainly returns ``None`` (disarmed, no ramp, no point left).
+    Whenever ``next_rescore`` returns a time, this returns one at or before it.  The stage-1 due
+    index holds this bound after an event and asks for the exact time only when the clock reaches
+    it (most customers send their next event first)."""
+    plan = _plan(churn, alert, weights, policy)
+    return None if plan is None or not plan[1] else min(plan[1])
+
+
+def _plan(churn: State | None, alert: AlertState | None, weights: Weights, policy: ChurnPolicy,
+          until: float | None = None) -> tuple[list[Ramp], set[float]] | None:
+    """(rising ramps, the points to examine) of a rescoring search, or ``None`` when there is none
+    (with ``until``: also when no point can be due by then, the cheap "anything due yet?" case)."""
     if not churn:
         return None
     a = alert or {}
@@ -132,16 +164,7 @@ def next_rescore(churn: State | None, alert: AlertState | None, weights: Weights
         not_before = last_alert + policy.cooldown_days * DAY  # no alert before the cool-down ends
         # a crossing during the cool-down (or a score still up after the last ramp) alerts when it ends
         points = {t for t in points if t >= not_before} | {not_before}
-    examined = sorted(points)[:MAX_POINTS]
-    for t in examined:
-        if until is not None and t > until:
-            return None
-        reaches = _reaches(churn, t, weights, rising, policy.threshold)
-        if reaches is None:
-            return None  # the bound only falls with time: no later point can reach the threshold
-        if reaches:
-            return t
-    return examined[-1] if len(points) > MAX_POINTS else None
+    return rising, points
 
 
 def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | None = None,
@@ -223,4 +246,4 @@ def _time(value: Any) -> float | None:
     return float(value)
 
 
-__all__ = ["MAX_POINTS", "RAMP_POINTS", "Ramp", "next_rescore", "ramps", "upper_bound"]
+__all__ = ["MAX_POINTS", "RAMP_POINTS", "Ramp", "earliest_rescore", "next_rescore", "ramps", "upper_bound"]

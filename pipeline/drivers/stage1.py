@@ -228,7 +228,7 @@ class Stage1:
     def _ensure_index(self, p: int) -> None:
         if not self.index.known(p):
             n = self.cfg.partitions
-            self.index.rebuild(p, ((k, self.processor.next_due(v)) for k, v in self.table.items()
+            self.index.rebuild(p, ((k, self.processor.due_hint(v)) for k, v in self.table.items()
                                    if not is_meta_key(k) and partition_of(k, n) == p))
             self.clocks.restore(p, self.table.get(self.meta_keys[p]))
 
@@ -435,12 +435,24 @@ class Stage1:
                     b.fx.sends.append(Send(self.cfg.settings.partials_topic, b"clock", body, q))
 
     def _sweep(self, b: _Batch, view: KafkaView) -> None:
-        """Deadlines and silence rescorings due on each touched partition's clock."""
+        """Deadlines and silence rescorings due on each touched partition's clock.
+
+        The index holds a lower bound of a customer's due time after its events
+        (:meth:`~pipeline.process.Processor.due_hint`); the exact time is computed when the clock
+        reaches the bound, and the customer advanced only if that is due too — in exact due-time
+        order, as if the index had held exact times all along."""
         for p in b.fx.touched:
             clock = self.clock_of(p, view)
             if clock is None:
                 continue
+            due: list[tuple[float, str]] = []
             for key in self.index.pop_due(p, clock):
+                at = self.processor.next_due(b.get_state(key))
+                if at is not None and at <= clock:
+                    due.append((at, key))
+                else:
+                    self.index.set(p, key, at)  # not yet (or never): its exact time from now on
+            for _, key in sorted(due):
                 step = self.processor.advance(key, b.get_state(key), clock)
                 self.metrics.observe_advance(step)
                 if step.state is not None:

@@ -331,3 +331,37 @@ def test_the_fused_point_check_equals_the_bound_then_the_full_score():
                 reached += expected is True
                 ruled_out += expected is None
     assert checked > 500 and reached > 0 and ruled_out > 0  # every branch was exercised
+
+
+def test_the_due_hint_is_a_lower_bound_of_the_exact_due_time():
+    """``Processor.due_hint`` (what the due index holds after an event, scoring nothing) is never
+    after ``next_due`` and is ``None`` only when ``next_due`` is: on simulated customers, with the
+    default policy and one low enough for recency alone to alert, before and after a cool-down."""
+    import itertools
+
+    from pipeline.producers.publish import topic_for
+    from pipeline.producers.simulator import iter_simulated_events
+
+    checked = bounded = 0
+    for env in ({}, {"PIPELINE_CHURN_THRESHOLD": "30", "PIPELINE_CHURN_LOWER_THRESHOLD": "20"}):
+        run = Run(env)
+        for n, (kind, ev) in enumerate(itertools.islice(iter_simulated_events(None, seed=9, data_dir=S.data_dir,
+                                                                              customers=80), 2500)):
+            rec = Record(topic_for(kind, S), 0, n, str(ev["customer_id"]).encode(), orjson.dumps(ev), 1.7e9)
+            step = run._keep(run.p.process(rec, run.store.get, now=time.time()))
+            if step.state_key is None or step.state_key not in run.store:
+                continue
+            state = run.store[step.state_key]
+            exact, hint = run.p.next_due(state), run.p.due_hint(state)
+            assert step.next_due == hint
+            if exact is not None:
+                assert hint is not None and hint <= exact, (step.state_key, hint, exact)
+                bounded += hint < exact
+            checked += 1
+        for cid in list(run.store)[:20]:  # rescored on silence (alerts, cool-downs): still a lower bound
+            exact = run.p.next_due(run.store[cid])
+            if exact is not None:
+                step = run.advance(cid, exact)
+                after, hint = run.p.next_due(run.store[cid]), run.p.due_hint(run.store[cid])
+                assert after is None or (hint is not None and hint <= after)
+    assert checked > 2000 and bounded > 0

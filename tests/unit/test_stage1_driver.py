@@ -232,3 +232,45 @@ def test_records_not_yet_fetched_or_still_queued_are_awaited_in_full_a_marker_ga
     assert pending[t.complaints] is False
     view._fetched[t.orders] = (6, 5)  # not fetched to the end yet
     assert d.undelivered(0, view)[t.orders] is True
+
+
+def test_a_due_index_of_lower_bounds_advances_the_same_customers_at_the_same_times(settings):
+    """The index holds ``due_hint`` (a lower bound) after events; the sweep computes the exact time
+    when the clock reaches it.  Against an index of exact times (the processor's ``due_hint``
+    replaced by ``next_due``): the same sends in the same order and the same stored states."""
+    import itertools
+
+    from pipeline.producers.publish import topic_for
+    from pipeline.producers.simulator import iter_simulated_events
+
+    env = {"PIPELINE_CHURN_THRESHOLD": "30", "PIPELINE_CHURN_LOWER_THRESHOLD": "20"}  # many silence alerts
+    lazy, exact = Processor(settings, env=env), Processor(settings, env=env)
+    exact.due_hint = exact.next_due  # type: ignore[method-assign]
+    events = list(itertools.islice(iter_simulated_events(None, seed=3, data_dir=settings.data_dir, customers=40), 1200))
+    results = []
+    for processor in (lazy, exact):
+        view, table = View(), {}
+        log = Log(settings, view)
+        d = driver(settings, processor, table)
+        sends = []
+        for chunk in range(0, len(events), 100):
+            batch = [log.rec(topic_for(kind, settings), ev) for kind, ev in events[chunk:chunk + 100]]
+            fx = run(d, batch, view, table)
+            for s in fx.sends:
+                doc = orjson.loads(s.value)
+                sends.append((s.topic, s.key, doc.get("alert_id") or doc.get("event_id") or doc.get("control")))
+        last = max(ev["occurred_at"] for _, ev in events)
+        late = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+        clocked = []
+        for step in range(1, 25):  # the clock moved on by advance ticks (a replay's end): the sweeps' work
+            tick = orjson.dumps({"advance_to": late + step * 15 * DAY})
+            fx = run(d, [In(settings.topics.ticks, 0, step, b"tick", tick, None)], view, table)
+            clocked += [(s.topic, s.key, orjson.loads(s.value).get("alert_id")) for s in fx.sends
+                        if s.topic != settings.partials_topic]
+        states = {k: v for k, v in orjson.loads(orjson.dumps(table)).items() if not k.startswith("\x00")}
+        results.append((sends, clocked, states))  # (the partition's clock record holds wall times)
+    (lazy_sends, lazy_clocked, lazy_table), (exact_sends, exact_clocked, exact_table) = results
+    assert lazy_sends == exact_sends
+    assert lazy_clocked == exact_clocked
+    assert lazy_table == exact_table
+    assert {topic for topic, _, _ in lazy_clocked} >= {settings.topics.alerts_churn, settings.topics.alerts_commitments}

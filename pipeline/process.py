@@ -255,7 +255,7 @@ class Processor:
         churn = state.get("churn")
         for tr in transitions:
             churn = apply_commitment_transition(churn, tr.to_dict())
-        rs = churn_score(churn, clock, self.churn_weights)
+        rs = churn_score(churn, clock, self.churn_weights, explain=False)  # explained only for an alert
         ca, churn_alert_docs = churn_alerts.evaluate(
             state.get("ca"), rs, clock, customer_id, segment, self.churn_policy, self.churn_playbook, now, self.redactor,
         )
@@ -302,7 +302,7 @@ class Processor:
             if due is None or due > upto:
                 break
             segment = derive_segment(state.get("seg"), due, self.settings.segment)
-            rs = churn_score(state.get("churn"), due, self.churn_weights)
+            rs = churn_score(state.get("churn"), due, self.churn_weights, explain=False)
             ca, docs = churn_alerts.evaluate(state.get("ca"), rs, due, customer_id, segment, self.churn_policy,
                                              self.churn_playbook, now, self.redactor)
             for alert in docs:

@@ -47,8 +47,8 @@ Final records (one per window, dimension, value and pain point; ``pain_point``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.timeparse import format_timestamp

@@ -217,6 +217,7 @@ def _subject(customer_id: str, segment: Mapping[str, Any] | None) -> dict[str, A
 def _risk(st: AlertState, score: RiskScore, now: float, customer_id: str, segment: Mapping[str, Any] | None,
           policy: ChurnPolicy, playbook: Playbook, emitted_at: float) -> dict[str, Any]:
     prev = st["last_score"]
+    score = score.explained()
     top = score.top_factors(policy.top_n)
     sev, raised = severity(score.score, prev, segment, policy)
     rise = "" if prev is None else f", up {score.score - prev:.0f} points"
@@ -249,6 +250,7 @@ def _risk(st: AlertState, score: RiskScore, now: float, customer_id: str, segmen
 def _cleared(st: AlertState, score: RiskScore, now: float, customer_id: str, segment: Mapping[str, Any] | None,
              policy: ChurnPolicy, playbook: Playbook, emitted_at: float) -> dict[str, Any]:
     episode = st["episode"]
+    score = score.explained()
     return {
         "schema_version": 1,
         "alert_id": f"churn_risk_cleared:{customer_id}:{episode}",

@@ -42,8 +42,8 @@ found at the next point of another ramp or at the customer's next event).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .alerts import AlertState, ChurnPolicy

@@ -23,9 +23,9 @@ age 0.  The factors and their parameters are documented in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..yamlfile import read_mapping
@@ -100,14 +100,23 @@ class Factor:
 
 @dataclass(frozen=True)
 class RiskScore:
-    """A score 0..100 at event time ``at`` with its non-zero factors, largest contribution first."""
+    """A score 0..100 at event time ``at`` with its non-zero factors, largest contribution first.
+
+    Scored with ``explain=False`` the factors carry no evidence, description or details (the
+    score, names, values, contributions and order are the same); :meth:`explained` builds them.
+    """
 
     score: float
     factors: tuple[Factor, ...]
     at: float
+    explain: Callable[[], RiskScore] | None = field(default=None, compare=False, repr=False)
 
     def top_factors(self, n: int = 3) -> list[Factor]:
         return list(self.factors[:n])
+
+    def explained(self) -> RiskScore:
+        """This score with every factor's evidence, description and details."""
+        return self if self.explain is None else self.explain()
 
 
 @dataclass(frozen=True)
@@ -176,14 +185,16 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- scoring
 
 
-def score(state: State | None, now: float, weights: Weights) -> RiskScore:
-    """Score ``state`` at event time ``now`` (epoch s) with ``weights``; pure and deterministic."""
+def score(state: State | None, now: float, weights: Weights, explain: bool = True) -> RiskScore:
+    """Score ``state`` at event time ``now`` (epoch s) with ``weights``; pure and deterministic.
+    ``explain=False``: no factor evidence, description or details until :meth:`RiskScore.explained`
+    (an enriched event's snapshot needs none; only an alert does)."""
     s = state or {}
     raws: list[tuple[str, FactorWeight, _Raw]] = []
     for name, fw in weights.factors.items():
         if fw.weight <= 0:
             continue
-        raw = FACTORS[name](s, now, fw, weights)
+        raw = FACTORS[name](s, now, fw, weights, explain)
         if raw is not None and raw.pressure > 0:
             raws.append((name, fw, raw))
     logs = [-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)) for _, fw, raw in raws]
@@ -202,7 +213,8 @@ def score(state: State | None, now: float, weights: Weights) -> RiskScore:
         for (name, _, raw), lg in zip(raws, logs)
     ]
     factors.sort(key=lambda f: (-f.contribution, f.name))
-    return RiskScore(score=round(total, 2), factors=tuple(factors), at=now)
+    later = None if explain else (lambda: score(state, now, weights))
+    return RiskScore(score=round(total, 2), factors=tuple(factors), at=now, explain=later)
 
 
 def decay(age_seconds: float, half_life_days: float) -> float:

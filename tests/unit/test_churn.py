@@ -654,3 +654,27 @@ def test_olist_replay_customers_crossing_the_threshold():
     print("\n".join(lines))
     assert crossed and others
     assert g_cross[4] > g_other[4] and g_cross[7] < g_other[7]
+
+
+def test_a_score_without_explanations_has_the_same_numbers_and_explains_itself_for_an_alert():
+    """``score(..., explain=False)`` (what an event's snapshot uses): same score, factor names, values,
+    contributions and order; ``explained()`` gives the full score, and the alert built from the
+    cheap score is the alert built from the full one."""
+    c = Customer()
+    c.event(placed(1, T0))
+    c.event(complaint(1, T0 + DAY, "opened"), complaint_cls())
+    c.transition(broken(1, T0 + 2 * DAY))
+    c.event(review(1, T0 + 3 * DAY, 1, expectation=4.0), stars_cls(1, -0.5, ("delivery",)))
+    for at in (T0 + 3 * DAY, T0 + 40 * DAY, T0 + 200 * DAY):
+        full, cheap = score(c.state, at, W), score(c.state, at, W, explain=False)
+        assert cheap.score == full.score and cheap.at == full.at
+        assert [(f.name, f.value, f.contribution, f.pressure) for f in cheap.factors] == \
+            [(f.name, f.value, f.contribution, f.pressure) for f in full.factors]
+        assert all(f.description == "" and f.evidence == () for f in cheap.factors)
+        assert cheap.explained() == full and full.explained() is full
+        assert risk_snapshot(cheap) == risk_snapshot(full)
+    rs = score(c.state, T0 + 3 * DAY, W, explain=False)
+    assert rs.score >= POLICY.threshold
+    a_cheap = evaluate(None, rs, T0 + 3 * DAY, "c1", SEGMENT, POLICY, PLAYBOOK, emitted_at=T0)
+    a_full = evaluate(None, rs.explained(), T0 + 3 * DAY, "c1", SEGMENT, POLICY, PLAYBOOK, emitted_at=T0)
+    assert a_cheap == a_full and a_cheap[1] and a_cheap[1][0]["evidence"]

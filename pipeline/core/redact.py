@@ -329,7 +329,14 @@ class Redactor:
 
         Repeated until nothing more is found (a masked letter no longer stops a neighbour's
         boundary check), so masking is idempotent: ``text(text(s)) == text(s)``.  Each round masks
-        at least one more letter or digit, so this ends; in practice after one or two rounds."""
+        at least one more letter or digit, so this ends; in practice after one or two rounds.
+        Texts up to :data:`CACHED_TEXT_CHARS` are remembered (playbook lines and reasons repeat)."""
+        if len(text) > CACHED_TEXT_CHARS:
+            return self._masked(text)
+        out = _masked_cached(self, text)
+        return text if out is None else out
+
+    def _masked(self, text: str) -> str:
         out = self._mask_once(text)
         while out is not text:
             text, out = out, self._mask_once(out)
@@ -407,6 +414,16 @@ class Redactor:
 def _is_id(key: Any) -> bool:
     """``id``, ``order_id``, ``ticket_ids``, ``orderId``, ``ticketIds``: kept whole, for joins."""
     return isinstance(key, str) and (key.lower() in ("id", "ids") or key.endswith(("_id", "_ids", "Id", "Ids")))
+
+
+CACHED_TEXT_CHARS = 400
+
+
+@lru_cache(maxsize=8192)
+def _masked_cached(redactor: Redactor, text: str) -> str | None:
+    """:meth:`Redactor.text` of a short text, remembered; ``None`` when nothing was masked."""
+    out = redactor._masked(text)
+    return None if out is text else out
 
 
 @lru_cache(maxsize=1)

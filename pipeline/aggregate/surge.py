@@ -86,6 +86,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+import orjson
+
 from pipeline.core.timeparse import parse_timestamp
 
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
@@ -296,7 +298,9 @@ def process_finals(state: dict[str, Any], finals: Iterable[Mapping[str, Any]], c
         key = (parse_timestamp(rec["window_end"]), str(rec["window"]), rec["window_start"])
         by_window.setdefault(key, []).append(rec)
     result = SurgeResult()
-    surge_state = state.setdefault("surge", {})
+    # a copy (the stored state's surge part is never changed; see aggregate.state.working_copy)
+    surge_state = state["surge"] = orjson.loads(orjson.dumps(state["surge"])) if by_window and "surge" in state \
+        else state.setdefault("surge", {})
     for (_, name, _), records in sorted(by_window.items()):
         slot = surge_state.setdefault(name, {"baselines": {}, "alerts": {}})
         baselines, alerts = slot["baselines"], slot["alerts"]

@@ -35,6 +35,7 @@ from ..aggregate.alerts import Playbook, surge_alert
 from ..aggregate.dimensions import split_group_key
 from ..aggregate.internal import Control, Partial, parse_stage2
 from ..aggregate.state import (Watermark, already_merged, close_windows, merge_partial, new_state, next_close_time,
+                               working_copy,
                                note_merged, top_pain_points)
 from ..aggregate.surge import SurgeConfig, process_finals
 from ..core.keys import is_meta_key, partition_meta_key, partition_of
@@ -162,12 +163,12 @@ class Stage2:
         return fx
 
     def _state(self, key: str, fx: Effects) -> Any:
-        """The key's state as of this batch: a copy on first use (the aggregate functions update
-        in place, and the table must keep its stored value until the edge writes the new one)."""
+        """The key's state as of this batch: a working copy on first use (the table keeps its stored
+        value until the edge writes the new one; :func:`~pipeline.aggregate.state.working_copy`)."""
         if key in fx.writes:
             return fx.writes[key]
         state = self.table.get(key)
-        return None if state is None else orjson.loads(orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS))
+        return None if state is None else working_copy(state)
 
     def _record(self, rec: In, fx: Effects, now: float) -> None:
         p = rec.partition

@@ -174,3 +174,27 @@ def test_queries_read_the_table_and_the_partition_watermark():
     out = d.query("all", "all", "1h")
     assert out["current"] and out["current"][0]["pain_point"] == "delivery"
     assert d.query("region", "nowhere", "1h")["current"] == []
+
+
+def test_a_batch_never_changes_a_stored_value_in_place():
+    """Stage 2 works on copies that share what they do not change (``working_copy``): merging into a
+    stored window, closing it and updating surge baselines leave every stored value as it was
+    until the edge writes the batch's new values — through a surge alert."""
+    import copy
+
+    table: dict = {}
+    d, log = Stage2(cfg(), table), Log()
+    alerts = 0
+    for hour in range(30):
+        per_hour = 40 if hour == 27 else 4  # a spike of the same pain point late on
+        events = [enriched(f"h{hour}-{i}", T0 + hour * H + 60 + i) for i in range(per_hour)]
+        events += [enriched(f"h{hour}-q{i}", T0 + hour * H + 90 + i, pain=None) for i in range(10)]
+        for half in (events[: len(events) // 2], events[len(events) // 2:]):  # two batches touch the same window
+            before = copy.deepcopy(table)
+            fx = run(d, table, log.partials(half), store=False)
+            assert table == before
+            table.update(fx.writes)
+            alerts += len([s for s in fx.sends if s.topic == "alerts"])
+    assert alerts >= 1
+    assert any(w.get("closed") for w in table["all=all"]["windows"].values())
+    assert table["all=all"].get("surge")

@@ -110,8 +110,8 @@ class Settings:
     cache_dir: Path = Path.home() / ".cache" / "feedback-pipeline"
     taxonomy_file: Path | None = None
     sentiment_model_file: Path | None = None  # PIPELINE_SENTIMENT_MODEL: a train-sentiment model
-    batch_size: int = 500
-    batch_within_seconds: float = 0.02
+    batch_size: int = 1000  # issue 17: 500 / 0.02 s gave ~220-record batches in a backlog (599 vs 445 ev/s)
+    batch_within_seconds: float = 0.05
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 2.0

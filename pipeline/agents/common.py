@@ -100,6 +100,7 @@ class Sender:
 
 # After flush() every future is resolved; this only bounds a producer that stopped answering.
 CONFIRM_TIMEOUT_SECONDS = 300.0
+UNANSWERED_SECONDS = 60.0  # end-offset queries unanswered in a row before the worker restarts itself
 
 
 def json_table(app: Any, name: str, partitions: int, help: str) -> Any:
@@ -152,6 +153,7 @@ class InputGuard:
         self._waiting: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, since)
         self._held_at: dict[tuple[str, int], float] = {}  # tp -> when its current wait began (the cap)
         self._suspect: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected, first seen below end)
+        self._unanswered_since: float | None = None  # first of the end-offset queries not answered in a row
         self._exists: dict[tuple[str, int], tuple[int, int | None]] = {}  # tp -> (from, first existing offset)
 
     def start(self, topic: str, partition: int, offset: int | None) -> None:
@@ -298,6 +300,24 @@ class InputGuard:
         own: a busy stage 1 does not hide a stalled stage 2."""
         return not self._busy and self.clock() - self._last_batch > self.rewind_seconds and not self.starved()
 
+    def note_ends(self, answered: bool | None) -> None:
+        """Whether the tail watch's end-offset query was answered (``None``: not asked, e.g. during a
+        rebalance: the count starts over).  Unanswered for :data:`UNANSWERED_SECONDS` in a row: the
+        worker restarts itself from its committed offsets.  Seen in CI after a KRaft node was
+        SIGKILLed: the consumer thread answered nothing for 8 minutes while the process lived on."""
+        now = self.clock()
+        if answered is not False:
+            self._unanswered_since = None
+            return
+        if self._unanswered_since is None:
+            self._unanswered_since = now
+            return
+        if now - self._unanswered_since >= UNANSWERED_SECONDS:
+            log.error("consumer unresponsive: end offsets not answered", extra={
+                "stage": self.stage, "seconds": round(now - self._unanswered_since, 1)})
+            self.metrics.errors.labels("consumer_unresponsive").inc()
+            restart_from_committed("consumer_unresponsive", stage=self.stage, seconds=now - self._unanswered_since)
+
     async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """A missing range at the end of a partition: records exist past the next expected offset,
         but the agent has been idle (no batch) for ``rewind_seconds`` — nothing later would reveal it.
@@ -345,8 +365,10 @@ class InputGuard:
             await consumer.add_verified_gap(TP(topic, partition), first, last)
 
 
-async def input_ends(app: Any, settings: Any, topics: Any) -> dict[tuple[str, int], tuple[int | None, int | None]]:
-    """(end offset, committed offset) of each assigned partition of ``topics``.
+async def input_ends(app: Any, settings: Any,
+                     topics: Any) -> dict[tuple[str, int], tuple[int | None, int | None]] | None:
+    """(end offset, committed offset) of each assigned partition of ``topics``; ``None`` when the
+    broker (or the consumer's thread) did not answer within 10 s.
 
     End offsets are asked from the broker (through the consumer's own thread): a partition
     Faust never fetched after a rebalance has no cached high watermark.  Committed offsets
@@ -365,7 +387,7 @@ async def input_ends(app: Any, settings: Any, topics: Any) -> dict[tuple[str, in
         loop = asyncio.get_running_loop()
         committed = await asyncio.wait_for(loop.run_in_executor(None, group_offsets, settings), 10.0)
     except Exception:  # broker slow or unreachable: try again on the next tick
-        return out
+        return None
     for tp in assigned:
         out[(tp.topic, tp.partition)] = (ends.get(tp), committed.get((tp.topic, tp.partition), 0))
     return out
@@ -459,10 +481,12 @@ async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
     records at a partition's end are not delivered while the worker is idle."""
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         guard.note_batch(False)  # a rebalance counts as activity: the first fetch after it takes a moment
+        guard.note_ends(None)
         return
     if guard.idle():
         ends = await input_ends(app, guard.settings, topics)
-        if app.rebalancing:  # began while the ends were asked: they may name partitions revoked since
+        guard.note_ends(ends is not None)
+        if ends is None or app.rebalancing:  # a rebalance began meanwhile: the ends may name revoked partitions
             return
         await guard.watch_tail(ends)
     else:

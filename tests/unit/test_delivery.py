@@ -841,3 +841,29 @@ def test_a_stalled_table_recovery_restarts_the_worker_from_its_commits(no_exit, 
     failstop.check_recovery(App(), 45, clock=lambda: 1000.0)  # recovered: nothing to watch
     assert len(no_exit) == 1
     assert failstop.start_recovery_watch(App(), 0) is None
+
+
+def test_a_consumer_that_answers_nothing_for_a_minute_restarts_the_worker(no_exit, monkeypatch):
+    """CI after a KRaft node's SIGKILL: the end-offset queries of the tail watch timed out every 10 s
+    for 8 minutes while the process lived on; a minute of it restarts the worker from its commits."""
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    now = [0.0]
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", clock=lambda: now[0])
+    for t in (0.0, 12.0, 24.0, 36.0, 48.0):
+        now[0] = t
+        guard.note_ends(False)
+    now[0] = 50.0
+    guard.note_ends(True)  # answered: the count starts over
+    for t in (52.0, 64.0, 100.0):
+        now[0] = t
+        guard.note_ends(False)
+    now[0] = 105.0
+    guard.note_ends(None)  # a rebalance: not asked, starts over too
+    for t in (110.0, 140.0):
+        now[0] = t
+        guard.note_ends(False)
+    assert no_exit == []
+    now[0] = 170.0
+    with pytest.raises(Exit):
+        guard.note_ends(False)
+    assert no_exit[-1][0] == "exec"

@@ -301,8 +301,8 @@ class InputGuard:
         return not self._busy and self.clock() - self._last_batch > self.rewind_seconds and not self.starved()
 
     def note_ends(self, answered: bool | None) -> None:
-        """Whether the tail watch's end-offset query was answered (``None``: not asked, e.g. during a
-        rebalance: the count starts over).  Unanswered for :data:`UNANSWERED_SECONDS` in a row: the
+        """Whether the tail watch's end-offset query was answered (``None``: not asked — a rebalance,
+        a batch in progress — and the count starts over).  Unanswered for :data:`UNANSWERED_SECONDS` in a row: the
         worker restarts itself from its committed offsets.  Seen in CI after a KRaft node was
         SIGKILLed: the consumer thread answered nothing for 8 minutes while the process lived on."""
         now = self.clock()
@@ -490,6 +490,7 @@ async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
             return
         await guard.watch_tail(ends)
     else:
+        guard.note_ends(None)  # not asked (a batch in progress): "in a row" starts over
         await guard.restart_if_overdue()
 
 

@@ -137,11 +137,25 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout: f
         dead = dead_worker()
         if dead:  # a crashed worker will not catch up: say so now, not after the timeout
             raise RuntimeError(dead)
-        lag = group_lag(settings, group, topics, slack)
+        try:
+            lag = group_lag(settings, group, topics, slack)
+        except Exception as exc:  # noqa: BLE001
+            if not _retriable(exc):
+                raise
+            time.sleep(poll)  # e.g. the coordinator still loading its offsets after a broker restart
+            continue
         if lag == 0:
             return 0
         time.sleep(poll)
     raise TimeoutError(f"consumer group {group} still {lag} records behind after {timeout}s")
+
+
+def _retriable(exc: BaseException) -> bool:
+    """A Kafka error that asking again can cure (``CoordinatorLoadInProgressError`` after a broker
+    restart: a CI run of the broker-restart test failed on it while the worker was fine)."""
+    return bool(getattr(exc, "retriable", False)) or type(exc).__name__ in (
+        "CoordinatorLoadInProgressError", "CoordinatorNotAvailableError", "NotCoordinatorError",
+        "KafkaConnectionError", "NodeNotReadyError", "KafkaTimeoutError", "NoBrokersAvailable")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -867,3 +867,29 @@ def test_a_consumer_that_answers_nothing_for_a_minute_restarts_the_worker(no_exi
     with pytest.raises(Exit):
         guard.note_ends(False)
     assert no_exit[-1][0] == "exec"
+
+
+def test_waiting_for_the_group_asks_again_after_a_retriable_kafka_error(monkeypatch):
+    """CI's broker-restart test failed in the test's own wait: the restarted broker's coordinator
+    answered CoordinatorLoadInProgress once; that is a reason to ask again, not to fail."""
+    import types
+
+    import kafka.errors
+
+    from pipeline import runtime
+
+    answers = [kafka.errors.CoordinatorLoadInProgressError(), 3, 0]
+
+    def lag(*args, **kwargs):
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    monkeypatch.setattr(runtime, "group_lag", lag)
+    monkeypatch.setattr(runtime, "dead_worker", lambda: None)
+    settings = types.SimpleNamespace(partials_topic="partials")
+    assert runtime.wait_for_group(settings, "g", ["t"], timeout=5, poll=0.01) == 0 and answers == []
+    answers[:] = [ValueError("not retriable")]
+    with pytest.raises(ValueError):
+        runtime.wait_for_group(settings, "g", ["t"], timeout=5, poll=0.01)

@@ -147,7 +147,8 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout: f
         if lag == 0:
             return 0
         time.sleep(poll)
-    raise TimeoutError(f"consumer group {group} still {lag} records behind after {timeout}s")
+    raise TimeoutError(f"consumer group {group} still {lag} records behind after {timeout}s"
+                       + "".join(f"\n{w.diagnostics()}" for w in list(_STARTED) if w.meant_to_run))
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -246,6 +247,25 @@ class WorkerProcess:
                 return orjson.loads(r.read())
         except Exception:
             return None
+
+    DIAGNOSTIC_METRICS = ("pipeline_reorder_", "pipeline_consumer_lag_records", "pipeline_errors_total",
+                          "pipeline_assigned_partitions", "pipeline_schedule_overdue_keys")
+
+    def diagnostics(self) -> str:
+        """The worker's ``/health`` and the metric lines that explain a worker not catching up (the
+        reorder buffer's holds and releases, lag, errors): attached to a group-wait timeout so a
+        failed test says which wait it met."""
+        import urllib.request
+
+        lines = [f"worker on port {self.web_port} (log {self.log_path}): health {self.health()}"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as r:
+                text = r.read().decode("utf-8", "replace")
+        except Exception as exc:  # noqa: BLE001
+            return f"{lines[0]}; metrics unavailable: {exc!r}"
+        lines += [ln for ln in text.splitlines()
+                  if ln.startswith(self.DIAGNOSTIC_METRICS) and not ln.rstrip().endswith(" 0.0")]
+        return "\n  ".join(lines)
 
     def wait_ready(self, timeout: float = 180.0) -> dict:
         """Wait until the worker owns partitions and its tables are recovered."""

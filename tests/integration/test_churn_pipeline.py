@@ -63,7 +63,7 @@ def review(cid: str, n: int, score: int, at: str, text: str) -> tuple[str, dict]
 
 # ----------------------------------------------------------------------------- helpers
 
-def caught_up(s, timeout: float = 60.0) -> None:
+def caught_up(s, timeout: float = 120.0) -> None:
     t = s.topics
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed, t.ticks], timeout=timeout)
 

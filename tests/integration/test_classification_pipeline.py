@@ -41,7 +41,7 @@ def complaint(i: int, cid: str, text: str, language: str | None = None) -> dict:
     return e
 
 
-def enriched_by_id(s, expected: int, timeout: float = 60.0) -> dict[str, dict]:
+def enriched_by_id(s, expected: int, timeout: float = 120.0) -> dict[str, dict]:
     t = s.topics
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed], timeout=timeout)
     docs = {d["event_id"]: d for d in (orjson.loads(v) for _, v in read_topic(s, t.enriched))}

@@ -57,7 +57,7 @@ def complaint(cid: str, comp: str, status: str, at: str, text: str, **extra: Any
 
 # ----------------------------------------------------------------------------- helpers
 
-def caught_up(s, timeout: float = 60.0) -> None:
+def caught_up(s, timeout: float = 120.0) -> None:
     t = s.topics
     wait_for_group(s, s.app_id, [*t.inputs, t.rekeyed, t.ticks], timeout=timeout)
 

@@ -893,3 +893,24 @@ def test_waiting_for_the_group_asks_again_after_a_retriable_kafka_error(monkeypa
     answers[:] = [ValueError("not retriable")]
     with pytest.raises(ValueError):
         runtime.wait_for_group(settings, "g", ["t"], timeout=5, poll=0.01)
+
+
+def test_a_group_wait_timeout_says_what_each_running_worker_reports(monkeypatch, tmp_path):
+    """A timed-out wait names the lag and carries each running worker's health and reorder / lag
+    metrics (or why they could not be read), so a failed test says which wait it met."""
+    import types
+
+    from pipeline import runtime
+    from pipeline.kafka_local import free_port
+
+    w = runtime.WorkerProcess(types.SimpleNamespace(), free_port(), tmp_path / "w.log")
+    w.meant_to_run = True
+    monkeypatch.setattr(runtime, "_STARTED", {w})
+    monkeypatch.setattr(runtime, "group_lag", lambda *a, **k: 7)
+    monkeypatch.setattr(runtime, "dead_worker", lambda: None)
+    settings = types.SimpleNamespace(partials_topic="partials")
+    with pytest.raises(TimeoutError) as err:
+        runtime.wait_for_group(settings, "g", ["t"], timeout=0.05, poll=0.01)
+    text = str(err.value)
+    assert "still 7 records behind" in text
+    assert f"worker on port {w.web_port}" in text and "health None" in text and "metrics unavailable" in text

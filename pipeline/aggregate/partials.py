@@ -151,7 +151,7 @@ class PartialsBuilder:
                 self.duplicates += 1
                 return False
             self._seen.add(event_id)
-        counts = list(_contribution(enriched).items())
+        counts = [(name, n) for name, n in _contribution(enriched).items() if n]  # zeros add nothing
         pains = _pain_ids(enriched, self.min_confidence)
         # the event's window per spec depends on its time only: computed once, not per dimension
         windows = [(spec.size_seconds, start, window_key(spec.name, start))

@@ -497,6 +497,16 @@ def apply_event(
     cfg = cfg or _DEFAULT_CFG
     if state and ev.event_id in state.get("recent_ids", ()):
         return state, []
+    if ev.kind not in ("order", "complaint") and state:
+        # only ``last_event_at`` moves: a shallow copy shares the untouched parts (never mutated)
+        s = dict(state)
+        s["customer_id"] = ev.customer_id
+        last = s.get("last_event_at")
+        s["last_event_at"] = ev.occurred_at if last is None else max(last, ev.occurred_at)
+        if _purge_due(s, s["last_event_at"], cfg):
+            s = _copy(s)
+            _purge(s, s["last_event_at"], cfg)
+        return s, []
     s = _copy(state) if state else new_state(ev.customer_id)
     s["customer_id"] = ev.customer_id
     last = s["last_event_at"]

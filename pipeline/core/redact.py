@@ -231,6 +231,8 @@ def _digits(s: str) -> str:
 def _cards(run: re.Match) -> list[tuple[int, int, str]]:
     """Card numbers inside a run of digit groups: 13-19 digits, Luhn-valid, either one unbroken
     group or consecutive groups of 3-6 digits (4-4-4-4, 4-6-5, ...); the longest one per start."""
+    if len(run.group()) < 13:  # fewer than 13 characters hold fewer than 13 digits (most runs: dates, amounts)
+        return []
     groups = [(m.start() + run.start(), m.end() + run.start(), m.group()) for m in re.finditer(r"\d+", run.group())]
     if sum(len(g[2]) for g in groups) < 13:  # no cap on the number of groups: the work per group is bounded
         return []

@@ -499,6 +499,28 @@ def worker_batches(port: int) -> tuple[int, float]:
         return 0, 0.0
 
 
+PACED_METRICS = ("pipeline_batch_records_count", "pipeline_batch_records_sum", "pipeline_reorder_released_total",
+                 "pipeline_events_produced_total")
+
+
+def metric_totals(port: int) -> dict[str, float]:
+    """The worker's batch and reorder-release counters (label sets kept apart), to explain latency
+    by what happened during the paced run (empty if unreachable)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(PACED_METRICS):
+            name, value = line.rsplit(" ", 1)
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
 def latency_phase(ns: Namespace, rate: float, seconds: float, timeout: float) -> dict:
     from pipeline.producers.publish import publish
     from pipeline.runtime import end_offsets, wait_for_group
@@ -604,7 +626,12 @@ def main(argv: list[str] | None = None) -> int:
                  f"cpu {r2['cpu_s']:.1f}s")
             final, final_ns = r2, ns2
         rate = max(1.0, args.paced_fraction * (final["eps"] if not math.isnan(final["eps"]) else 10.0))
+        before = [metric_totals(w.web_port) for w in final["workers"]]
         lat = latency_phase(final_ns, rate, args.paced_seconds, args.timeout)
+        after = [metric_totals(w.web_port) for w in final["workers"]]
+        moved = {k: round(sum(a.get(k, 0.0) - b.get(k, 0.0) for a, b in zip(after, before)), 1)
+                 for k in sorted(set().union(*after))}
+        _log("during the paced run: " + ", ".join(f"{k} {v:g}" for k, v in moved.items() if v))
         _log(f"latency at {rate:.0f} ev/s for {args.paced_seconds:.0f}s (achieved {lat['achieved_rate']:.0f}): "
              f"matched {lat['matched']}/{lat['produced']}, p50 {lat['p50_ms']} p95 {lat['p95_ms']} "
              f"p99 {lat['p99_ms']} max {lat['max_ms']} ms; p50 first fifth {lat['p50_first_fifth_ms']} / last fifth "

@@ -76,7 +76,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
 
     @app.agent(source, concurrency=1, name="aggregate", supervisor_strategy=CrashingSupervisor)
     async def aggregate(stream: faust.StreamT) -> None:
-        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, "aggregate", process_batch,
+        await run_batches(stream, settings.aggregate_batch_size, settings.aggregate_batch_within_seconds, "aggregate", process_batch,
                           gaps, is_data=lambda event: event.message.key not in CONTROL_KEYS)
 
     async def process_batch(events: list[Any]) -> None:

@@ -265,8 +265,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=int(_get(env, "PIPELINE_BATCH_SIZE", str(d.batch_size))),
         batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
         aggregate_batch_size=int(_get(env, "PIPELINE_AGGREGATE_BATCH_SIZE", str(d.aggregate_batch_size))),
-        aggregate_batch_within_seconds=float(_get(env, "PIPELINE_AGGREGATE_BATCH_WITHIN_SECONDS",
-                                                  str(d.aggregate_batch_within_seconds))),
+        aggregate_batch_within_seconds=float(_get(env, "PIPELINE_AGGREGATE_BATCH_WITHIN_SECONDS", str(d.aggregate_batch_within_seconds))),  # noqa: E501
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),

@@ -195,7 +195,7 @@ class Processor:
             return step
         # silence first: a rescoring due before this event happens at its own time (as a sweep would)
         prior = self._rescore_silence(step, ev.customer_id, prior, ev.occurred_at, ev.occurred_at, now)
-        segment = derive_segment(seg, ev.occurred_at, self.settings.segment)
+        segment = derive_segment(seg, ev.occurred_at, self.settings.segment, repaired=True)
         promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
         classification = classify_event(ev, self.taxonomy, promised, self.sentiment_model)
         cm, transitions = prior.get("cm"), []

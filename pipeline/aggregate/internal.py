@@ -96,21 +96,28 @@ def _bucket(b: Any, path: str, name: str, start: int) -> None:
         raise _Bad("invalid_value", f"start {b['start']} differs from the window key {name}:{start}", f"{path}/start")
     if start % size:
         raise _Bad("invalid_value", f"start {start} is not a multiple of size {size}", f"{path}/start")
+    # Each check first asks the cheap question (the common, well-formed case); only a value that
+    # fails it goes through the full check, which builds the JSON-pointer path and raises (or, for
+    # a value the cheap question is too strict for, accepts it): the same values pass as before.
     for counter in COUNTERS:
-        if counter in b:
+        if counter in b and not _int_ok(b[counter], 0, MAX_COUNT):
             _int(b[counter], f"{path}/{counter}", 0, MAX_COUNT)
     pain = b.get("pain", {})
     if not isinstance(pain, dict) or len(pain) > MAX_PAIN_IDS:
         raise _Bad("wrong_type" if not isinstance(pain, dict) else "out_of_range", "bad pain counts", f"{path}/pain")
     for pid, n in pain.items():
-        p = f"{path}/pain/{_esc(pid)}"
-        _str(pid, p, PAIN_ID)
-        _int(n, p, 0, MAX_COUNT)
+        if not (_str_ok(pid, PAIN_ID) and _int_ok(n, 0, MAX_COUNT)):
+            p = f"{path}/pain/{_esc(pid)}"
+            _str(pid, p, PAIN_ID)
+            _int(n, p, 0, MAX_COUNT)
     evidence = b.get("evidence", {})
     if not isinstance(evidence, dict) or len(evidence) > MAX_PAIN_IDS:
         raise _Bad("wrong_type" if not isinstance(evidence, dict) else "out_of_range", "bad evidence",
                    f"{path}/evidence")
     for pid, ids in evidence.items():
+        if _str_ok(pid, PAIN_ID) and type(ids) is list and len(ids) <= EVIDENCE_LIMIT \
+                and all(_str_ok(eid, EVENT_ID) for eid in ids):
+            continue
         p = f"{path}/evidence/{_esc(pid)}"
         _str(pid, p, PAIN_ID)
         if not isinstance(ids, list) or len(ids) > EVIDENCE_LIMIT:
@@ -118,6 +125,19 @@ def _bucket(b: Any, path: str, name: str, start: int) -> None:
                        f"evidence must be a list of at most {EVIDENCE_LIMIT} event ids", p)
         for i, eid in enumerate(ids):
             _str(eid, f"{p}/{i}", EVENT_ID)
+
+
+WINDOW_START = re.compile(r"-?[0-9]{1,12}")
+
+
+def _int_ok(value: Any, lo: int, hi: int) -> bool:
+    """What :func:`_int` accepts, for a plain ``int`` (no path built)."""
+    return type(value) is int and lo <= value <= hi
+
+
+def _str_ok(value: Any, pattern: re.Pattern[str]) -> bool:
+    """What :func:`_str` (default length 1..128) accepts, for a plain ``str`` (no path built)."""
+    return type(value) is str and 1 <= len(value) <= 128 and pattern.match(value) is not None
 
 
 def _partial(doc: dict[str, Any]) -> Partial:
@@ -137,7 +157,7 @@ def _partial(doc: dict[str, Any]) -> Partial:
     for wkey, bucket in windows.items():
         path = f"/windows/{_esc(wkey)}"
         name, sep, start = wkey.rpartition(":")
-        if not sep or not WINDOW_NAME.match(name) or not re.fullmatch(r"-?[0-9]{1,12}", start):
+        if not sep or not WINDOW_NAME.match(name) or not WINDOW_START.fullmatch(start):
             raise _Bad("invalid_format", f"window key {wkey[:64]!r} is not <name>:<start>", path)
         _bucket(bucket, path, name, int(start))
     return Partial(dimension, value, max_event_time, src, upto, doc)

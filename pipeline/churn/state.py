@@ -100,6 +100,12 @@ def new_state() -> State:
     }
 
 
+# (key, the container type its value must have, or None): what :func:`repair` checks, without
+# building a new state for every call
+_SHAPE: tuple[tuple[str, type | None], ...] = tuple(
+    (key, type(value) if isinstance(value, (list, dict)) else None) for key, value in new_state().items())
+
+
 def apply_event(
     state: State | None, ev: Event, classification: dict[str, Any] | None, segment: dict[str, Any] | None
 ) -> State:
@@ -192,9 +198,11 @@ def repair(state: State) -> State:
     non-finite times and cadence become ``None``; never raises on a state of an older version."""
     if not isinstance(state, dict):
         return new_state()
-    for key, default in new_state().items():
-        if key not in state or (isinstance(default, (list, dict)) and not isinstance(state[key], type(default))):
-            state[key] = default
+    defaults: State | None = None
+    for key, kind in _SHAPE:
+        if key not in state or (kind is not None and not isinstance(state[key], kind)):
+            defaults = new_state() if defaults is None else defaults
+            state[key] = defaults[key]
     state["spend"] = finite(state["spend"], 0.0, 0.0, MAX_SPEND)
     orders = state["orders"]
     if isinstance(orders, bool) or not isinstance(orders, int) or orders < 0:

@@ -73,8 +73,12 @@ def _signup(value: Any) -> float | None:
         return None
 
 
-def derive_segment(state: dict[str, Any] | None, now: float, t: SegmentThresholds) -> dict[str, Any]:
-    state = repair(state)  # a stored state of an older version may hold null / non-finite numbers
+def derive_segment(state: dict[str, Any] | None, now: float, t: SegmentThresholds,
+                   repaired: bool = False) -> dict[str, Any]:
+    """``repaired``: ``state`` comes from :func:`~pipeline.segment.customer.apply_event` (already
+    repaired), so it is not repaired again."""
+    if not repaired:
+        state = repair(state)  # a stored state of an older version may hold null / non-finite numbers
     profile = state.get("profile")
     p = profile if isinstance(profile, dict) else {}
     orders = state["orders"]

@@ -44,6 +44,7 @@ from .commitments.model import Transition
 from .config import Settings
 from .ingest.normalise import Event, normalise
 from .core.bounds import time_in_range
+from .core.records import Record
 from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
@@ -54,16 +55,6 @@ from .stage_settings import StageSettings, load_stage_settings
 
 COMMITMENT_KINDS = ("order", "complaint")
 MAX_RESCORES_PER_STEP = 4  # silence rescorings of one customer per step (the rest at the next sweep)
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = None  # Kafka record time, epoch seconds
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from ..aggregate.state import (Watermark, already_merged, close_windows, merge_p
                                note_merged, top_pain_points)
 from ..aggregate.surge import SurgeConfig, process_finals
 from ..core.keys import is_meta_key, partition_meta_key, partition_of
+from ..core.records import Record
 from ..core.redact import Redactor
 from ..ingest.validate import Problem
 from ..outputs.deadletter import dead_letter
@@ -61,16 +62,7 @@ class Stage2Config:
     redactor: Redactor | None = None  # personal data masked in alerts (None: the default, every kind masked)
 
 
-@dataclass(frozen=True)
-class In:
-    """One record of the partials topic, as consumed."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = None  # Kafka record time, epoch seconds
+In = Record  # one record of the partials topic, as consumed
 
 
 @dataclass(frozen=True)

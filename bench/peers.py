@@ -290,17 +290,18 @@ def topic_size(settings: Any, topic: str) -> int:
         c.close()
 
 
-async def _raw_loop(settings: Any, topic: str, sink: str, group: str, expected: int, transform: Transform,
-                    timeout: float) -> dict[str, float]:
-    """``_baseline``'s loop: fetch up to 1,000 records, send each transformed record, commit each
-    fetch; stop after ``expected`` input records, flush.  Time from the first fetched record to
-    the end of the final flush."""
+async def _raw_loop(settings: Any, topic: str | list[str], sink: str, group: str, expected: int,
+                    transform: Transform, timeout: float) -> dict[str, float]:
+    """A plain aiokafka consumer and producer (also ``make bench``'s baseline): fetch up to 1,000
+    records of ``topic`` (one or several), send each transformed record, commit each fetch; stop
+    after ``expected`` input records, flush.  Time from the first fetched record to the end of the
+    final flush; ``failed``: sends the brokers refused."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from pipeline.kafka_security import aiokafka_kwargs
 
     kw = aiokafka_kwargs(settings)
-    consumer = AIOKafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(*([topic] if isinstance(topic, str) else topic), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_poll_records=1000, **kw)
     producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=256 * 1024, **kw)
     await producer.start()
@@ -331,7 +332,7 @@ async def _raw_loop(settings: Any, topic: str, sink: str, group: str, expected: 
         await consumer.stop()
         await producer.stop()
     secs = t1 - t0 if t0 is not None else math.nan
-    return {"eps": rate(n, secs), "records": n, "outputs": sent - failed, "seconds": secs}
+    return {"eps": rate(n, secs), "records": n, "outputs": sent - failed, "seconds": secs, "failed": failed}
 
 
 def run_raw(loaded: Loaded, name: str, transform: Transform, timeout: float) -> dict[str, float]:

@@ -317,41 +317,16 @@ def record_ids(events: Iterable[tuple[str, dict]], into: dict[str, str]) -> Iter
 
 # --------------------------------------------------------------------------- baseline
 async def _baseline(settings, topics: list[str], sink: str, expected: int, timeout: float) -> dict:
+    """Decode and re-encode every record (orjson) between a plain aiokafka consumer and producer:
+    ``bench/peers.py``'s raw loop over the input topics."""
     import orjson
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from pipeline.kafka_security import aiokafka_kwargs
+    from bench.peers import _raw_loop
 
-    kw = aiokafka_kwargs(settings)
-    consumer = AIOKafkaConsumer(*topics, group_id=f"{settings.app_id}-baseline", auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_poll_records=1000, **kw)
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=256 * 1024, **kw)
-    await producer.start()
-    await consumer.start()
-    n = 0
-    t0 = None
-    futures = []
-    deadline = time.monotonic() + timeout
-    try:
-        while n < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for recs in batches.values():
-                if t0 is None and recs:
-                    t0 = time.perf_counter()
-                for r in recs:
-                    value = orjson.dumps(orjson.loads(r.value))
-                    futures.append(await producer.send(sink, value, key=r.key))
-                    n += 1
-            if batches:
-                await consumer.commit()
-        await producer.flush()
-        t1 = time.perf_counter()
-        failed = sum(1 for f in futures if f.exception() is not None)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    secs = (t1 - t0) if t0 else math.nan
-    return {"eps": n / secs if secs and secs > 0 else math.nan, "records": n, "seconds": secs, "failed": failed}
+    def reencode(key: bytes | None, value: bytes) -> tuple[bytes | None, bytes]:
+        return key, orjson.dumps(orjson.loads(value))
+
+    return await _raw_loop(settings, topics, sink, f"{settings.app_id}-baseline", expected, reencode, timeout)
 
 
 def run_baseline(settings, sink: str, expected: int, reps: int = 3, timeout: float = 120.0) -> dict:

@@ -301,7 +301,8 @@ async def _raw_loop(settings: Any, topic: str | list[str], sink: str, group: str
     from pipeline.kafka_security import aiokafka_kwargs
 
     kw = aiokafka_kwargs(settings)
-    consumer = AIOKafkaConsumer(*([topic] if isinstance(topic, str) else topic), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
+    topics = [topic] if isinstance(topic, str) else topic
+    consumer = AIOKafkaConsumer(*topics, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_poll_records=1000, **kw)
     producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=256 * 1024, **kw)
     await producer.start()

@@ -463,15 +463,20 @@ def parse_batch_histogram(metrics_text: str) -> tuple[int, float]:
     return count, total
 
 
-def worker_batches(port: int) -> tuple[int, float]:
-    """Batches taken and records in them so far, from the worker's /metrics (0, 0 if unreachable)."""
+def worker_metrics(port: int) -> str:
+    """The worker's /metrics text ("" if unreachable)."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return parse_batch_histogram(r.read().decode())
+            return r.read().decode()
     except OSError:
-        return 0, 0.0
+        return ""
+
+
+def worker_batches(port: int) -> tuple[int, float]:
+    """Batches taken and records in them so far, from the worker's /metrics (0, 0 if unreachable)."""
+    return parse_batch_histogram(worker_metrics(port))
 
 
 PACED_METRICS = ("pipeline_batch_records_count", "pipeline_batch_records_sum", "pipeline_reorder_released_total",
@@ -481,15 +486,8 @@ PACED_METRICS = ("pipeline_batch_records_count", "pipeline_batch_records_sum", "
 def metric_totals(port: int) -> dict[str, float]:
     """The worker's batch and reorder-release counters (label sets kept apart), to explain latency
     by what happened during the paced run (empty if unreachable)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
     out: dict[str, float] = {}
-    for line in text.splitlines():
+    for line in worker_metrics(port).splitlines():
         if line.startswith(PACED_METRICS):
             name, value = line.rsplit(" ", 1)
             out[name] = out.get(name, 0.0) + float(value)

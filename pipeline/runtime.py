@@ -237,14 +237,18 @@ class WorkerProcess:
             tail = ""
         return f"worker exited unexpectedly with {self.proc.returncode}; log: {self.log_path}\n{tail}"
 
-    def health(self) -> dict | None:
+    def _page(self, path: str) -> bytes:
+        """``GET path`` on the worker's web port (raises when unreachable)."""
         import urllib.request
 
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as r:
+            return r.read()
+
+    def health(self) -> dict | None:
         import orjson
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as r:
-                return orjson.loads(r.read())
+            return orjson.loads(self._page("/health"))
         except Exception:
             return None
 
@@ -255,12 +259,9 @@ class WorkerProcess:
         """The worker's ``/health`` and the metric lines that explain a worker not catching up (the
         reorder buffer's holds and releases, lag, errors): attached to a group-wait timeout so a
         failed test says which wait it met."""
-        import urllib.request
-
         lines = [f"worker on port {self.web_port} (log {self.log_path}): health {self.health()}"]
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as r:
-                text = r.read().decode("utf-8", "replace")
+            text = self._page("/metrics").decode("utf-8", "replace")
         except Exception as exc:  # noqa: BLE001
             return f"{lines[0]}; metrics unavailable: {exc!r}"
         lines += [ln for ln in text.splitlines()

@@ -76,8 +76,9 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
 
     @app.agent(source, concurrency=1, name="aggregate", supervisor_strategy=CrashingSupervisor)
     async def aggregate(stream: faust.StreamT) -> None:
-        await run_batches(stream, settings.aggregate_batch_size, settings.aggregate_batch_within_seconds, "aggregate", process_batch,
-                          gaps, is_data=lambda event: event.message.key not in CONTROL_KEYS)
+        await run_batches(stream, settings.aggregate_batch_size, settings.aggregate_batch_within_seconds,
+                          "aggregate", process_batch, gaps,
+                          is_data=lambda event: event.message.key not in CONTROL_KEYS)
 
     async def process_batch(events: list[Any]) -> None:
         """One batch; see :func:`~pipeline.agents.common.run_batches` for what happens when it raises."""

@@ -27,6 +27,8 @@ from ..ingest.validate import Problem
 from .dimensions import MAX_VALUE_LEN
 from .partials import COUNTERS, EVIDENCE_LIMIT
 
+WINDOW_START = re.compile(r"-?[0-9]{1,12}")  # the start of a window key "<name>:<start>"
+
 
 @dataclass(frozen=True)
 class Control:
@@ -125,9 +127,6 @@ def _bucket(b: Any, path: str, name: str, start: int) -> None:
                        f"evidence must be a list of at most {EVIDENCE_LIMIT} event ids", p)
         for i, eid in enumerate(ids):
             _str(eid, f"{p}/{i}", EVENT_ID)
-
-
-WINDOW_START = re.compile(r"-?[0-9]{1,12}")
 
 
 def _int_ok(value: Any, lo: int, hi: int) -> bool:

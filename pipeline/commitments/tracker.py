@@ -497,27 +497,21 @@ def apply_event(
     cfg = cfg or _DEFAULT_CFG
     if state and ev.event_id in state.get("recent_ids", ()):
         return state, []
-    if ev.kind not in ("order", "complaint") and state:
-        # only ``last_event_at`` moves: a shallow copy shares the untouched parts (never mutated)
-        s = dict(state)
-        s["customer_id"] = ev.customer_id
-        last = s.get("last_event_at")
-        s["last_event_at"] = ev.occurred_at if last is None else max(last, ev.occurred_at)
-        if _purge_due(s, s["last_event_at"], cfg):
-            s = _copy(s)
-            _purge(s, s["last_event_at"], cfg)
-        return s, []
-    s = _copy(state) if state else new_state(ev.customer_id)
+    changes = ev.kind in ("order", "complaint")
+    # any other kind only moves ``last_event_at``: a shallow copy shares the untouched parts (never mutated)
+    s = new_state(ev.customer_id) if not state else (_copy(state) if changes else dict(state))
     s["customer_id"] = ev.customer_id
-    last = s["last_event_at"]
+    last = s.get("last_event_at")
     s["last_event_at"] = ev.occurred_at if last is None else max(last, ev.occurred_at)
     ctx = _Ctx(s, ev.customer_id, cfg)
-    if ev.kind in ("order", "complaint"):
+    if changes:
         # everything that fell due strictly before this event happened first
         _run(ctx, _timeline(s, ev.occurred_at, True, cfg, expire=False))
         s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
         (_apply_order if ev.kind == "order" else _apply_complaint)(ctx, ev)
     if _purge_due(s, s["last_event_at"], cfg):
+        if state and not changes:
+            s = _copy(s)  # the shallow copy's parts are the input's: purge a copy of them
         _purge(s, s["last_event_at"], cfg)
     return s, ctx.out
 

@@ -480,7 +480,7 @@ def worker_batches(port: int) -> tuple[int, float]:
 
 
 PACED_METRICS = ("pipeline_batch_records_count", "pipeline_batch_records_sum", "pipeline_reorder_released_total",
-                 "pipeline_events_produced_total")
+                 "pipeline_events_produced_total", "pipeline_batch_seconds_bucket", "pipeline_batch_seconds_sum")
 
 
 def metric_totals(port: int) -> dict[str, float]:

@@ -115,7 +115,11 @@ class Settings:
     # stage 2 (segment windows) batches longer: its cost is per touched segment key per batch, not
     # per event, and enriched-event latency does not wait for it
     aggregate_batch_size: int = 1000
-    aggregate_batch_within_seconds: float = 0.5
+    aggregate_batch_within_seconds: float = 2.0
+    # stage 1 commits (partials, state writes, input offsets) at most this often; enriched events
+    # and alerts go out with every batch (Kafka Streams' commit.interval.ms; docs/configuration.md)
+    commit_interval_seconds: float = 1.0
+    commit_max_records: int = 1000
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 2.0
@@ -210,12 +214,26 @@ def _get(env: Mapping[str, str], name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def _segment(env: Mapping[str, str]) -> SegmentThresholds:
+    s = SegmentThresholds()
+    return SegmentThresholds(
+        key_spend=float(_get(env, "PIPELINE_TIER_KEY_SPEND", str(s.key_spend))),
+        regular_spend=float(_get(env, "PIPELINE_TIER_REGULAR_SPEND", str(s.regular_spend))),
+        default_cadence_days=float(
+            _get(env, "PIPELINE_DEFAULT_CADENCE_DAYS", str(s.default_cadence_days))
+        ),
+        new_customer_days=float(_get(env, "PIPELINE_NEW_CUSTOMER_DAYS", str(s.new_customer_days))),
+        at_risk_factor=float(_get(env, "PIPELINE_AT_RISK_FACTOR", str(s.at_risk_factor))),
+        lapsed_factor=float(_get(env, "PIPELINE_LAPSED_FACTOR", str(s.lapsed_factor))),
+        fx_rates={**DEFAULT_FX_RATES, **parse_rates(env.get("PIPELINE_FX_RATES", ""))},
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     d = Settings()
     t = Topics()
-    s = SegmentThresholds()
     topics = Topics(
         orders=_get(env, "PIPELINE_TOPIC_ORDERS", t.orders),
         complaints=_get(env, "PIPELINE_TOPIC_COMPLAINTS", t.complaints),
@@ -229,17 +247,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alerts_pain_points=_get(env, "PIPELINE_TOPIC_ALERTS_PAIN_POINTS", t.alerts_pain_points),
         alerts_commitments=_get(env, "PIPELINE_TOPIC_ALERTS_COMMITMENTS", t.alerts_commitments),
         alerts_churn=_get(env, "PIPELINE_TOPIC_ALERTS_CHURN", t.alerts_churn),
-    )
-    segment = SegmentThresholds(
-        key_spend=float(_get(env, "PIPELINE_TIER_KEY_SPEND", str(s.key_spend))),
-        regular_spend=float(_get(env, "PIPELINE_TIER_REGULAR_SPEND", str(s.regular_spend))),
-        default_cadence_days=float(
-            _get(env, "PIPELINE_DEFAULT_CADENCE_DAYS", str(s.default_cadence_days))
-        ),
-        new_customer_days=float(_get(env, "PIPELINE_NEW_CUSTOMER_DAYS", str(s.new_customer_days))),
-        at_risk_factor=float(_get(env, "PIPELINE_AT_RISK_FACTOR", str(s.at_risk_factor))),
-        lapsed_factor=float(_get(env, "PIPELINE_LAPSED_FACTOR", str(s.lapsed_factor))),
-        fx_rates={**DEFAULT_FX_RATES, **parse_rates(env.get("PIPELINE_FX_RATES", ""))},
     )
     return Settings(
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -257,7 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_event_bytes=int(_get(env, "PIPELINE_MAX_EVENT_BYTES", str(d.max_event_bytes))),
         processing_guarantee=_guarantee(_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee)),
         data_dir=Path(_get(env, "PIPELINE_DATA_DIR", str(d.data_dir))),
-        segment=segment,
+        segment=_segment(env),
         kafka_version=_get(env, "PIPELINE_KAFKA_VERSION", d.kafka_version),
         cache_dir=Path(_get(env, "PIPELINE_CACHE_DIR", str(d.cache_dir))),
         taxonomy_file=Path(env["PIPELINE_TAXONOMY_FILE"]) if env.get("PIPELINE_TAXONOMY_FILE") else None,
@@ -266,6 +273,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_within_seconds=float(_get(env, "PIPELINE_BATCH_WITHIN_SECONDS", str(d.batch_within_seconds))),
         aggregate_batch_size=int(_get(env, "PIPELINE_AGGREGATE_BATCH_SIZE", str(d.aggregate_batch_size))),
         aggregate_batch_within_seconds=float(_get(env, "PIPELINE_AGGREGATE_BATCH_WITHIN_SECONDS", str(d.aggregate_batch_within_seconds))),  # noqa: E501
+        commit_interval_seconds=float(_get(env, "PIPELINE_COMMIT_INTERVAL_SECONDS", str(d.commit_interval_seconds))),
+        commit_max_records=int(_get(env, "PIPELINE_COMMIT_MAX_RECORDS", str(d.commit_max_records))),
         clock=_get(env, "PIPELINE_CLOCK", d.clock).lower(),
         session_timeout_seconds=float(_get(env, "PIPELINE_SESSION_TIMEOUT_SECONDS", str(d.session_timeout_seconds))),
         tick_interval_seconds=float(_get(env, "PIPELINE_TICK_INTERVAL_SECONDS", str(d.tick_interval_seconds))),

@@ -463,8 +463,10 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
         data = any(is_data(event) for event in events)
         if data:
             guard.note_batch(True)
+        started = time.perf_counter()
         try:
             await body(events)
+            guard.metrics.batch_seconds.labels(stage).observe(time.perf_counter() - started)
         except asyncio.CancelledError:
             hold_back(events)
             raise

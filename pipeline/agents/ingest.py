@@ -3,9 +3,11 @@
 Sources, co-partitioned by customer id: ``events.orders``, ``events.complaints``, ``events.feedback``,
 ``customers.profiles``, ``pipeline.events-rekeyed`` and ``pipeline.ticks``; table ``customers``.
 Per batch the edge keeps the input gap-free (:class:`~pipeline.agents.common.InputGuard`), reads
-back what a previous owner sent (:mod:`pipeline.agents.readback`), lets the driver apply the batch,
-sends and confirms its outputs, writes and confirms the states, then acknowledges the records the
-driver applied.  Clocks (``PIPELINE_CLOCK``, idleness, ``advance_to`` ticks): docs/semantics.md.
+back what a previous owner sent (:mod:`pipeline.agents.readback`), lets the driver apply the batch
+and sends its outputs.  On a commit (at most every ``PIPELINE_COMMIT_INTERVAL_SECONDS``:
+:mod:`pipeline.drivers.stage1`, "Commits") it confirms every send since the last one, writes and
+confirms the states, then acknowledges the records the driver applied.  Clocks
+(``PIPELINE_CLOCK``, idleness, ``advance_to`` ticks): docs/semantics.md.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import faust
 from mode import CrashingSupervisor
 
 from ..config import Settings
-from ..drivers.stage1 import In, Stage1, Stage1Config
+from ..drivers.stage1 import Effects, In, Stage1, Stage1Config
 from ..metrics import Metrics
 from ..process import Processor
 from ..stage_settings import StageSettings
-from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed, fetch_loop_blocked, hold_back,
-                     json_table, log, run_batches, watch_input)
+from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed,
+                     fetch_loop_blocked, hold_back, json_table, log, run_batches, watch_input)
 from .readback import ConsumerView, read_back
 from .timers import register_ticks
 
@@ -36,7 +38,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
     customers = json_table(app, "customers", settings.partitions, "Per-customer state: segment, commitments, churn.")
     processor = Processor(settings, stages=stages)
     cfg = Stage1Config(settings.partitions, list(stages.aggregate.windows), stages.aggregate.min_confidence,
-                       stages.retry, settings)
+                       stages.retry, settings, settings.commit_interval_seconds, settings.commit_max_records)
     driver = Stage1(cfg, processor, customers, metrics, counters)
     sender = Sender(app, metrics, counters, "ingest")
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
@@ -77,18 +79,17 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
                 if driver.holds_earlier(msg.partition, msg.topic, msg.offset):
                     hold_back([event])  # a copy of a record still held: only the held one is acknowledged
                 continue
-            if msg.topic != t.ticks and cfg.ordering:
-                hold_back([event])  # acknowledged once processed (the reorder buffer may hold it past this batch)
+            if msg.topic != t.ticks:
+                hold_back([event])  # acknowledged on the commit after it is applied (driver: Effects.done)
             admitted.append(In(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp, event))
         fx = await driver.batch(admitted, view, time.time(), seen)
         HELD_FOR_ORDER.clear()
         HELD_FOR_ORDER.update(driver.held_for_order())
         for s in fx.sends:
             await sender.send(s.topic, s.key, s.value, s.partition, kind=s.kind)
-        await sender.confirm()  # outputs first: a stored state then implies its outputs are in Kafka
-        await sender.store(customers, fx.writes)  # confirmed before the inputs are acknowledged
-        ack_processed(app, fx.done)
         metrics.batch_size.observe(len(events))
+        if fx.committing:  # else enriched events and alerts are on their way; the commit comes later
+            await commit(app, sender, customers, fx, metrics)
 
     register_ticks(app, settings, sender, cfg.ordering)
 
@@ -106,3 +107,14 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
                 gaps.forget(tp.topic, tp.partition)
 
     return customers, processor
+
+
+async def commit(app: faust.App, sender: Sender, customers: Any, fx: Effects, metrics: Metrics) -> None:
+    """Stage 1's commit: every send since the last one confirmed first (a stored state then implies
+    its outputs are in Kafka), then the states written and confirmed, then the applied records
+    acknowledged."""
+    started = time.perf_counter()
+    await sender.confirm()
+    await sender.store(customers, fx.writes)
+    ack_processed(app, fx.done)
+    metrics.batch_seconds.labels("commit").observe(time.perf_counter() - started)

@@ -20,10 +20,12 @@ def register_ticks(app: faust.App, settings: Settings, sender: Sender, ordering:
     async def tick() -> None:
         """Wall-clock ticks to every partition: the wall clock itself (``PIPELINE_CLOCK=wall``), the
         moments at which idle inputs stop holding the event-time clock back (``PIPELINE_IDLE_SECONDS``),
-        and records held for event-time order whose wait ran out (``PIPELINE_REORDER_MAX_WAIT_SECONDS``)."""
+        records held for event-time order whose wait ran out (``PIPELINE_REORDER_MAX_WAIT_SECONDS``),
+        and the commit of what a quiet partition applied last (``PIPELINE_COMMIT_INTERVAL_SECONDS``)."""
         wall = settings.clock == "wall"
-        if not wall and settings.idle_seconds <= 0 and not (ordering and settings.reorder_max_wait_seconds > 0):
-            return  # nothing time-driven: strict event time and no records waiting for a slower topic
+        if (not wall and settings.idle_seconds <= 0 and not (ordering and settings.reorder_max_wait_seconds > 0)
+                and settings.commit_interval_seconds <= 0):
+            return  # nothing time-driven: strict event time, no records waiting for a slower topic, no commit due
         now = time.time()
         body, control = orjson.dumps({"now": now}), orjson.dumps({"control": "tick", "now": now})
         for p in range(settings.partitions):

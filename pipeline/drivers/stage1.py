@@ -20,9 +20,18 @@ A batch (:meth:`Stage1.batch`), in order:
    to stage 2 (after the partials: stage 2 never sees a clock before them);
 4. each partition's clock is stored under its metadata key with the customers' states.
 
-The edge sends :attr:`Effects.sends` in order, confirms them, writes :attr:`Effects.writes`,
-confirms those, and only then acknowledges :attr:`Effects.done` (records released by the reorder
-buffer) — a stored state implies its outputs are in Kafka.
+**Commits** (Kafka Streams' ``commit.interval.ms``).  Enriched events, alerts and dead letters are
+returned with the batch that made them.  The partials, clock controls, state writes and applied
+records accumulate across batches and are returned together by the first batch at least
+:attr:`Stage1Config.commit_interval` seconds after the oldest of them (or holding
+:attr:`Stage1Config.commit_max_records` records; ``commit_interval`` 0: every batch):
+:attr:`Effects.committing` is then true.  Until then states are read from the pending writes, so
+later batches see them.  The edge sends :attr:`Effects.sends` in order; on a commit it confirms
+every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
+acknowledges :attr:`Effects.done` (records applied) — a stored state implies its outputs are in
+Kafka.  A crash before a commit loses nothing: the records are read again, and what was already
+sent is found by :meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A
+revoked partition's pending part is dropped (its records were never acknowledged).
 """
 
 from __future__ import annotations
@@ -111,6 +120,7 @@ class Effects:
     writes: dict[str, Any] = field(default_factory=dict)  # table key -> value, each key once
     done: list[Any] = field(default_factory=list)  # tokens of the records released and applied
     touched: set[int] = field(default_factory=set)
+    committing: bool = True  # confirm the sends, store ``writes``, then acknowledge ``done``
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,8 @@ class Stage1Config:
     min_confidence: float
     retry: RetryPolicy
     settings: Settings  # topics, clock mode, time limits, reorder settings, partials topic
+    commit_interval: float = 0.0  # seconds (see the module docstring); 0: commit every batch
+    commit_max_records: int = 1000  # applied records that make a commit due sooner
 
     @property
     def ordering(self) -> bool:
@@ -151,17 +163,46 @@ def mark_applied(state: dict[str, Any], prior: dict[str, Any] | None, topic: str
         state["rk"] = [*(prior.get("rk") or ()), event_id][-keep_ids:]
 
 
-class _Batch:
-    """One batch's working set: states written so far, partials per source partition, effects."""
+class _Pending:
+    """What applied records changed since the last commit (see the module docstring)."""
 
-    def __init__(self, table: Mapping[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.writes: dict[str, Any] = {}  # table key -> value, each key once
+        self.partials: dict[int, PartialsBuilder] = {}  # per source partition
+        self.controls: list[tuple[int, Send]] = []  # (source partition, clock control), in order
+        self.done: list[tuple[int, Any]] = []  # (partition, token) of the records applied
+        self.low: dict[tuple[str, int], int] = {}  # (topic, partition) -> lowest offset applied
+        self.touched: set[int] = set()  # partitions whose clocks are stored on the commit
+        self.since: float | None = None  # wall time of the oldest pending change
+
+    def drop(self, p: int, n: int) -> None:
+        """Forget partition ``p``'s part (revoked: its records are never acknowledged)."""
+        self.writes = {k: v for k, v in self.writes.items() if partition_of(k, n) != p}
+        self.partials.pop(p, None)
+        self.controls = [(q, c) for q, c in self.controls if q != p]
+        self.done = [(q, tok) for q, tok in self.done if q != p]
+        self.low = {tp: off for tp, off in self.low.items() if tp[1] != p}
+        self.touched.discard(p)
+
+
+class _Batch:
+    """One batch's working set: its sends, and the pending changes it adds to."""
+
+    def __init__(self, table: Mapping[str, Any], pending: _Pending) -> None:
         self.table = table
-        self.fx = Effects()
-        self.partials: dict[int, PartialsBuilder] = {}
+        self.fx = Effects(committing=False)
+        self.pending = pending
+        self.partials = pending.partials
 
     def get_state(self, key: str) -> Any:
-        writes = self.fx.writes
+        writes = self.pending.writes
         return writes[key] if key in writes else self.table.get(key)
+
+    def write(self, key: str, value: Any) -> None:
+        self.pending.writes[key] = value
+
+    def control(self, p: int, send: Send) -> None:
+        self.pending.controls.append((p, send))
 
 
 class Stage1:
@@ -188,6 +229,8 @@ class Stage1:
         self.frontiers: dict[int, Frontier] = {}
         self.frontier_max: dict[int, dict[str, int]] = {}
         self.enriched_written: dict[int, set[str]] = {}
+        self.pending = _Pending()
+        self.revocations: dict[int, int] = {}  # partition -> times revoked (a batch spanning one drops it)
         self._reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}
 
     # -- partitions ------------------------------------------------------------------------------
@@ -215,14 +258,20 @@ class Stage1:
             d.pop(p, None)  # type: ignore[attr-defined]
         for topic in self.record_topics:
             self.positions.pop((topic, p), None)
+        self.pending.drop(p, self.cfg.partitions)
+        self.revocations[p] = self.revocations.get(p, 0) + 1
         self.index.drop(p)
         self.clocks.drop(p)
         self.metrics.drop_schedule(p)
         return self.reorder.drop(p)
 
     def holds_earlier(self, p: int, topic: str, offset: int) -> bool:
-        """A copy of a record still held for order: only the held one may be acknowledged."""
+        """A copy of a record still held for order or applied but not committed yet: only the held
+        one may be acknowledged."""
         low = self.reorder.lowest_held(p, topic)
+        if low is not None and offset >= low:
+            return True
+        low = self.pending.low.get((topic, p))
         return low is not None and offset >= low
 
     def _ensure_index(self, p: int) -> None:
@@ -239,7 +288,8 @@ class Stage1:
         ``seen``: partitions the batch delivered records of, admitted or not (their clocks are
         swept and stored too)."""
         wall = time.time() if wall is None else wall
-        b = _Batch(self.table)
+        b = _Batch(self.table, self.pending)
+        revocations = dict(self.revocations)
         ticked: set[int] = set()
         ordering = self.cfg.ordering
         for p in seen:
@@ -255,6 +305,7 @@ class Stage1:
                 continue
             if not ordering:  # PIPELINE_REORDER_MAX_RECORDS=0: applied in arrival order
                 await self._apply(rec, b, view)
+                self._applied(rec)
                 continue
             at = event_time_of(rec.topic, rec.value)
             limits = self.cfg.settings.time_limits
@@ -265,19 +316,50 @@ class Stage1:
             self.reorder.add(p, rec.topic, rec.offset, at, rec, wall,
                              (self.tie_rank.get(rec.topic, 3), rec.timestamp or 0.0))
         for p in sorted(b.fx.touched | set(self.reorder.partitions())):
-            for rec in self.reorder.release(p, wall, self.undelivered(p, view)):
+            for i, rec in enumerate(self.reorder.release(p, wall, self.undelivered(p, view))):
                 await self._apply(rec, b, view)
-                b.fx.done.append(rec.token)
-                if len(b.fx.done) % 200 == 0:
+                self._applied(rec)
+                if i % 200 == 199:
                     await asyncio.sleep(0)  # a long release (held records) must not starve /health
         self._note_reorder()
-        self._partials(b)
         self._apply_advances(b, view)
         self._sweep(b, view)
-        self._announce(ticked, b, view)  # after this batch's partials: stage 2 never sees a clock before them
-        for p in b.fx.touched:
-            b.fx.writes[self.meta_keys[p]] = self.clocks.snapshot(p)
+        self._announce(ticked, b, view)  # sent after the partials: stage 2 never sees a clock before them
+        pending = self.pending
+        for p, count in self.revocations.items():
+            if count != revocations.get(p, 0):  # revoked during this batch: what it applied there is void
+                pending.drop(p, self.cfg.partitions)
+                b.fx.touched.discard(p)
+        pending.touched |= b.fx.touched
+        if pending.touched and pending.since is None:
+            pending.since = wall
+        if self._commit_due(wall):
+            self._commit(b.fx)
         return b.fx
+
+    def _applied(self, rec: In) -> None:
+        """``rec`` is applied: acknowledged on the next commit."""
+        self.pending.done.append((rec.partition, rec.token))
+        self.pending.low.setdefault((rec.topic, rec.partition), rec.offset)
+
+    def _commit_due(self, wall: float) -> bool:
+        pending, cfg = self.pending, self.cfg
+        if pending.since is None:
+            return False
+        return (cfg.commit_interval <= 0 or wall - pending.since >= cfg.commit_interval
+                or len(pending.done) >= cfg.commit_max_records)
+
+    def _commit(self, fx: Effects) -> None:
+        """Move everything pending into ``fx``: the partials, then the clock controls (stage 2 never
+        sees a clock before the partials it covers), the states and clocks, the applied records."""
+        pending, self.pending = self.pending, _Pending()
+        self._partials(pending.partials, fx)
+        fx.sends.extend(send for _, send in pending.controls)
+        for p in pending.touched:
+            pending.writes[self.meta_keys[p]] = self.clocks.snapshot(p)
+        fx.writes = pending.writes
+        fx.done = [token for _, token in pending.done]
+        fx.committing = True
 
     def _tick(self, rec: In, b: _Batch) -> None:
         tick = parse_tick(rec.value)
@@ -325,7 +407,7 @@ class Stage1:
             if step.state is not None:
                 mark_applied(step.state, prior, rec.topic, rec.offset, eid, t.rekeyed)
         if step.state is not None:
-            b.fx.writes[step.state_key] = step.state  # type: ignore[index]
+            b.write(step.state_key, step.state)  # type: ignore[arg-type]
         if step.state_key is not None:
             self.index.set(p, step.state_key, step.next_due)
         for out in step.outputs:
@@ -364,12 +446,13 @@ class Stage1:
         base = self.committed.get(p) or {}
         return {topic: self.positions.get((topic, p), base.get(topic, 0)) - 1 for topic in self.record_topics}
 
-    def _partials(self, b: _Batch) -> None:
-        for src, builder in b.partials.items():
+    def _partials(self, partials: Mapping[int, PartialsBuilder], fx: Effects) -> None:
+        for src, builder in partials.items():
+            upto = self._upto(src)
             for key, partial in builder.partials().items():
                 partial["src"] = src
-                partial["upto"] = self._upto(src)
-                b.fx.sends.append(Send(self.cfg.settings.partials_topic, key.encode(), orjson.dumps(partial)))
+                partial["upto"] = upto
+                fx.sends.append(Send(self.cfg.settings.partials_topic, key.encode(), orjson.dumps(partial)))
 
     # -- time ----------------------------------------------------------------------------------------
     def undelivered(self, p: int, view: KafkaView) -> dict[str, bool | float]:
@@ -432,7 +515,7 @@ class Stage1:
                 self.clocks.force(p, to)
                 body = orjson.dumps({"control": "advance", "to": to, "from": p, "of": n})
                 for q in range(n):
-                    b.fx.sends.append(Send(self.cfg.settings.partials_topic, b"clock", body, q))
+                    b.control(p, Send(self.cfg.settings.partials_topic, b"clock", body, q))
 
     def _sweep(self, b: _Batch, view: KafkaView) -> None:
         """Deadlines and silence rescorings due on each touched partition's clock.
@@ -456,7 +539,7 @@ class Stage1:
                 step = self.processor.advance(key, b.get_state(key), clock)
                 self.metrics.observe_advance(step)
                 if step.state is not None:
-                    b.fx.writes[key] = step.state
+                    b.write(key, step.state)
                 self.index.set(p, key, step.next_due)
                 for out in step.outputs:
                     self._emit(p, out, b)
@@ -475,7 +558,7 @@ class Stage1:
             self.announced[p] = clock
             body = orjson.dumps({"control": "clock", "time": clock, "from": p, "of": n})
             for q in range(n):
-                b.fx.sends.append(Send(self.cfg.settings.partials_topic, b"clock", body, q))
+                b.control(p, Send(self.cfg.settings.partials_topic, b"clock", body, q))
 
     # -- reorder buffer gauges -------------------------------------------------------------------------
     def _note_reorder(self) -> None:
@@ -488,13 +571,14 @@ class Stage1:
         self.metrics.reorder_held.set(sum(self.reorder.held(q) for q in self.reorder.partitions()))
 
     def held_for_order(self) -> dict[tuple[str, int], int]:
-        """(topic, partition) -> the lowest offset held for event-time order (read by /health)."""
-        out: dict[tuple[str, int], int] = {}
+        """(topic, partition) -> the lowest offset held for event-time order or applied and not
+        committed yet (read by /health)."""
+        out: dict[tuple[str, int], int] = dict(self.pending.low)
         for q in self.reorder.partitions():
             for topic in self.record_topics:
                 low = self.reorder.lowest_held(q, topic)
                 if low is not None:
-                    out[(topic, q)] = low
+                    out[(topic, q)] = min(low, out.get((topic, q), low))
         return out
 
     def reorder_state(self, view: KafkaView) -> dict[str, Any]:

@@ -274,3 +274,55 @@ def test_a_due_index_of_lower_bounds_advances_the_same_customers_at_the_same_tim
     assert lazy_clocked == exact_clocked
     assert lazy_table == exact_table
     assert {topic for topic, _, _ in lazy_clocked} >= {settings.topics.alerts_churn, settings.topics.alerts_commitments}
+
+
+def interval_driver(settings, processor, table, interval: float = 1.0) -> Stage1:
+    cfg = Stage1Config(1, [WindowSpec("1d", int(DAY))], 0.5, RetryPolicy(attempts=1), settings,
+                       commit_interval=interval)
+    d = Stage1(cfg, processor, table, Metrics(), {})
+    d.recover(0, Recovery({}))
+    return d
+
+
+def at(d: Stage1, records, view, wall: float):
+    return asyncio.run(d.batch(records, view, wall=wall, seen={0}))
+
+
+def test_with_a_commit_interval_outputs_go_at_once_and_states_partials_and_offsets_together(settings, processor):
+    """Kafka Streams' commit interval: enriched events leave with their batch; the states, the
+    partials and the records to acknowledge wait for the commit, and a later batch reads the
+    pending state (the second order counts the first)."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    d = interval_driver(settings, processor, table)
+    wall = T0 + 400 * DAY
+    first = [log.order(placed("c9", "m1", T0 + DAY))]
+    fx1 = at(d, first, view, wall)
+    assert not fx1.committing and fx1.writes == {} and fx1.done == []
+    assert set(enriched(settings, fx1)) == {"m1-placed"}
+    assert not any(s.topic == settings.partials_topic for s in fx1.sends)
+    assert d.holds_earlier(0, settings.topics.orders, 0)  # a redelivered copy must not be acknowledged
+    second = [log.order(placed("c9", "m2", T0 + 2 * DAY))]
+    fx2 = at(d, second, view, wall + 0.5)
+    assert not fx2.committing and enriched(settings, fx2)["m2-placed"]["segment"]["orders_count"] == 2
+    fx3 = at(d, [], view, wall + 1.0)  # the interval has passed: everything pending is committed
+    assert fx3.committing
+    assert sorted(fx3.done) == sorted(r.token for r in first + second)
+    assert fx3.writes["c9"]["seg"]["orders"] == 2
+    partials = [orjson.loads(s.value) for s in fx3.sends if s.topic == settings.partials_topic and s.key != b"clock"]
+    assert partials and all(p["upto"][settings.topics.orders] == 1 for p in partials)
+    assert not d.holds_earlier(0, settings.topics.orders, 0)
+    assert not at(d, [], view, wall + 5.0).committing  # nothing pending, nothing to commit
+
+
+def test_a_revoked_partition_drops_what_it_had_not_committed(settings, processor):
+    view, table = View(), {}
+    log = Log(settings, view)
+    d = interval_driver(settings, processor, table)
+    wall = T0 + 400 * DAY
+    at(d, [log.order(placed("c8", "n1", T0 + DAY))], view, wall)
+    d.revoke(0)
+    d.recover(0, Recovery({}))
+    fx = at(d, [], view, wall + 2.0)
+    assert "c8" not in fx.writes and fx.done == []  # the record is read again by the partition's next owner
+    assert not any(s.topic == settings.partials_topic and s.key != b"clock" for s in fx.sends)

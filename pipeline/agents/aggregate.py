@@ -31,7 +31,7 @@ from ..metrics import Metrics
 from ..outputs.emitted import load_ids
 from ..outputs.frontier import committed_offsets
 from ..stage_settings import StageSettings
-from .common import InputGuard, Sender, fetch_loop_blocked, json_table, log, run_batches, watch_input
+from .common import YIELD_EVERY, InputGuard, Sender, fetch_loop_blocked, json_table, log, run_batches, watch_input
 
 # What the web layer queries (``/segments/...``): the driver, with its table and watermarks.
 AggregateParts = Stage2
@@ -89,8 +89,10 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
             if await gaps.admit(msg.topic, msg.partition, msg.offset, event):
                 admitted.append(In(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp))
         fx = driver.batch(admitted, time.time())
-        for send in fx.sends:
+        for i, send in enumerate(fx.sends):
             await sender.send(send.topic, send.key, send.value)
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # thousands of finals: let stage 1 run meanwhile (one event loop)
         report(fx)
         await sender.confirm()  # outputs first: a stored state then implies its finals are in Kafka
         await sender.store(table, fx.writes)  # confirmed before take_events acknowledges the batch

@@ -67,8 +67,10 @@ class Sender:
         """Write ``values`` to ``table`` and wait until their changelog records (and any other
         table's sent since the last call) are acknowledged; fail-stop if not.  Faust's own flush
         before a commit can return with changelog records unsent (``faust_fixes``, fix 5)."""
-        for key, value in values.items():
-            table[key] = value
+        for i, (key, value) in enumerate(values.items()):
+            table[key] = value  # encodes the value for its changelog record (pipeline.codec)
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a long commit must not hold the other agent (one event loop)
         pending = [("changelog", fut) for fut in CHANGELOG_SENT]
         if not pending:
             return
@@ -98,6 +100,7 @@ class Sender:
         fatal("produce_failed", stage=self.stage, topic=topic, error=type(exc).__name__)
 
 
+YIELD_EVERY = 128  # sends or table writes between two yields to the event loop in a long batch
 # After flush() every future is resolved; this only bounds a producer that stopped answering.
 CONFIRM_TIMEOUT_SECONDS = 300.0
 UNANSWERED_SECONDS = 60.0  # end-offset queries unanswered in a row before the worker restarts itself

@@ -67,7 +67,8 @@ LANGUAGES = frozenset({"ko", "en", "pt", "es", "fr", "de", "ja", "zh", "ru", "ar
 COMMITMENT_KINDS = ("delivery", "response", "resolution", "callback", "refund")
 COMMITMENT_STATUSES = ("open", "warned", "breached")
 ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "duplicate_alert_suppressed",
-                "duplicate_final_suppressed", "duplicate_enriched_suppressed", "replayed_record_skipped",
+                "duplicate_final_suppressed", "duplicate_enriched_suppressed", "duplicate_deadletter_suppressed",
+                "replayed_record_skipped",
                 "replayed_partial_skipped", "input_gap_restart",
                 "input_gap_absent_offsets", "input_gap_held_back", "input_gap_rewind",
                 "input_redelivered_skipped")

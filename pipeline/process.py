@@ -62,7 +62,7 @@ class Output:
     topic: str
     key: bytes
     value: bytes
-    dedup_id: str | None = None  # deterministic id; emitted at most once per id (alerts)
+    dedup_id: str | None = None  # deterministic id; emitted at most once per id (alerts, dead letters)
     kind: str | None = None  # kind of the input event that caused it (metrics label); None: internal
 
 
@@ -315,7 +315,8 @@ class Processor:
         )
         key = rec.key if rec.key is not None else doc["dead_letter_id"].encode()
         return Step(
-            outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc), kind=kind or "unknown")],
+            outputs=[Output(self.topics.deadletter, key, orjson.dumps(doc), doc["dead_letter_id"],
+                            kind=kind or "unknown")],
             outcome="deadletter", kind=kind, problems=list(problems),
         )
 

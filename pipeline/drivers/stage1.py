@@ -13,7 +13,8 @@ A batch (:meth:`Stage1.batch`), in order:
    applied as they are released, each through :class:`~pipeline.process.Processor` (bounded
    retries, then a dead letter).  A record the stored state already includes (re-read after a
    crash) is skipped; an enriched event already on ``events.enriched`` past the committed offsets
-   is not written twice; an alert id already on an alert topic is not sent twice;
+   is not written twice; an alert id already on an alert topic, or a dead letter already on the
+   dead-letter topic, is not sent twice;
 3. the batch's enriched events become one partial per ``dimension=value`` (leaving out what the
    partials topic already counted before a crash), then advances, the silence sweep (due
    deadlines and rescorings: :class:`~pipeline.scheduling.DueIndex`) and the clock announcement
@@ -89,7 +90,7 @@ class Recovery:
     committed: Mapping[str, int]  # committed input offsets
     frontier: Frontier | None = None  # what partials already counted (after an unclean stop)
     written: set[str] = field(default_factory=set)  # event ids on events.enriched past the offsets
-    alert_ids: set[str] = field(default_factory=set)  # alert ids on the alert topics
+    alert_ids: set[str] = field(default_factory=set)  # alert ids on the alert topics, dead-letter ids
 
 
 @dataclass(frozen=True)
@@ -427,10 +428,13 @@ class Stage1:
     def _emit(self, p: int, out: Output, b: _Batch) -> None:
         if out.dedup_id is not None:
             ids = self.emitted.setdefault(p, set())
+            dead = out.topic == self.topics.deadletter
             if out.dedup_id in ids:
-                self.metrics.errors.labels("duplicate_alert_suppressed").inc()
+                self.metrics.errors.labels("duplicate_deadletter_suppressed" if dead
+                                           else "duplicate_alert_suppressed").inc()
                 return
-            ids.add(out.dedup_id)
+            if not dead:  # a dead letter's id (its record's coordinates) cannot recur before a re-read
+                ids.add(out.dedup_id)
         b.fx.sends.append(Send(out.topic, out.key, out.value, None, out.kind))
 
     def _counts_for(self, p: int, topic: str, offset: int) -> Any:

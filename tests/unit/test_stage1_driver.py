@@ -326,3 +326,19 @@ def test_a_revoked_partition_drops_what_it_had_not_committed(settings, processor
     fx = at(d, [], view, wall + 2.0)
     assert "c8" not in fx.writes and fx.done == []  # the record is read again by the partition's next owner
     assert not any(s.topic == settings.partials_topic and s.key != b"clock" for s in fx.sends)
+
+
+def test_a_dead_letter_sent_before_a_crash_is_not_sent_again(settings, processor):
+    """Dead letters carry their record's coordinates as id: the ids read back from the dead-letter
+    topic keep a re-read record from being dead-lettered twice (a crash before the commit)."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    bad = [log.order(placed("c7", "x1", T0, promise_days=5.0) | {"amount": 1e308})]
+    first = run(driver(settings, processor, table), bad, view)
+    (dead,) = [orjson.loads(s.value) for s in first.sends if s.topic == settings.topics.deadletter]
+    assert dead["dead_letter_id"] == f"{settings.topics.orders}:0:0"
+    again = driver(settings, processor, table)
+    fx = run(again, bad, view, table, Recovery({}, alert_ids={dead["dead_letter_id"]}))
+    assert not [s for s in fx.sends if s.topic == settings.topics.deadletter]
+    assert again.metrics.errors.labels("duplicate_deadletter_suppressed")._value.get() == 1
+    assert sorted(fx.done) == sorted(r.token for r in bad)  # still acknowledged

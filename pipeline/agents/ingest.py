@@ -79,8 +79,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
                 if driver.holds_earlier(msg.partition, msg.topic, msg.offset):
                     hold_back([event])  # a copy of a record still held: only the held one is acknowledged
                 continue
-            if msg.topic != t.ticks:
-                hold_back([event])  # acknowledged on the commit after it is applied (driver: Effects.done)
+            hold_back([event])  # acknowledged on the commit after it is applied (driver: Effects.done)
             admitted.append(In(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp, event))
         fx = await driver.batch(admitted, view, time.time(), seen)
         HELD_FOR_ORDER.clear()

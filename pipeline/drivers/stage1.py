@@ -24,13 +24,13 @@ A batch (:meth:`Stage1.batch`), in order:
 **Commits** (Kafka Streams' ``commit.interval.ms``).  Enriched events, alerts and dead letters are
 returned with the batch that made them.  The partials, clock controls, state writes and applied
 records accumulate across batches and are returned together by the first batch at least
-:attr:`Stage1Config.commit_interval` seconds after the oldest of them (or holding
-:attr:`Stage1Config.commit_max_records` records; ``commit_interval`` 0: every batch):
+:attr:`Stage1Config.commit_interval` seconds after the oldest of them, holding
+:attr:`Stage1Config.commit_max_records` records, or carrying a tick (``commit_interval`` 0: every batch):
 :attr:`Effects.committing` is then true.  Until then states are read from the pending writes, so
 later batches see them.  The edge sends :attr:`Effects.sends` in order; on a commit it confirms
 every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
-acknowledges :attr:`Effects.done` (records applied) — a stored state implies its outputs are in
-Kafka.  A crash before a commit loses nothing: the records are read again, and what was already
+acknowledges :attr:`Effects.done` (records and ticks applied) — a stored state implies its outputs
+are in Kafka, and a committed tick implies the clock controls it caused are.  A crash before a commit loses nothing: the records are read again, and what was already
 sent is found by :meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A
 revoked partition's pending part is dropped (its records were never acknowledged).
 """
@@ -303,6 +303,7 @@ class Stage1:
             if rec.topic == self.topics.ticks:
                 ticked.add(p)
                 self._tick(rec, b)
+                self._applied(rec)  # acknowledged with what it caused (clock controls go out on the commit)
                 continue
             if not ordering:  # PIPELINE_REORDER_MAX_RECORDS=0: applied in arrival order
                 await self._apply(rec, b, view)
@@ -334,7 +335,9 @@ class Stage1:
         pending.touched |= b.fx.touched
         if pending.touched and pending.since is None:
             pending.since = wall
-        if self._commit_due(wall):
+        # a tick commits at once: the ticks topic's committed offset then keeps up with the ticks (one
+        # every PIPELINE_TICK_INTERVAL_SECONDS), and a quiet partition commits on the next tick
+        if self._commit_due(wall) or (ticked and pending.since is not None):
             self._commit(b.fx)
         return b.fx
 

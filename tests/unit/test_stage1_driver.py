@@ -342,3 +342,19 @@ def test_a_dead_letter_sent_before_a_crash_is_not_sent_again(settings, processor
     assert not [s for s in fx.sends if s.topic == settings.topics.deadletter]
     assert again.metrics.errors.labels("duplicate_deadletter_suppressed")._value.get() == 1
     assert sorted(fx.done) == sorted(r.token for r in bad)  # still acknowledged
+
+
+def test_a_tick_is_acknowledged_with_the_commit_that_sends_what_it_caused(settings, processor):
+    """A tick is acknowledged by the commit that sends the clock controls it caused (after the
+    partials), and it commits at once: a group caught up on the ticks topic then implies the
+    controls are on the partials topic, and a quiet partition commits on its next tick."""
+    view, table = View(), {}
+    d = interval_driver(settings, processor, table)
+    wall = T0 + 400 * DAY
+    log = Log(settings, view)
+    order = log.order(placed("c6", "t1", T0 + DAY))
+    assert not at(d, [order], view, wall).committing
+    tick = In(settings.topics.ticks, 0, 0, b"tick", orjson.dumps({"now": wall}), wall, token="tick-0")
+    fx = at(d, [tick], view, wall + 0.1)  # a tick commits at once, with what was pending before it
+    assert fx.committing and sorted(map(str, fx.done)) == sorted(map(str, [order.token, "tick-0"]))
+    assert any(s.topic == settings.partials_topic and s.key != b"clock" for s in fx.sends)

@@ -115,7 +115,7 @@ class Settings:
     # stage 2 (segment windows) batches longer: its cost is per touched segment key per batch, not
     # per event, and enriched-event latency does not wait for it
     aggregate_batch_size: int = 1000
-    aggregate_batch_within_seconds: float = 2.0
+    aggregate_batch_within_seconds: float = 0.5  # below the tick interval: see docs/configuration.md
     # stage 1 commits (partials, state writes, input offsets) at most this often; enriched events
     # and alerts go out with every batch (Kafka Streams' commit.interval.ms; docs/configuration.md)
     commit_interval_seconds: float = 0.0  # opt-in for now: see docs/configuration.md

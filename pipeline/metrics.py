@@ -46,6 +46,7 @@ EVENT_LATENCY_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30
 CHURN_SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000)
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_STAGES = ("ingest", "aggregate", "commit")  # pipeline_batch_seconds{stage}
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -173,6 +174,8 @@ class Metrics:
         self.batch_seconds = Histogram("pipeline_batch_seconds", "Time an agent spent on one batch, by stage "
                                        "(ingest, aggregate; commit: stage 1's commits within it).", ["stage"],
                                        buckets=BATCH_SECONDS_BUCKETS, registry=r)
+        for stage in BATCH_STAGES:  # a closed label set, created at start (no series appear later)
+            self.batch_seconds.labels(stage)
 
     def _init_state_gauges(self, r: CollectorRegistry) -> None:
         """Consumer lag, table and commitment gauges, churn scores and assigned partitions."""

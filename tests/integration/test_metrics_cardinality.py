@@ -45,7 +45,7 @@ def scrape(port: int) -> tuple[str, list]:
 
 def vocabulary(settings) -> set[str]:
     words = {*m.RECORD_KINDS, *m.DEADLETTER_REASONS, *m.ALERT_TYPES, *m.SEVERITIES, *m.LANGUAGES,
-             *m.COMMITMENT_KINDS, *m.COMMITMENT_STATUSES, *m.ERROR_STAGES, *m.LATE_OUTCOMES, *m.REORDER_RELEASES, m.OTHER,
+             *m.COMMITMENT_KINDS, *m.COMMITMENT_STATUSES, *m.ERROR_STAGES, *m.LATE_OUTCOMES, *m.REORDER_RELEASES, *m.BATCH_STAGES, m.OTHER,
              "enriched", "customers", "segment_windows", *m.SEGMENT_VALUES}
     for _, allowed in m.SEGMENT_VALUES.values():
         words |= allowed

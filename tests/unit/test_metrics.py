@@ -126,7 +126,7 @@ def label_vocabulary(p: Processor) -> set[str]:
     from pipeline import metrics as mm
 
     words = {*mm.RECORD_KINDS, *mm.DEADLETTER_REASONS, *mm.ALERT_TYPES, *mm.SEVERITIES, *mm.LANGUAGES,
-             *mm.COMMITMENT_KINDS, *mm.COMMITMENT_STATUSES, *mm.ERROR_STAGES, *mm.LATE_OUTCOMES, *mm.REORDER_RELEASES, mm.OTHER,
+             *mm.COMMITMENT_KINDS, *mm.COMMITMENT_STATUSES, *mm.ERROR_STAGES, *mm.LATE_OUTCOMES, *mm.REORDER_RELEASES, *mm.BATCH_STAGES, mm.OTHER,
              "enriched", "customers", "segment_windows", *mm.SEGMENT_VALUES}
     for _, allowed in mm.SEGMENT_VALUES.values():
         words |= allowed

@@ -13,8 +13,8 @@ A batch (:meth:`Stage1.batch`), in order:
    applied as they are released, each through :class:`~pipeline.process.Processor` (bounded
    retries, then a dead letter).  A record the stored state already includes (re-read after a
    crash) is skipped; an enriched event already on ``events.enriched`` past the committed offsets
-   is not written twice; an alert id already on an alert topic, or a dead letter already on the
-   dead-letter topic, is not sent twice;
+   is not written twice; an alert id already on an alert topic is not sent twice (nor a dead letter
+   whose id :class:`Recovery` carries: the edge does not read those back yet);
 3. the batch's enriched events become one partial per ``dimension=value`` (leaving out what the
    partials topic already counted before a crash), then advances, the silence sweep (due
    deadlines and rescorings: :class:`~pipeline.scheduling.DueIndex`) and the clock announcement
@@ -30,9 +30,10 @@ records accumulate across batches and are returned together by the first batch a
 later batches see them.  The edge sends :attr:`Effects.sends` in order; on a commit it confirms
 every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
 acknowledges :attr:`Effects.done` (records and ticks applied) — a stored state implies its outputs
-are in Kafka, and a committed tick implies the clock controls it caused are.  A crash before a commit loses nothing: the records are read again, and what was already
-sent is found by :meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A
-revoked partition's pending part is dropped (its records were never acknowledged).
+are in Kafka, and a committed tick implies the clock controls it caused are.  A crash before a
+commit loses nothing: the records are read again, and what was already sent is found by
+:meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A revoked partition's
+pending part is dropped (its records were never acknowledged).
 """
 
 from __future__ import annotations

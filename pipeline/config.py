@@ -102,6 +102,9 @@ class Settings:
     log_format: str = "json"
     # PIPELINE_EVENT_LOOP: uvloop (libuv: less per-callback overhead) or asyncio (the standard loop)
     event_loop: str = "uvloop"
+    # PIPELINE_GC_YOUNG_THRESHOLD: allocations between young-generation collections (Python: 700);
+    # the start-up heap is frozen out of collections too (pipeline/runtime.py: tune_gc); 0 = Python's defaults
+    gc_young_threshold: int = 50_000
     max_event_bytes: int = 256 * 1024
     processing_guarantee: str = "at_least_once"
     data_dir: Path = DEFAULT_DATA_DIR
@@ -261,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_get(env, "PIPELINE_LOG_LEVEL", d.log_level).upper(),
         log_format=_get(env, "PIPELINE_LOG_FORMAT", d.log_format),
         event_loop=_get(env, "PIPELINE_EVENT_LOOP", d.event_loop),
+        gc_young_threshold=int(_get(env, "PIPELINE_GC_YOUNG_THRESHOLD", str(d.gc_young_threshold))),
         max_event_bytes=int(_get(env, "PIPELINE_MAX_EVENT_BYTES", str(d.max_event_bytes))),
         processing_guarantee=_guarantee(_get(env, "PIPELINE_PROCESSING_GUARANTEE", d.processing_guarantee)),
         data_dir=Path(_get(env, "PIPELINE_DATA_DIR", str(d.data_dir))),

@@ -121,7 +121,7 @@ class Settings:
     aggregate_batch_within_seconds: float = 0.5  # below the tick interval: see docs/configuration.md
     # stage 1 commits (partials, state writes, input offsets) at most this often; enriched events
     # and alerts go out with every batch (Kafka Streams' commit.interval.ms; docs/configuration.md)
-    commit_interval_seconds: float = 0.0  # opt-in for now: see docs/configuration.md
+    commit_interval_seconds: float = 1.0
     commit_max_records: int = 1000
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0

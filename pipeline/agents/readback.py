@@ -44,9 +44,8 @@ class ConsumerView:
 
 def read_back(settings: Settings, record_topics: list[str], p: int) -> Recovery:
     """Blocking reads (run in an executor): the committed input offsets of partition ``p``, what the
-    partials topic already counted past them, the enriched event ids and the alert ids already sent.
-    Dead-letter ids are not read back yet (a ``PIPELINE_COMMIT_INTERVAL_SECONDS`` worker can send a
-    dead letter twice after a restart: docs/configuration.md)."""
+    partials topic already counted past them, the enriched event ids, the alert ids and the dead-letter
+    ids already sent."""
     t = settings.topics
     offsets = committed_offsets(settings, record_topics, p)
     frontier = load_frontier(settings, settings.partials_topic, p, offsets)
@@ -55,4 +54,7 @@ def read_back(settings: Settings, record_topics: list[str], p: int) -> Recovery:
     alert_ids: set[str] = set()
     for topic in (t.alerts_commitments, t.alerts_churn):
         alert_ids |= load_ids(settings, topic, p, "alert_id", 60.0, tail)
+    # a dead letter is keyed like its record: on partition p where the producer used Kafka's default
+    # partitioner and the topics have the same partition count (else a re-read may send it twice)
+    alert_ids |= load_ids(settings, t.deadletter, p, "dead_letter_id", 60.0, tail)
     return Recovery(offsets, frontier, set(written or ()), alert_ids)

@@ -14,7 +14,7 @@ A batch (:meth:`Stage1.batch`), in order:
    retries, then a dead letter).  A record the stored state already includes (re-read after a
    crash) is skipped; an enriched event already on ``events.enriched`` past the committed offsets
    is not written twice; an alert id already on an alert topic is not sent twice (nor a dead letter
-   whose id :class:`Recovery` carries: the edge does not read those back yet);
+   whose id :class:`Recovery` carries, read back from the dead-letter topic);
 3. the batch's enriched events become one partial per ``dimension=value`` (leaving out what the
    partials topic already counted before a crash), then advances, the silence sweep (due
    deadlines and rescorings: :class:`~pipeline.scheduling.DueIndex`) and the clock announcement

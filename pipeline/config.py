@@ -73,6 +73,31 @@ def parse_rates(spec: str) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class TierConfig:
+    """Value tiers by rank of decayed spend (pipeline/segment/tiers.py)."""
+
+    key_share: float = 0.2  # top fifth: the 80/20 rule
+    regular_share: float = 0.3  # the next 30 %
+    hysteresis: float = 0.05  # rank points below a cut-off before a customer drops a tier
+    half_life_days: float = 0.0  # spend decay (0: none; docs/configuration.md says why it is off by default)
+    min_customers: int = 50  # below this many customers with orders per partition: fixed thresholds
+    relative_accuracy: float = 0.01  # bucket width of the sketch
+
+    def __post_init__(self) -> None:
+        if not (0 < self.key_share <= 1 and 0 <= self.regular_share <= 1 - self.key_share):
+            raise ValueError("tier shares must satisfy 0 < key_share <= 1 and 0 <= regular_share <= 1 - key_share")
+        if not 0 <= self.hysteresis < 0.5:
+            raise ValueError("tier hysteresis must be in [0, 0.5)")
+        if self.half_life_days < 0 or self.min_customers < 1 or not 0 < self.relative_accuracy < 1:
+            raise ValueError("tier half-life must be >= 0, min_customers >= 1, relative accuracy in (0, 1)")
+
+    @property
+    def cutoffs(self) -> tuple[float, float]:
+        """Ranks at which ``regular`` and ``key`` begin."""
+        return 1.0 - self.key_share - self.regular_share, 1.0 - self.key_share
+
+
+@dataclass(frozen=True)
 class SegmentThresholds:
     """Value tier from cumulative spend; lifecycle from recency vs own cadence."""
 
@@ -83,6 +108,7 @@ class SegmentThresholds:
     at_risk_factor: float = 1.5
     lapsed_factor: float = 3.0
     fx_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FX_RATES))
+    tiers: TierConfig = field(default_factory=TierConfig)
 
 
 @dataclass(frozen=True)
@@ -229,6 +255,19 @@ def _segment(env: Mapping[str, str]) -> SegmentThresholds:
         at_risk_factor=float(_get(env, "PIPELINE_AT_RISK_FACTOR", str(s.at_risk_factor))),
         lapsed_factor=float(_get(env, "PIPELINE_LAPSED_FACTOR", str(s.lapsed_factor))),
         fx_rates={**DEFAULT_FX_RATES, **parse_rates(env.get("PIPELINE_FX_RATES", ""))},
+        tiers=_tiers(env),
+    )
+
+
+def _tiers(env: Mapping[str, str]) -> TierConfig:
+    d = TierConfig()
+    return TierConfig(
+        key_share=float(_get(env, "PIPELINE_TIER_KEY_SHARE", str(d.key_share))),
+        regular_share=float(_get(env, "PIPELINE_TIER_REGULAR_SHARE", str(d.regular_share))),
+        hysteresis=float(_get(env, "PIPELINE_TIER_HYSTERESIS", str(d.hysteresis))),
+        half_life_days=float(_get(env, "PIPELINE_TIER_HALF_LIFE_DAYS", str(d.half_life_days))),
+        min_customers=int(_get(env, "PIPELINE_TIER_MIN_CUSTOMERS", str(d.min_customers))),
+        relative_accuracy=float(_get(env, "PIPELINE_TIER_RELATIVE_ACCURACY", str(d.relative_accuracy))),
     )
 
 

@@ -80,7 +80,7 @@ MAX_PAIN_POINTS = 64
 # metric label ``dimension`` -> (field of the enriched event's ``segment``, closed value set)
 SEGMENT_VALUES: dict[str, tuple[str, frozenset[str]]] = {
     "tier": ("value_tier", frozenset({"key", "regular", "general", UNKNOWN})),
-    "lifecycle": ("lifecycle", frozenset({"new", "active", "at_risk", "lapsed", UNKNOWN})),
+    "lifecycle": ("lifecycle", frozenset({"new", "active", "won_back", "at_risk", "lapsed", UNKNOWN})),
     "channel": ("channel", frozenset({"phone", "web", "app", "store", "marketplace", "email", "chat", "social",
                                       UNKNOWN})),
     "relationship": ("relationship_level", frozenset({"transactional", "preferred_supplier", "partner",

@@ -51,6 +51,7 @@ from .outputs.enriched import enriched_event
 from .segment.customer import apply_event as segment_apply
 from .segment.customer import promised_delivery
 from .segment.segments import derive_segment
+from .segment.tiers import Ranks, assign_tier, tier_value
 from .stage_settings import StageSettings, load_stage_settings
 
 COMMITMENT_KINDS = ("order", "complaint")
@@ -122,13 +123,16 @@ class Processor:
 
     # -- records ---------------------------------------------------------------------------------
     def process(
-        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None
+        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None,
+        ranks: Ranks | None = None,
     ) -> Step:
+        """``ranks``: the sketch of decayed spend of the record's partition (value tiers by rank:
+        :mod:`pipeline.segment.tiers`); without it tiers come from the fixed spend thresholds."""
         now = time.time() if now is None else now
         if rec.timestamp is not None and not time_in_range(rec.timestamp):
             rec = replace(rec, timestamp=None)  # a producer-set record time beyond 1970..2100 is not a time
         if rec.topic == self.topics.rekeyed:
-            return self._process_rekeyed(rec, get_state, now)
+            return self._process_rekeyed(rec, get_state, now, ranks)
         kind = self.topics.kind_of(rec.topic)
         if kind is None:
             return self.dead(rec, [Problem("invalid_value", f"no event kind for topic {rec.topic}")], None, now)
@@ -149,10 +153,10 @@ class Processor:
             out = Output(self.topics.rekeyed, cid.encode(), orjson.dumps(wrapper), kind=kind)
             return Step(outputs=[out], outcome="rekeyed", kind=kind)
         return self._apply(kind, decoded.event, rec.topic, rec.partition, rec.offset, rec.timestamp, False,
-                           get_state, now)
+                           get_state, now, ranks)
 
     def _process_rekeyed(
-        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float
+        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float, ranks: Ranks | None
     ) -> Step:
         try:
             wrapper = orjson.loads(rec.value or b"")
@@ -169,15 +173,19 @@ class Processor:
             return self.dead(rec, decoded.problems, kind, now)
         if rec.key != event["customer_id"].encode():
             return self.dead(rec, [Problem("invalid_value", "re-key record key is not its customer_id")], kind, now)
-        return self._apply(kind, event, topic, partition, offset, ts, True, get_state, now)
+        return self._apply(kind, event, topic, partition, offset, ts, True, get_state, now, ranks)
 
     def _apply(
         self, kind: str, event: dict[str, Any], topic: str, partition: int, offset: int,
         timestamp: float | None, rekeyed: bool, get_state: Callable[[str], dict[str, Any] | None], now: float,
+        ranks: Ranks | None = None,
     ) -> Step:
         ev = normalise(kind, event, fallback_time=timestamp)
         prior = get_state(ev.customer_id) or {}
-        seg, changed = segment_apply(prior.get("seg"), ev, self.settings.segment.fx_rates)
+        t = self.settings.segment
+        seg, changed = segment_apply(prior.get("seg"), ev, t.fx_rates, t.tiers.half_life_days)
+        if changed and kind != "customer_profile":
+            seg = assign_tier(seg, tier_value(prior.get("seg")), ranks, t.tiers)
         step = Step(state_key=ev.customer_id, kind=kind)
         if kind == "customer_profile":
             step.outcome = "state"

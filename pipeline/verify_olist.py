@@ -135,3 +135,50 @@ def churn_table(settings: Settings) -> tuple[str, dict[str, dict[str, float]]]:
     for label, r in rows.items():
         lines.append(f"{label:18s} {int(r['customers']):9d} {r['late_share']:16.1%} {r['mean_review']:12.2f}")
     return "\n".join(lines), rows
+
+
+@dataclass
+class TierFigures:
+    customers: int  # customers with orders
+    by_tier: dict[str, int]  # value tier at each customer's latest enriched event
+    spend_by_tier: dict[str, float]  # their cumulative spend (reference currency)
+    by_source: dict[str, int]  # tier_source at that event
+
+    def share(self, tier: str) -> float:
+        return self.by_tier.get(tier, 0) / self.customers if self.customers else 0.0
+
+    def spend_share(self, tier: str) -> float:
+        total = sum(self.spend_by_tier.values())
+        return self.spend_by_tier.get(tier, 0.0) / total if total else 0.0
+
+    def table(self) -> str:
+        lines = [f"{'tier':8s} {'customers':>9s} {'share':>7s} {'spend share':>12s}"]
+        for tier in ("key", "regular", "general"):
+            lines.append(f"{tier:8s} {self.by_tier.get(tier, 0):9d} {self.share(tier):7.1%} "
+                         f"{self.spend_share(tier):12.1%}")
+        lines.append(f"customers with orders: {self.customers}; tier source {dict(sorted(self.by_source.items()))}")
+        return "\n".join(lines)
+
+
+def tier_figures(settings: Settings) -> TierFigures:
+    """Issue 18: each customer's value tier at its latest enriched event (by event time), for the
+    customers with at least one order: how many are ``key`` and how much of the spend they hold."""
+    latest: dict[str, tuple[str, int, dict]] = {}
+    for _, value in read_topic(settings, settings.topics.enriched):
+        doc = orjson.loads(value)
+        seg = doc["segment"]
+        order = (doc["occurred_at"], seg.get("orders_count", 0))
+        cid = doc["customer_id"]
+        if cid not in latest or order >= latest[cid][:2]:
+            latest[cid] = (*order, seg)
+    by_tier: dict[str, int] = {}
+    spend: dict[str, float] = {}
+    source: dict[str, int] = {}
+    for _, _, seg in latest.values():
+        if not seg.get("orders_count"):
+            continue
+        tier = seg["value_tier"]
+        by_tier[tier] = by_tier.get(tier, 0) + 1
+        spend[tier] = spend.get(tier, 0.0) + float(seg.get("spend") or 0.0)
+        source[seg["tier_source"]] = source.get(seg["tier_source"], 0) + 1
+    return TierFigures(sum(by_tier.values()), by_tier, spend, source)

@@ -57,6 +57,7 @@ from ..ingest.validate import Problem
 from ..process import Output, Processor, Record, Step
 from ..retry import RetryPolicy, attempt
 from ..scheduling import DueIndex
+from ..segment.tiers import SpendSketch, tier_value
 
 log = logging.getLogger("pipeline.agent")
 
@@ -217,6 +218,7 @@ class Stage1:
         self.cfg, self.processor, self.table, self.metrics, self.counters = cfg, processor, table, metrics, counters
         self.topics = t
         self.index = DueIndex()
+        self.sketches: dict[int, SpendSketch] = {}  # decayed spend per partition (value tiers by rank)
         self.clocks = Clocks(idle_seconds=s.idle_seconds)
         self.reorder: ReorderBuffer[In] = ReorderBuffer(s.reorder_max_wait_seconds, max(1, s.reorder_max_records))
         self.tie_rank = {t.profiles: 0, t.orders: 1, t.complaints: 2, t.feedback: 2}
@@ -263,6 +265,7 @@ class Stage1:
         self.pending.drop(p, self.cfg.partitions)
         self.revocations[p] = self.revocations.get(p, 0) + 1
         self.index.drop(p)
+        self.sketches.pop(p, None)
         self.clocks.drop(p)
         self.metrics.drop_schedule(p)
         return self.reorder.drop(p)
@@ -279,8 +282,11 @@ class Stage1:
     def _ensure_index(self, p: int) -> None:
         if not self.index.known(p):
             n = self.cfg.partitions
-            self.index.rebuild(p, ((k, self.processor.due_hint(v)) for k, v in self.table.items()
-                                   if not is_meta_key(k) and partition_of(k, n) == p))
+            mine = [(k, v) for k, v in self.table.items() if not is_meta_key(k) and partition_of(k, n) == p]
+            self.index.rebuild(p, ((k, self.processor.due_hint(v)) for k, v in mine))
+            tiers = self.cfg.settings.segment.tiers
+            self.sketches[p] = SpendSketch.of((tier_value((v or {}).get("seg")) for _, v in mine),
+                                              tiers.relative_accuracy, tiers.min_customers)
             self.clocks.restore(p, self.table.get(self.meta_keys[p]))
 
     # -- a batch -----------------------------------------------------------------------------------
@@ -394,7 +400,9 @@ class Stage1:
             self.metrics.errors.labels("process_retry").inc()
             log.warning("processing failed, retrying", extra={"error": type(exc).__name__, "count": n})
 
-        return await attempt(lambda: self.processor.process(rec, get_state), self.cfg.retry, give_up, retrying)
+        ranks = self.sketches.get(rec.partition)
+        return await attempt(lambda: self.processor.process(rec, get_state, ranks=ranks), self.cfg.retry, give_up,
+                             retrying)
 
     async def _apply(self, rec: In, b: _Batch, view: KafkaView) -> None:
         """Process one record (in event-time order across the partition's topics)."""
@@ -412,7 +420,7 @@ class Stage1:
             if step.state is not None:
                 mark_applied(step.state, prior, rec.topic, rec.offset, eid, t.rekeyed)
         if step.state is not None:
-            b.write(step.state_key, step.state)  # type: ignore[arg-type]
+            self._write(p, b, step.state_key, step.state)  # type: ignore[arg-type]
         if step.state_key is not None:
             self.index.set(p, step.state_key, step.next_due)
         for out in step.outputs:
@@ -428,6 +436,13 @@ class Stage1:
             self.clocks.observe(p, step.enriched["processing"]["source_topic"], step.event_time, now)
         self.counters[step.outcome] = self.counters.get(step.outcome, 0) + 1
         self.metrics.observe_step(step, rec.topic, self.kind_of.get(rec.topic), rec.timestamp)
+
+    def _write(self, p: int, b: _Batch, key: str, state: dict[str, Any]) -> None:
+        """A customer's new state, pending until the commit; its decayed spend moves in the sketch."""
+        sketch = self.sketches.get(p)
+        if sketch is not None:
+            sketch.move(tier_value((b.get_state(key) or {}).get("seg")), tier_value(state.get("seg")))
+        b.write(key, state)
 
     def _emit(self, p: int, out: Output, b: _Batch) -> None:
         if out.dedup_id is not None:
@@ -547,7 +562,7 @@ class Stage1:
                 step = self.processor.advance(key, b.get_state(key), clock)
                 self.metrics.observe_advance(step)
                 if step.state is not None:
-                    b.write(key, step.state)
+                    self._write(p, b, key, step.state)
                 self.index.set(p, key, step.next_due)
                 for out in step.outputs:
                     self._emit(p, out, b)

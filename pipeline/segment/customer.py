@@ -19,6 +19,9 @@ from typing import Any
 
 from ..core.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
 from ..ingest.normalise import Event
+from .tiers import decay_weight
+
+MAX_DECAYED = 1e300  # forward-decayed spend stays finite (weights are capped at 2 ** 1000 in tiers.py)
 
 RECENT_IDS = 64
 OPEN_PROMISES = 32  # promised delivery times remembered per customer (newest kept)
@@ -40,6 +43,10 @@ def new_state() -> dict[str, Any]:
         "last_channel": None,
         "recent_ids": [],
         "promises": {},
+        "dspend": None,  # forward-decayed spend (pipeline.segment.tiers); None in a state of an older version
+        "rank_tier": None,  # value tier by rank, set by pipeline.segment.tiers.assign_tier
+        "last_gap_days": None,  # days between the last two orders
+        "cadence_before_last": None,  # gap_mean_days before the last order (won_back: segments.lifecycle)
     }
 
 
@@ -61,8 +68,11 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
         s["first_order_at"] = s["last_order_at"]
     if s["last_order_at"] is None:
         s["last_order_at"] = s["first_order_at"]
-    gap = s["gap_mean_days"]
-    s["gap_mean_days"] = float(gap) if is_finite_number(gap) and gap >= 0 else None
+    for name in ("gap_mean_days", "last_gap_days", "cadence_before_last", "dspend"):
+        value = s[name]
+        s[name] = float(value) if is_finite_number(value) and value >= 0 else None
+    if s["rank_tier"] not in ("key", "regular", "general"):
+        s["rank_tier"] = None
     if not isinstance(s["recent_ids"], list):
         s["recent_ids"] = []
     promises = s["promises"]
@@ -71,8 +81,10 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
     return s
 
 
-def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -> tuple[dict[str, Any], bool]:
-    """Return ``(new_state, changed)``; ``changed`` is False for an already-applied event id."""
+def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float],
+                half_life_days: float = 0.0) -> tuple[dict[str, Any], bool]:
+    """Return ``(new_state, changed)``; ``changed`` is False for an already-applied event id.
+    ``half_life_days``: the decay of ``dspend`` (:mod:`pipeline.segment.tiers`)."""
     s = repair(state)
     if ev.event_id in s["recent_ids"]:
         return s, False
@@ -82,7 +94,7 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -
         s["profile"] = {f: e[f] for f in PROFILE_FIELDS if e.get(f) is not None}
     elif ev.kind == "order":
         if e["type"] == "placed":
-            _apply_order(s, ev, fx)
+            _apply_order(s, ev, fx, half_life_days)
         _track_promise(s, ev)
     if e.get("channel"):
         s["last_channel"] = e["channel"]
@@ -91,17 +103,22 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float]) -
     return s, True
 
 
-def _apply_order(s: dict[str, Any], ev: Event, fx: dict[str, float]) -> None:
+def _apply_order(s: dict[str, Any], ev: Event, fx: dict[str, float], half_life_days: float) -> None:
     e = ev.event
     rate = finite(fx.get(e.get("currency", ""), 1.0), 1.0, 0.0)
     amount = min(MAX_AMOUNT, finite(e.get("amount", 0.0), 0.0, 0.0, MAX_AMOUNT) * rate)
-    s["spend"] = round(min(MAX_SPEND, s["spend"] + amount), 4)
     t = ev.occurred_at
     last = s["last_order_at"]
+    if s["dspend"] is None:  # a state of an older version: its spend as if spent at its last order
+        s["dspend"] = s["spend"] * decay_weight(t if last is None else last, half_life_days)
+    s["dspend"] = min(MAX_DECAYED, s["dspend"] + amount * decay_weight(t, half_life_days))
+    s["spend"] = round(min(MAX_SPEND, s["spend"] + amount), 4)
     if last is not None and t > last:
         gap = (t - last) / DAY
         n_gaps = s["orders"] - 1  # gaps already averaged
         mean = s["gap_mean_days"]
+        s["cadence_before_last"] = mean if n_gaps >= 1 else None
+        s["last_gap_days"] = round(gap, 4)
         s["gap_mean_days"] = gap if mean is None or n_gaps < 1 else (mean * n_gaps + gap) / (n_gaps + 1)
     s["orders"] += 1
     s["first_order_at"] = t if s["first_order_at"] is None else min(s["first_order_at"], t)

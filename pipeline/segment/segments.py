@@ -1,17 +1,21 @@
 """Segment derivation (pure).
 
 value tier
-    The profile's ``tier`` when given (``tier_source="profile"``); otherwise from
-    cumulative spend in the reference currency: ``key`` at or above
-    ``key_spend``, ``regular`` at or above ``regular_spend``, else ``general``
-    (``tier_source="spend"``); ``unknown`` with no profile tier and no order.
+    The profile's ``tier`` when given (``tier_source="profile"``); otherwise the customer's tier by
+    rank of decayed spend among the customers of its partition (``tier_source="rank"``, set at each
+    of its events: :mod:`pipeline.segment.tiers`); while the partition has too few customers for
+    ranks, from cumulative spend in the reference currency: ``key`` at or above ``key_spend``,
+    ``regular`` at or above ``regular_spend``, else ``general`` (``tier_source="spend"``);
+    ``unknown`` with no profile tier and no order.
 lifecycle (at event time ``now``)
     ``unknown`` — no order and no signup date;
     ``new`` — first order (or signup) less than ``new_customer_days`` ago and at most one order;
     otherwise, with ``cadence`` = the customer's mean days between orders
     (``default_cadence_days`` below two orders) and ``d`` = days since last order:
     ``active`` if d <= at_risk_factor * cadence, ``at_risk`` if d <= lapsed_factor * cadence,
-    else ``lapsed``.
+    else ``lapsed``; an ``active`` customer is ``won_back`` while its last order ended a gap longer
+    than at_risk_factor times its cadence before that order (it had become at risk or lapsed, and
+    ordered again), until its next order.
 region / relationship_level / channel
     From the profile, else from the latest event carrying one, else ``unknown``.
 """
@@ -55,12 +59,20 @@ def lifecycle(state: dict[str, Any], now: float, t: SegmentThresholds) -> tuple[
     if orders <= 1 and (now - first) / DAY < t.new_customer_days:
         return "new", cadence, round(since, 3)
     if since <= t.at_risk_factor * effective:
-        stage = "active"
+        stage = "won_back" if _won_back(state, t) else "active"
     elif since <= t.lapsed_factor * effective:
         stage = "at_risk"
     else:
         stage = "lapsed"
     return stage, cadence, round(since, 3)
+
+
+def _won_back(state: dict[str, Any], t: SegmentThresholds) -> bool:
+    gap = state.get("last_gap_days")
+    if gap is None:
+        return False
+    before = state.get("cadence_before_last")
+    return gap > t.at_risk_factor * (before if before and before > 0 else t.default_cadence_days)
 
 
 def _signup(value: Any) -> float | None:
@@ -85,6 +97,8 @@ def derive_segment(state: dict[str, Any] | None, now: float, t: SegmentThreshold
     spend = state["spend"]
     if p.get("tier"):
         tier, source = p["tier"], "profile"
+    elif orders > 0 and state.get("rank_tier"):
+        tier, source = state["rank_tier"], "rank"
     else:
         tier = value_tier(spend, orders, t)
         source = "none" if tier == UNKNOWN else "spend"

@@ -108,6 +108,13 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     if errors:
         _explain_order_errors(s, errors[:8], killed_at if crash else None, w.web_port)
     assert checked > 0 and not errors
+    # Issue 18: value tiers by rank hold the 80/20 rule on real data
+    from pipeline.verify_olist import tier_figures
+
+    tiers = tier_figures(s)
+    print(tiers.table())
+    assert 0.15 <= tiers.share("key") <= 0.25
+    assert tiers.spend_share("key") >= 0.5
     # Issue 6: customers crossing the churn threshold vs everyone else.
     from pipeline.verify_olist import churn_table
 

@@ -358,3 +358,39 @@ def test_a_tick_is_acknowledged_with_the_commit_that_sends_what_it_caused(settin
     fx = at(d, [tick], view, wall + 0.1)  # a tick commits at once, with what was pending before it
     assert fx.committing and sorted(map(str, fx.done)) == sorted(map(str, [order.token, "tick-0"]))
     assert any(s.topic == settings.partials_topic and s.key != b"clock" for s in fx.sends)
+
+
+def test_value_tiers_by_rank_and_the_sketch_rebuilt_from_the_table(settings, processor):
+    """Issue 18: once the partition holds enough customers with orders, an order's enriched event
+    carries its tier by rank; a driver that takes the partition over rebuilds the same sketch from
+    the table, so the next events get the same tiers."""
+    view, table = View(), {}
+    log = Log(settings, view)
+
+    def order(i: int, amount: float, n: int = 0) -> In:
+        doc = placed(f"c{i:03d}", f"o{i}-{n}", T0 + i * 3600 + n * DAY)
+        doc["amount"] = amount
+        return log.order(doc)
+
+    d = driver(settings, processor, table)
+    docs = enriched(settings, run(d, [order(i, float(i + 1)) for i in range(100)], view, table))
+    seg = {k: v["segment"] for k, v in docs.items()}
+    first, last = seg["o0-0-placed"], seg["o99-0-placed"]
+    assert first["tier_source"] == "spend"  # the first customers: too few to rank
+    assert (last["value_tier"], last["tier_source"]) == ("key", "rank")
+    assert seg["o55-0-placed"]["tier_source"] == "rank"
+    # each customer is re-ranked at its own events: reviews once all 100 have ordered
+    reviews = [log.feedback(review(f"c{i:03d}", f"r{i}", T0 + 5 * DAY)) for i in (10, 60, 90)]
+    seg = {k: v["segment"] for k, v in enriched(settings, run(d, reviews, view, table)).items()}
+    assert [seg[f"r{i}"]["value_tier"] for i in (10, 60, 90)] == ["general", "regular", "key"]
+    sketch = d.sketches[0]
+    # a new owner: the sketch from the table equals the one built event by event
+    d2 = driver(settings, processor, table)
+    d2._ensure_index(0)
+    assert (d2.sketches[0].counts, d2.sketches[0].n) == (sketch.counts, sketch.n) and sketch.n == 100
+    more = [order(5, 1000.0, 10)]  # customer 5 spends a lot: into the key tier
+    a = enriched(settings, run(d, more, view, dict(table)))
+    view2 = View()
+    view2.ends = dict(view.ends)
+    b = enriched(settings, run(d2, more, view2, dict(table)))
+    assert a["o5-10-placed"]["segment"]["value_tier"] == b["o5-10-placed"]["segment"]["value_tier"] == "key"

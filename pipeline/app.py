@@ -106,8 +106,8 @@ def build(settings: Settings, stages: StageSettings | None = None) -> Pipeline:
             freeze_watch["installed"] = failstop.watch_for_freezes(app, settings.session_timeout_seconds)
     metrics = Metrics(settings=settings)
     counters: dict[str, int] = {}
-    customers, processor = ingest.register(app, settings, stages, metrics, counters)
+    customers, processor, lookup = ingest.register(app, settings, stages, metrics, counters)
     agg = aggregate.register(app, settings, stages, metrics, counters)
-    web.register(app, metrics, counters, agg)
+    web.register(app, metrics, counters, agg, customers, lookup)
     return Pipeline(app=app, processor=processor, customers=customers, aggregate=agg, metrics=metrics,
                     counters=counters)

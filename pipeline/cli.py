@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from .config import PROJECT_ROOT, load_settings
 
@@ -135,28 +136,107 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_top(args: argparse.Namespace) -> int:
-    import urllib.parse
+class QueryError(Exception):
+    """A worker query that did not give an answer: one line for the operator."""
+
+
+def query_worker(base: str, path: str, token: str | None) -> dict:
+    """GET ``path`` from a worker's web server as JSON; :class:`QueryError` with one line otherwise."""
+    import urllib.error
     import urllib.request
 
     import orjson
 
-    key = urllib.parse.quote(f"{args.dimension}={args.value}", safe="=")
-    url = f"{args.url.rstrip('/')}/segments/{key}/top?window={urllib.parse.quote(args.window)}"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        doc = orjson.loads(r.read())
+    url = f"{base.rstrip('/')}{path}"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise QueryError(f"{base} refused the request (401): set PIPELINE_WEB_TOKEN or --token") from None
+        try:
+            detail = orjson.loads(exc.read()).get("error")
+        except Exception:  # not our JSON
+            detail = None
+        raise QueryError(f"{base} answered {exc.code}{': ' + detail if detail else ''}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise QueryError(f"no worker answered at {base} ({reason}); is a worker running "
+                         f"(python -m pipeline worker) and is --url / PIPELINE_WEB_PORT right?") from None
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def render_top(doc: dict, dimension: str, value: str, window: str) -> str:
+    out = []
     for label in ("current", "last_closed"):
         rows = doc.get(label) or []
-        window = doc.get(f"{label}_window") or ""
-        print(f"\n{args.dimension}={args.value}  {label.replace('_', ' ')} {args.window} window {window}")
-        print(f"{'pain point':24s} {'count':>6s} {'per 100 orders':>15s} {'share of feedback':>18s}")
-        for row in rows:
-            rate = row.get("rate_per_100_orders")
-            share = row.get("share_of_feedback")
-            print(f"{str(row.get('pain_point')):24s} {row.get('count', 0):6d} "
-                  f"{'-' if rate is None else f'{rate:.1f}':>15s} {'-' if share is None else f'{share:.1%}':>18s}")
-        if not rows:
-            print("(no pain points)")
+        w = doc.get(f"{label}_window") or {}
+        span = f"{w.get('window_start', '?')} .. {w.get('window_end', '?')}" if w else "(none)"
+        out.append(f"{dimension}={value}  {label.replace('_', ' ')} {window} window: {span}")
+        if w:
+            out.append(f"events {w.get('events', 0)}, orders {w.get('orders', 0)}, feedback {w.get('feedback', 0)}, "
+                       f"complaints {w.get('complaints', 0)}")
+        table = [[str(r.get("pain_point")), str(r.get("count", 0)),
+                  "-" if r.get("rate_per_100_orders") is None else f"{r['rate_per_100_orders']:.1f}",
+                  "-" if r.get("share_of_feedback") is None else f"{r['share_of_feedback']:.1%}"] for r in rows]
+        out.append(_table(["pain point", "count", "per 100 orders", "share of feedback"], table) if table
+                   else "(no pain points)")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def render_customer(doc: dict) -> str:
+    seg, churn = doc.get("segment") or {}, doc.get("churn") or {}
+    out = [f"customer {doc.get('customer_id')}  (as of {doc.get('clock')})",
+           f"segment: tier {seg.get('value_tier')} ({seg.get('tier_source')}), lifecycle {seg.get('lifecycle')}, "
+           f"region {seg.get('region')}, channel {seg.get('channel')}, orders {seg.get('orders_count')}, "
+           f"spend {seg.get('spend')}",
+           f"churn risk: {churn.get('score')}", ""]
+    factors = [[f["name"], f"{f['contribution']:.1f}", f"{f['value']:g}", ", ".join(f.get("evidence") or [])[:60]]
+               for f in churn.get("factors") or []]
+    out += [_table(["factor", "points", "value", "evidence"], factors) if factors else "(no risk factors)", ""]
+    cms = [[c["commitment_id"], str(c.get("kind")), str(c.get("status")), str(c.get("due_at"))]
+           for c in doc.get("commitments") or []]
+    out += [_table(["open commitment", "kind", "status", "due"], cms) if cms else "(no open commitments)", ""]
+    alerts = [[a["alert_id"], a["type"], a["severity"], str(a.get("event_time"))] for a in doc.get("alerts") or []]
+    out += [_table(["alert", "type", "severity", "event time"], alerts) if alerts else "(no alerts)"]
+    return "\n".join(out)
+
+
+def _emit(doc: dict, as_json: bool, render: Callable[[dict], str]) -> None:
+    import orjson
+
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json else render(doc))
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    key = urllib.parse.quote(f"{args.dimension}={args.value}", safe="=")
+    try:
+        doc = query_worker(args.url, f"/segments/{key}/top?window={urllib.parse.quote(args.window)}", args.token)
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(doc, args.json, lambda d: render_top(d, args.dimension, args.value, args.window))
+    return 0
+
+
+def cmd_customer(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    try:
+        doc = query_worker(args.url, f"/customers/{urllib.parse.quote(args.customer_id, safe='')}", args.token)
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(doc, args.json, render_customer)
     return 0
 
 
@@ -196,6 +276,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .classify_cli import run_eval
 
     return run_eval(args)
+
+
+def _query_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PIPELINE_WEB_PORT', '6066')}",
+                   help="any worker's web server (the query is routed to the owner)")
+    p.add_argument("--token", default=os.environ.get("PIPELINE_WEB_TOKEN"),
+                   help="bearer token (default: $PIPELINE_WEB_TOKEN)")
+    p.add_argument("--json", action="store_true", help="the JSON answer instead of tables")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,8 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "category, seller, carrier, all")
     top.add_argument("--value", required=True)
     top.add_argument("--window", default="1h")
-    top.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PIPELINE_WEB_PORT', '6066')}")
+    _query_options(top)
     top.set_defaults(func=cmd_top)
+    cust = sub.add_parser("customer", help="one customer: segment, churn risk and its factors, open commitments, "
+                          "last alerts (asks a worker's web server)")
+    cust.add_argument("customer_id")
+    _query_options(cust)
+    cust.set_defaults(func=cmd_customer)
 
     c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
     c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")

@@ -50,6 +50,7 @@ from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
 from .segment.customer import apply_event as segment_apply
 from .segment.customer import promised_delivery
+from .outputs.customer_view import remember_alerts
 from .segment.segments import derive_segment
 from .segment.tiers import Ranks, assign_tier, tier_value
 from .stage_settings import StageSettings, load_stage_settings
@@ -247,6 +248,7 @@ class Processor:
         """Commitment alerts, churn update and churn alerts; returns (state, risk snapshot).
         ``hint``: ``step.next_due`` is :meth:`due_hint` (an event), else :meth:`next_due` (advance)."""
         key = customer_id.encode()
+        first = len(step.alerts)  # alerts of earlier rescorings in this step are remembered already
         for alert in alerts_for(transitions, segment, self.cm_playbook, now, self.redactor):
             step.outputs.append(Output(self.topics.alerts_commitments, key, orjson.dumps(alert), alert["alert_id"],
                                        step.kind))
@@ -264,6 +266,8 @@ class Processor:
             step.alerts.append(alert)
         step.churn_score = rs.score
         new_state = {**state, "churn": churn, "ca": ca}
+        if len(step.alerts) > first:
+            new_state["alerts"] = remember_alerts(state.get("alerts"), step.alerts[first:])
         step.next_due = self.due_hint(new_state) if hint else self.next_due(new_state)
         policy = self.churn_policy
         risk = risk_snapshot(rs, policy.top_n, policy.lower_threshold, policy.threshold)
@@ -312,6 +316,8 @@ class Processor:
             step.rescore_late = max(0.0, clock - due)
             step.churn_score = rs.score
             state = {**state, "ca": ca}
+            if docs:
+                state["alerts"] = remember_alerts(state.get("alerts"), docs)
         return state
 
     # -- errors ----------------------------------------------------------------------------------

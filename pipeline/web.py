@@ -11,6 +11,10 @@
 * ``GET /segments/{dimension}={value}/top?window=1h`` — top pain points of a
   segment in the current and the last closed window; routed with Faust's
   ``table_route`` to the worker that owns the key, so any worker answers.
+* ``GET /customers/{customer_id}`` — one customer (issue 18): segment, churn score with each
+  factor's contribution and evidence, open commitments with due times, last alerts
+  (:mod:`pipeline.outputs.customer_view`); routed to the worker that owns the customer; 404 when
+  the pipeline has no state for it.
 * ``GET /debug/tasks`` — only with ``PIPELINE_DEBUG=1`` (old name ``PIPELINE_DEBUG_TASKS=1``).
 
 With ``PIPELINE_WEB_TOKEN`` set, every endpoint except ``/health`` and ``/metrics``
@@ -34,7 +38,7 @@ import time
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import faust
 from aiohttp import web as aioweb
@@ -355,7 +359,8 @@ def register_metrics(app: faust.App, metrics: Metrics, progress: Progress) -> No
                                 if partition_of(k, n) in actives)
 
 
-def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts) -> None:
+def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts,
+             customers: Any, lookup: Callable[[str], dict[str, Any] | None]) -> None:
     options = WebOptions.from_env()
     if options.token is not None:
         app.web.web_app.middlewares.append(token_middleware(options.token))
@@ -399,6 +404,14 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
         dimension, _, value = key.partition("=")
         window = request.query.get("window", "1h")
         return web.json(aggregate.query(dimension, value, window))
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=customers, match_info="customer_id")
+    async def customer(web: View, request: Request, customer_id: str) -> Response:
+        doc = lookup(customer_id)
+        if doc is None:
+            return web.json({"error": "customer not found", "customer_id": customer_id}, status=404)
+        return web.json(doc)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Callable
 
 import faust
 from mode import CrashingSupervisor
@@ -26,12 +26,13 @@ from ..process import Processor
 from ..stage_settings import StageSettings
 from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed,
                      fetch_loop_blocked, hold_back, json_table, log, run_batches, watch_input)
+from .queries import customer_lookup
 from .readback import ConsumerView, read_back
 from .timers import register_ticks
 
 
 def register(app: faust.App, settings: Settings, stages: StageSettings, metrics: Metrics,
-             counters: dict[str, int]) -> tuple[Any, Processor]:
+             counters: dict[str, int]) -> tuple[Any, Processor, Callable[[str], dict[str, Any] | None]]:
     t = settings.topics
     source = app.topic(*t.inputs, t.rekeyed, t.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
@@ -105,7 +106,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
             if tp.topic in record_topics:
                 gaps.forget(tp.topic, tp.partition)
 
-    return customers, processor
+    return customers, processor, customer_lookup(driver, customers, settings, stages)
 
 
 async def commit(app: faust.App, sender: Sender, customers: Any, fx: Effects, metrics: Metrics) -> None:

@@ -382,3 +382,36 @@ def test_http_top_same_on_two_workers(settings, worker_factory):
              if r["dimension"] == "tier" and r["value"] == "key" and ws(r["window_start"]) == BASE + H
              and r["pain_point"] is not None}
     assert table == rows(BASE + H)
+    check_customer_queries(s, [w1, w2], tiers, events)
+
+
+def check_customer_queries(s, workers, tiers: dict[str, str], events: list[tuple[str, dict]]) -> None:
+    """Issue 18, scope 4: any worker answers for any customer (routed to its owner), the same answer;
+    an unknown customer is a 404; the CLI prints it as tables."""
+    import urllib.error
+
+    from pipeline import cli
+
+    orders = Counter(e["customer_id"] for kind, e in events if kind == "order")
+    complaints = Counter(e["customer_id"] for kind, e in events if kind == "complaint")
+    for cid, tier in tiers.items():
+        docs = [get_json(f"http://127.0.0.1:{w.web_port}/customers/{cid}") for w in workers]
+        assert docs[0] == docs[1]
+        doc = docs[0]
+        assert doc["customer_id"] == cid and doc["segment"]["value_tier"] == tier
+        assert doc["segment"]["orders_count"] == orders[cid]
+        # each order is a delivery promise 30 days out (still open); complaints open response commitments
+        kinds = Counter(c["kind"] for c in doc["commitments"])
+        assert kinds["delivery"] == orders[cid], kinds
+        assert doc["churn"]["score"] >= 0 and all("contribution" in f for f in doc["churn"]["factors"])
+        assert complaints[cid] > 0 and any(f["evidence"] for f in doc["churn"]["factors"])
+    for w in workers:
+        try:
+            get_json(f"http://127.0.0.1:{w.web_port}/customers/nobody-{w.web_port}")
+            raise AssertionError("an unknown customer must be a 404")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+    cid = next(iter(tiers))
+    out = cli.render_customer(cli.query_worker(f"http://127.0.0.1:{workers[1].web_port}", f"/customers/{cid}", None))
+    print(out)
+    assert out.startswith(f"customer {cid}") and "open commitment" in out

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .config import PROJECT_ROOT, load_settings
 
@@ -209,6 +209,20 @@ def render_customer(doc: dict) -> str:
     return "\n".join(out)
 
 
+def render_root_causes(doc: dict) -> str:
+    out = [f"root causes of {doc.get('pain_point')} by {doc.get('dimension')} ({doc.get('window')} windows, "
+           f"{doc.get('workers')} worker(s))"]
+    for label in ("current", "last_closed"):
+        rows = [[str(r["value"]), str(r.get("count", 0)),
+                 "-" if r.get("rate_per_100_orders") is None else f"{r['rate_per_100_orders']:.1f}",
+                 "-" if r.get("share_of_feedback") is None else f"{r['share_of_feedback']:.1%}",
+                 str(r.get("window_start"))] for r in doc.get(label) or []]
+        out += ["", f"{label.replace('_', ' ')} window",
+                _table([str(doc.get("dimension")), "count", "per 100 orders", "share of feedback", "window start"],
+                       rows) if rows else "(none)"]
+    return "\n".join(out)
+
+
 def _emit(doc: dict, as_json: bool, render: Callable[[dict], str]) -> None:
     import orjson
 
@@ -225,6 +239,20 @@ def cmd_top(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _emit(doc, args.json, lambda d: render_top(d, args.dimension, args.value, args.window))
+    return 0
+
+
+def cmd_root_causes(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"dimension": args.dimension, "window": args.window, "limit": args.limit})
+    try:
+        doc = query_worker(args.url, f"/root-causes/{urllib.parse.quote(args.pain_point, safe='')}?{query}",
+                           args.token)
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(doc, args.json, render_root_causes)
     return 0
 
 
@@ -286,6 +314,32 @@ def _query_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the JSON answer instead of tables")
 
 
+def _query_parsers(sub: Any) -> None:
+    """The commands that ask a worker's web server: top, root-causes, customer."""
+    top = sub.add_parser("top", help="top pain points of a segment (asks a worker's web server)")
+    top.add_argument("--dimension", required=True, help="tier, lifecycle, region, channel, relationship, "
+                     "category, seller, carrier, all")
+    top.add_argument("--value", required=True)
+    top.add_argument("--window", default="1h")
+    _query_options(top)
+    top.set_defaults(func=cmd_top)
+    rc = sub.add_parser("root-causes", help="which sellers / categories / carriers / regions count a pain point "
+                        "most in a window (asks every worker)")
+    rc.add_argument("pain_point")
+    rc.add_argument("--dimension", default="seller", help="seller, category, carrier, region, channel, tier, "
+                    "lifecycle, relationship")
+    rc.add_argument("--window", default="1d")
+    rc.add_argument("--limit", type=int, default=10)
+    _query_options(rc)
+    rc.set_defaults(func=cmd_root_causes)
+    cust = sub.add_parser("customer", help="one customer: segment, churn risk and its factors, open commitments, "
+                          "last alerts (asks a worker's web server)")
+    cust.add_argument("customer_id")
+    _query_options(cust)
+    cust.set_defaults(func=cmd_customer)
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -329,19 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--timeout", type=float, default=600.0)
     ver.set_defaults(func=cmd_verify)
 
-    top = sub.add_parser("top", help="top pain points of a segment (asks a worker's web server)")
-    top.add_argument("--dimension", required=True, help="tier, lifecycle, region, channel, relationship, "
-                     "category, seller, carrier, all")
-    top.add_argument("--value", required=True)
-    top.add_argument("--window", default="1h")
-    _query_options(top)
-    top.set_defaults(func=cmd_top)
-    cust = sub.add_parser("customer", help="one customer: segment, churn risk and its factors, open commitments, "
-                          "last alerts (asks a worker's web server)")
-    cust.add_argument("customer_id")
-    _query_options(cust)
-    cust.set_defaults(func=cmd_customer)
-
+    _query_parsers(sub)
     c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
     c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")
     c.add_argument("--sentiment-model", metavar="FILE", default=None,

@@ -49,7 +49,7 @@ from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
 from .outputs.deadletter import dead_letter
 from .outputs.enriched import enriched_event
 from .segment.customer import apply_event as segment_apply
-from .segment.customer import promised_delivery
+from .segment.customer import order_context, promised_delivery
 from .outputs.customer_view import remember_alerts
 from .segment.segments import derive_segment
 from .segment.tiers import Ranks, assign_tier, tier_value
@@ -210,6 +210,7 @@ class Processor:
             ev, segment=segment, source_topic=topic, partition=partition, offset=offset,
             ingested_at=timestamp, processed_at=now, rekeyed=rekeyed, classification=classification, risk=risk,
             redactor=self.redactor,
+            order=order_context(prior.get("seg"), event.get("order_id")) if kind != "order" else None,
         )
         step.outputs.insert(0, Output(self.topics.enriched, ev.customer_id.encode(), orjson.dumps(doc), kind=kind))
         step.enriched = doc

@@ -15,6 +15,8 @@
   factor's contribution and evidence, open commitments with due times, last alerts
   (:mod:`pipeline.outputs.customer_view`); routed to the worker that owns the customer; 404 when
   the pipeline has no state for it.
+* ``GET /root-causes/{pain_point}?dimension=seller&window=1d`` — the values of a dimension that
+  counted a pain point most (issue 18), gathered from every worker (:func:`register_root_causes`).
 * ``GET /debug/tasks`` — only with ``PIPELINE_DEBUG=1`` (old name ``PIPELINE_DEBUG_TASKS=1``).
 
 With ``PIPELINE_WEB_TOKEN`` set, every endpoint except ``/health`` and ``/metrics``
@@ -359,6 +361,54 @@ def register_metrics(app: faust.App, metrics: Metrics, progress: Progress) -> No
                                 if partition_of(k, n) in actives)
 
 
+def register_root_causes(app: faust.App, aggregate: AggregateParts) -> None:
+    """``GET /root-causes/<pain_point>?dimension=seller&window=1d&limit=10``: every worker's keys of
+    the dimension (scatter-gather over the group's members; :mod:`pipeline.aggregate.root_causes`).
+    A member that does not answer makes it a 503 naming the member: a ranking without some
+    partitions would mislead."""
+    import aiohttp
+    from yarl import URL
+
+    from .aggregate.root_causes import ROOT_CAUSE_QUERY_DIMENSIONS, merge
+
+    changelog = aggregate.table.changelog_topic.get_topic_name()
+
+    def local(dimension: str, pain_point: str, window: str) -> dict[str, Any]:
+        mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+        return aggregate.root_causes(dimension, pain_point, window, mine)
+
+    async def ask(session: Any, member: str, request: Request) -> dict[str, Any] | None:
+        url = URL(member).with_path(request.path).with_query({**request.query, "local": "1"})
+        headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+        try:
+            async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                return await r.json() if r.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+
+    @app.page("/root-causes/{pain_point}")
+    async def root_causes(web: View, request: Request, pain_point: str) -> Response:
+        q = request.query
+        dimension, window = q.get("dimension", "seller"), q.get("window", "1d")
+        if dimension not in ROOT_CAUSE_QUERY_DIMENSIONS or not str(q.get("limit", "10")).isdigit():
+            return web.json({"error": f"dimension must be one of {', '.join(ROOT_CAUSE_QUERY_DIMENSIONS)}; "
+                                      "limit a whole number"}, status=400)
+        answers = [local(dimension, pain_point, window)]
+        if q.get("local") == "1":
+            return web.json(answers[0])
+        me = URL(str(app.conf.canonical_url))
+        others = [m for m in app.assignor.changelog_distribution
+                  if (URL(m).host, URL(m).port) != (me.host, me.port)]
+        async with aiohttp.ClientSession() as session:
+            got = await asyncio.gather(*(ask(session, m, request) for m in others))
+        missing = [m for m, a in zip(others, got) if a is None]
+        if missing:
+            return web.json({"error": "a worker did not answer", "missing": missing}, status=503)
+        merged = merge([*answers, *got], int(q.get("limit", "10")))
+        return web.json({"pain_point": pain_point, "dimension": dimension, "window": window,
+                         "workers": 1 + len(others), **merged})
+
+
 def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts,
              customers: Any, lookup: Callable[[str], dict[str, Any] | None]) -> None:
     options = WebOptions.from_env()
@@ -395,6 +445,7 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
             return web.text(await debug_report(app))
 
     register_metrics(app, metrics, progress)
+    register_root_causes(app, aggregate)
 
     table = aggregate.table
 

@@ -9,12 +9,15 @@ Every enriched event contributes to:
 * the root-cause dimensions, only where the event carries them:
 
   - ``category`` — the distinct ``items[].category`` of an order (an order with
-    lines in two categories counts once in each); a feedback or complaint has
-    no category unless ``event.attributes.category`` (or
-    ``attributes.product_category``) is set; an order without items may use the
-    same attributes;
-  - ``seller`` — ``event.seller_id`` (else ``attributes.seller_id``);
-  - ``carrier`` — ``event.carrier`` (else ``attributes.carrier``).
+    lines in two categories counts once in each); a feedback or complaint takes
+    ``event.attributes.category`` (or ``attributes.product_category``), else the
+    categories of the order it names (the enriched event's ``order``, joined
+    from the customer's state in stage 1: issue 18); an order without items may
+    use the same attributes;
+  - ``seller`` — ``event.seller_id`` (else ``attributes.seller_id``, else the
+    named order's);
+  - ``carrier`` — ``event.carrier`` (else ``attributes.carrier``, else the named
+    order's).
 
 Values are bounded: stripped, and a value longer than :data:`MAX_VALUE_LEN`
 (64) characters becomes its first 55 characters + ``"~"`` + 8 hex digits of
@@ -119,12 +122,18 @@ def _iter_dimensions(enriched: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         value = bound_value(_attr(event, "category", "product_category"))
         if value:
             categories.add(value)
+    order = enriched.get("order")
+    order = order if isinstance(order, Mapping) else {}
+    if not categories and isinstance(order.get("categories"), list):
+        categories.update(v for v in map(bound_value, order["categories"]) if v)
     for value in sorted(categories):
         yield "category", value
 
-    seller = bound_value(event.get("seller_id")) or bound_value(_attr(event, "seller_id"))
+    seller = (bound_value(event.get("seller_id")) or bound_value(_attr(event, "seller_id"))
+              or bound_value(order.get("seller_id")))
     if seller:
         yield "seller", seller
-    carrier = bound_value(event.get("carrier")) or bound_value(_attr(event, "carrier"))
+    carrier = (bound_value(event.get("carrier")) or bound_value(_attr(event, "carrier"))
+               or bound_value(order.get("carrier")))
     if carrier:
         yield "carrier", carrier

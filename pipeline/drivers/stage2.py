@@ -37,6 +37,7 @@ from ..aggregate.internal import Control, Partial, parse_stage2
 from ..aggregate.state import (Watermark, already_merged, close_windows, merge_partial, new_state, next_close_time,
                                working_copy,
                                note_merged, top_pain_points)
+from ..aggregate.root_causes import rank
 from ..aggregate.surge import SurgeConfig, process_finals
 from ..core.keys import is_meta_key, partition_meta_key, partition_of
 from ..core.records import Record
@@ -253,6 +254,20 @@ class Stage2:
             self.index.set(p, key, next_close_time(state))
 
     # -- queries ---------------------------------------------------------------------------------------
+    def root_causes(self, dimension: str, pain_point: str, window: str,
+                    partitions: Iterable[int]) -> dict[str, list[dict[str, Any]]]:
+        """Values of ``dimension`` that counted ``pain_point`` in ``window``, over the keys of
+        ``partitions`` (this worker's); :func:`~pipeline.aggregate.root_causes.rank`."""
+        mine, prefix, n = set(partitions), f"{dimension}=", self.cfg.partitions or 1
+
+        def items() -> Iterable[tuple[str, Any, float | None]]:
+            for key, state in list(self.table.items()):
+                if key.startswith(prefix) and not is_meta_key(key) and partition_of(key, n) in mine:
+                    wm = self.watermarks.get(partition_of(key, n))
+                    yield key[len(prefix):], state, None if wm is None else wm.value
+
+        return rank(items(), pain_point, window)
+
     def query(self, dimension: str, value: str, window: str) -> dict[str, Any]:
         """Top pain points of ``dimension=value`` in ``window`` (current and last closed windows)."""
         key = f"{dimension}={value}"

@@ -29,7 +29,11 @@ def enriched_event(
     classification: dict[str, Any] | None = None,
     risk: dict[str, Any] | None = None,
     redactor: Redactor | None = None,
+    order: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``order``: for a feedback or complaint naming an order the customer's state remembers, that
+    order's seller, categories, carrier and region (:func:`~pipeline.segment.customer.order_context`),
+    so its pain points count under them (:mod:`pipeline.aggregate.dimensions`); omitted otherwise."""
     processing: dict[str, Any] = {
         "source_topic": source_topic,
         "partition": partition,
@@ -44,7 +48,7 @@ def enriched_event(
     if redactor.enabled:
         event = redactor.event(ev.event)
         classification = redactor.classification(classification, ev.text)
-    return {
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "event_id": ev.event_id,
         "kind": ev.kind,
@@ -56,3 +60,6 @@ def enriched_event(
         "classification": classification,
         "risk": risk,
     }
+    if order is not None:
+        doc["order"] = order
+    return doc

@@ -25,6 +25,7 @@ MAX_DECAYED = 1e300  # forward-decayed spend stays finite (weights are capped at
 
 RECENT_IDS = 64
 OPEN_PROMISES = 32  # promised delivery times remembered per customer (newest kept)
+ORDER_CONTEXT = 8  # orders whose seller / categories / carrier / region are remembered (newest kept)
 DAY = 86400.0
 
 # Profile fields copied into the state (anything else in a profile is ignored).
@@ -47,6 +48,7 @@ def new_state() -> dict[str, Any]:
         "rank_tier": None,  # value tier by rank, set by pipeline.segment.tiers.assign_tier
         "last_gap_days": None,  # days between the last two orders
         "cadence_before_last": None,  # gap_mean_days before the last order (won_back: segments.lifecycle)
+        "orders_ctx": {},  # order id -> root-cause fields, for feedback and complaints naming it
     }
 
 
@@ -73,6 +75,8 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
         s[name] = float(value) if is_finite_number(value) and value >= 0 else None
     if s["rank_tier"] not in ("key", "regular", "general"):
         s["rank_tier"] = None
+    if not isinstance(s["orders_ctx"], dict):
+        s["orders_ctx"] = {}
     if not isinstance(s["recent_ids"], list):
         s["recent_ids"] = []
     promises = s["promises"]
@@ -96,6 +100,7 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float],
         if e["type"] == "placed":
             _apply_order(s, ev, fx, half_life_days)
         _track_promise(s, ev)
+        _track_order_context(s, ev)
     if e.get("channel"):
         s["last_channel"] = e["channel"]
     if e.get("region"):
@@ -137,6 +142,41 @@ def _track_promise(s: dict[str, Any], ev: Event) -> None:
     elif kind in ("delivered", "cancelled"):
         promises.pop(order_id, None)
     s["promises"] = promises
+
+
+ORDER_CONTEXT_FIELDS = ("seller_id", "carrier", "region")
+
+
+def _track_order_context(s: dict[str, Any], ev: Event) -> None:
+    """Remember an order's seller, categories, carrier and region (each order event may add some)."""
+    e = ev.event
+    orders = dict(s.get("orders_ctx") or {})
+    entry = dict(orders.get(e["order_id"]) or {})
+    for name in ORDER_CONTEXT_FIELDS:
+        if isinstance(e.get(name), str) and e[name].strip():
+            entry[name] = e[name]
+    categories = sorted({i["category"] for i in e.get("items") or () if isinstance(i, dict)
+                         and isinstance(i.get("category"), str) and i["category"].strip()})
+    if categories:
+        entry["categories"] = categories
+    entry["at"] = max(float(entry.get("at") or ev.occurred_at), ev.occurred_at)
+    orders[e["order_id"]] = entry
+    if len(orders) > ORDER_CONTEXT:
+        for old in sorted(orders, key=lambda k: orders[k]["at"])[: len(orders) - ORDER_CONTEXT]:
+            del orders[old]
+    s["orders_ctx"] = orders
+
+
+def order_context(state: dict[str, Any] | None, order_id: Any) -> dict[str, Any] | None:
+    """The remembered root-cause fields of ``order_id`` (``None``: not remembered), for the enriched
+    event of a feedback or complaint that names the order."""
+    orders = (state or {}).get("orders_ctx")
+    entry = orders.get(order_id) if isinstance(orders, dict) and isinstance(order_id, str) else None
+    if not isinstance(entry, dict):
+        return None
+    out: dict[str, Any] = {"order_id": order_id}
+    out.update({k: entry[k] for k in (*ORDER_CONTEXT_FIELDS, "categories") if entry.get(k)})
+    return out
 
 
 def promised_delivery(state: dict[str, Any] | None, order_id: str) -> float | None:

@@ -351,6 +351,7 @@ def test_http_top_same_on_two_workers(settings, worker_factory):
             for _ in range(rng.randint(1, 3)):
                 n += 1
                 events.append(complaint(f"c-{n}", cid, BASE + h * H + rng.randint(0, H - 1), rng.choice(texts)))
+    name_orders(events, {cid: f"seller-{i % 3}" for i, cid in enumerate(tiers)})
     for kind, e in events:
         expected.add(kind, e, tiers[e["customer_id"]])
     publish_by_hour(s, events)
@@ -383,7 +384,39 @@ def test_http_top_same_on_two_workers(settings, worker_factory):
              and r["pain_point"] is not None}
     assert table == rows(BASE + H)
     check_customer_queries(s, [w1, w2], tiers, events)
+    check_root_causes([w1, w2], events)
 
+
+def name_orders(events: list[tuple[str, dict]], sellers: dict[str, str]) -> None:
+    """Issue 18, scope 3: each order gets its customer's seller; each complaint names the customer's
+    latest order before it (if any), so its pain points count under that seller."""
+    at = {e["event_id"]: parse_timestamp(e["occurred_at"]) for _, e in events}
+    for kind, e in events:
+        if kind == "order":
+            e["seller_id"] = sellers[e["customer_id"]]
+    for kind, e in events:
+        if kind == "complaint":
+            before = [o for k, o in events if k == "order" and o["customer_id"] == e["customer_id"]
+                      and at[o["event_id"]] < at[e["event_id"]]]
+            if before:
+                e["order_id"] = max(before, key=lambda o: at[o["event_id"]])["order_id"]
+
+
+def check_root_causes(workers, events: list[tuple[str, dict]]) -> None:
+    """Every worker gives the same ranking of sellers for the delivery pain point, and it equals
+    the complaints naming each seller's orders in the last closed hour."""
+    seller_of = {e["order_id"]: e["seller_id"] for k, e in events if k == "order"}
+    want: Counter = Counter()
+    for kind, e in events:
+        t = parse_timestamp(e["occurred_at"])
+        if kind == "complaint" and e.get("order_id") and BASE + H <= t < BASE + 2 * H and \
+                "delivery" in TEXTS[e["text"]]:
+            want[seller_of[e["order_id"]]] += 1
+    answers = [get_json(f"http://127.0.0.1:{w.web_port}/root-causes/delivery?dimension=seller&window=1h")
+               for w in workers]
+    print(f"[root causes] delivery by seller, last closed hour: {answers[0]['last_closed']}")
+    assert answers[0] == answers[1] and answers[0]["workers"] == 2
+    assert {r["value"]: r["count"] for r in answers[0]["last_closed"]} == dict(want) and want
 
 def check_customer_queries(s, workers, tiers: dict[str, str], events: list[tuple[str, dict]]) -> None:
     """Issue 18, scope 4: any worker answers for any customer (routed to its owner), the same answer;

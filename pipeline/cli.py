@@ -260,11 +260,14 @@ def cmd_customer(args: argparse.Namespace) -> int:
     import urllib.parse
 
     try:
-        doc = query_worker(args.url, f"/customers/{urllib.parse.quote(args.customer_id, safe='')}", args.token)
+        path = f"/customers/{urllib.parse.quote(args.customer_id, safe='')}"
+        if args.commitment:
+            path += f"/commitments/{urllib.parse.quote(args.commitment, safe='')}"
+        doc = query_worker(args.url, path, args.token)
     except QueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _emit(doc, args.json, render_customer)
+    _emit(doc, args.json or bool(args.commitment), render_customer)
     return 0
 
 
@@ -335,6 +338,7 @@ def _query_parsers(sub: Any) -> None:
     cust = sub.add_parser("customer", help="one customer: segment, churn risk and its factors, open commitments, "
                           "last alerts (asks a worker's web server)")
     cust.add_argument("customer_id")
+    cust.add_argument("--commitment", metavar="ID", help="one commitment of the customer, every field (JSON)")
     _query_options(cust)
     cust.set_defaults(func=cmd_customer)
 

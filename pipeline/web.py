@@ -14,7 +14,8 @@
 * ``GET /customers/{customer_id}`` — one customer (issue 18): segment, churn score with each
   factor's contribution and evidence, open commitments with due times, last alerts
   (:mod:`pipeline.outputs.customer_view`); routed to the worker that owns the customer; 404 when
-  the pipeline has no state for it.
+  the pipeline has no state for it; ``/customers/{customer_id}/commitments/{commitment_id}``: one
+  commitment with every field.
 * ``GET /root-causes/{pain_point}?dimension=seller&window=1d`` — the values of a dimension that
   counted a pain point most (issue 18), gathered from every worker (:func:`register_root_causes`).
 * ``GET /debug/tasks`` — only with ``PIPELINE_DEBUG=1`` (old name ``PIPELINE_DEBUG_TASKS=1``).
@@ -410,7 +411,7 @@ def register_root_causes(app: faust.App, aggregate: AggregateParts) -> None:
 
 
 def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggregate: AggregateParts,
-             customers: Any, lookup: Callable[[str], dict[str, Any] | None]) -> None:
+             customers: Any, lookup: Callable[..., dict[str, Any] | None]) -> None:
     options = WebOptions.from_env()
     if options.token is not None:
         app.web.web_app.middlewares.append(token_middleware(options.token))
@@ -462,6 +463,15 @@ def register(app: faust.App, metrics: Metrics, counters: dict[str, int], aggrega
         doc = lookup(customer_id)
         if doc is None:
             return web.json({"error": "customer not found", "customer_id": customer_id}, status=404)
+        return web.json(doc)
+
+    @app.page("/customers/{customer_id}/commitments/{commitment_id}")
+    @app.table_route(table=customers, match_info="customer_id")
+    async def commitment(web: View, request: Request, customer_id: str, commitment_id: str) -> Response:
+        doc = lookup(customer_id, commitment_id)
+        if doc is None:
+            return web.json({"error": "commitment not found", "customer_id": customer_id,
+                             "commitment_id": commitment_id}, status=404)
         return web.json(doc)
 
     @app.on_partitions_assigned.connect

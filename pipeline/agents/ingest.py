@@ -32,7 +32,7 @@ from .timers import register_ticks
 
 
 def register(app: faust.App, settings: Settings, stages: StageSettings, metrics: Metrics,
-             counters: dict[str, int]) -> tuple[Any, Processor, Callable[[str], dict[str, Any] | None]]:
+             counters: dict[str, int]) -> tuple[Any, Processor, Callable[..., dict[str, Any] | None]]:
     t = settings.topics
     source = app.topic(*t.inputs, t.rekeyed, t.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")

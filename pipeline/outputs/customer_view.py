@@ -12,6 +12,9 @@
 * ``clock``: the event time the view is computed at (the partition's clock, or the customer's
   latest event when the partition has none).
 
+``GET /customers/<id>/commitments/<commitment_id>`` returns :func:`commitment_view`: one commitment
+with every field (also a closed one while the state keeps it; a purged one as its tombstone).
+
 Times are ISO 8601 UTC.  Nothing here reads Kafka or a table.
 """
 
@@ -81,3 +84,16 @@ def customer_view(customer_id: str, state: dict[str, Any], clock: float | None, 
         "commitments": commitments,
         "alerts": list(reversed(state.get("alerts") or [])),
     }
+
+
+def commitment_view(customer_id: str, state: dict[str, Any], commitment_id: str) -> dict[str, Any] | None:
+    """One commitment of the customer, every field (``*_at`` as ISO 8601); ``None`` when unknown."""
+    cm = state.get("cm") or {}
+    c = (cm.get("commitments") or {}).get(commitment_id)
+    purged = c is None
+    if purged:
+        c = (cm.get("tombstones") or {}).get(commitment_id)
+        if c is None:
+            return None
+    doc = {k: iso(v) if k.endswith("_at") and isinstance(v, (int, float)) else v for k, v in c.items()}
+    return {"customer_id": customer_id, "commitment_id": commitment_id, "purged": purged, **doc}

@@ -445,6 +445,9 @@ def check_customer_queries(s, workers, tiers: dict[str, str], events: list[tuple
         except urllib.error.HTTPError as exc:
             assert exc.code == 404
     cid = next(iter(tiers))
+    first = get_json(f"http://127.0.0.1:{workers[0].web_port}/customers/{cid}")["commitments"][0]["commitment_id"]
+    docs = [get_json(f"http://127.0.0.1:{w.web_port}/customers/{cid}/commitments/{first}") for w in workers]
+    assert docs[0] == docs[1] and docs[0]["commitment_id"] == first and docs[0]["kind"] == "delivery"
     out = cli.render_customer(cli.query_worker(f"http://127.0.0.1:{workers[1].web_port}", f"/customers/{cid}", None))
     print(out)
     assert out.startswith(f"customer {cid}") and "open commitment" in out

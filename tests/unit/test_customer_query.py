@@ -163,3 +163,18 @@ def test_cli_top_prints_the_window_not_a_dict(worker_stub, capsys):
     out = capsys.readouterr().out
     assert "{" not in out and "2026-03-02T09:00:00Z .. 2026-03-02T10:00:00Z" in out and "delivery" in out
     assert "last closed 1h window: (none)" in out
+
+
+def test_commitment_by_id(processor):
+    from pipeline.outputs.customer_view import commitment_view
+
+    state = run(processor, [order("o1", T0, 2), complaint("k1", T0 + 5 * DAY)])
+    doc = commitment_view("c1", state, "delivery:o1")
+    assert doc["commitment_id"] == "delivery:o1" and doc["customer_id"] == "c1" and doc["purged"] is False
+    assert doc["status"] == "breached" and doc["due_at"] == iso(T0 + 2 * DAY)
+    assert commitment_view("c1", state, "delivery:nope") is None
+    tomb = {"cm": {"commitments": {}, "tombstones": {"delivery:o9": {"generation": 1, "due_at": T0,
+                                                                     "status": "fulfilled", "closed_at": T0}}}}
+    assert commitment_view("c1", tomb, "delivery:o9") == {
+        "customer_id": "c1", "commitment_id": "delivery:o9", "purged": True, "generation": 1, "due_at": iso(T0),
+        "status": "fulfilled", "closed_at": iso(T0)}

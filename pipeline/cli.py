@@ -256,6 +256,56 @@ def cmd_root_causes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from . import deadletters as dl
+    from .runtime import resolve_settings
+
+    s = resolve_settings()
+    letters = dl.read_dead_letters(s)
+    resent = dl.read_resent(s)
+    chosen = dl.select(letters, ids=args.id or (), reason=args.reason, source=args.source,
+                       everything=args.all or args.action == "list")
+    if args.action == "list":
+        if args.json:
+            for d in chosen:
+                print(orjson_line({"dead_letter_id": d.dead_letter_id, "source_topic": d.source_topic,
+                                   "reasons": list(d.reasons), "received_at": d.received_at,
+                                   "resent": d.dead_letter_id in resent}))
+            return 0
+        print(dl.reasons_table(chosen, resent))
+        print()
+        print(dl.rows_table(chosen, resent, args.show_original))
+        return 0
+    if not (args.id or args.reason or args.source or args.all):
+        print("error: choose what to re-send: --id ID (repeatable), --reason CODE, --source TOPIC or --all",
+              file=sys.stderr)
+        return 2
+    try:
+        edits = dl.load_edits(Path(args.edit)) if args.edit else {}
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    todo = [d for d in chosen if d.dead_letter_id not in resent]
+    skipped = len(chosen) - len(todo)
+    if args.dry_run:
+        print(f"would re-send {len(todo)} dead letter(s) ({sum(d.dead_letter_id in edits for d in todo)} edited); "
+              f"{skipped} already re-sent")
+        return 0
+    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    sent = dl.resend(s, todo, edits, now) if todo else 0
+    print(f"re-sent {sent} dead letter(s) ({sum(d.dead_letter_id in edits for d in todo)} edited); "
+          f"{skipped} already re-sent, skipped")
+    return 0
+
+
+def orjson_line(doc: dict) -> str:
+    import orjson
+
+    return orjson.dumps(doc).decode()
+
+
 def cmd_customer(args: argparse.Namespace) -> int:
     import urllib.parse
 
@@ -388,6 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=cmd_verify)
 
     _query_parsers(sub)
+    dlp = sub.add_parser("deadletters", help="list dead letters by reason; re-send selected ones (as they were, "
+                         "or edited) to their source topic, each once")
+    dlp.add_argument("action", choices=["list", "resend"])
+    dlp.add_argument("--id", action="append", help="a dead_letter_id (repeatable)")
+    dlp.add_argument("--reason", help="an error code, e.g. missing_field")
+    dlp.add_argument("--source", help="the source topic")
+    dlp.add_argument("--all", action="store_true", help="resend: every dead letter not re-sent yet")
+    dlp.add_argument("--edit", metavar="FILE", help="JSON Lines {dead_letter_id, value}: re-send these fixed values")
+    dlp.add_argument("--dry-run", action="store_true")
+    dlp.add_argument("--show-original", action="store_true", help="list: print the original bytes (may hold "
+                     "personal data)")
+    dlp.add_argument("--json", action="store_true", help="list: one JSON line per dead letter")
+    dlp.set_defaults(func=cmd_deadletters)
     c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
     c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")
     c.add_argument("--sentiment-model", metavar="FILE", default=None,

@@ -1,0 +1,68 @@
+"""Issue 18, scope 5: a dead letter is listed by its reason and, re-sent after a fix, comes out
+enriched exactly once, also when the re-send command runs twice."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from pipeline import cli
+from pipeline.deadletters import read_dead_letters
+from pipeline.producers.publish import publish_raw
+from pipeline.runtime import settings_env, wait_for_group
+from pipeline.summary import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def good_order(eid: str) -> dict:
+    return {"schema_version": 1, "event_id": eid, "order_id": f"o-{eid}", "customer_id": "dl-c1", "type": "placed",
+            "occurred_at": "2026-03-02T09:00:00Z", "promised_delivery_at": "2026-03-05T09:00:00Z", "amount": 12.5,
+            "currency": "USD", "channel": "web", "region": "US-NY",
+            "items": [{"sku": "s", "category": "books", "qty": 1, "unit_price": 12.5}]}
+
+
+def enriched_ids(s) -> list[str]:
+    return [orjson.loads(v)["event_id"] for _, v in read_topic(s, s.topics.enriched)]
+
+
+def test_a_fixed_dead_letter_is_enriched_once(settings, worker_factory, tmp_path, monkeypatch, capsys):
+    s = settings
+    for k, v in settings_env(s).items():
+        monkeypatch.setenv(k, v)
+    worker_factory(s)
+    broken = {k: v for k, v in good_order("dl-1").items() if k != "region"}  # a producer forgot a field
+    publish_raw(s.topics.orders, [(b"dl-c1", orjson.dumps(broken)), (b"dl-c1", orjson.dumps(good_order("ok-1")))], s)
+    inputs = [*s.topics.inputs, s.topics.rekeyed]
+    wait_for_group(s, s.app_id, inputs, timeout=120)
+    deadline = time.monotonic() + 60
+    while not (letters := read_dead_letters(s)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [d.reasons for d in letters] == [("missing_field",)]
+    dead_id = letters[0].dead_letter_id
+
+    assert cli.main(["deadletters", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "missing_field" in out and dead_id in out and '"region"' not in out  # no original without asking
+
+    fix = tmp_path / "fix.jsonl"
+    fix.write_text(orjson.dumps({"dead_letter_id": dead_id, "value": good_order("dl-1")}).decode() + "\n")
+    assert cli.main(["deadletters", "resend", "--id", dead_id, "--edit", str(fix)]) == 0
+    assert "re-sent 1 dead letter(s) (1 edited); 0 already re-sent" in capsys.readouterr().out
+    wait_for_group(s, s.app_id, inputs, timeout=120)
+    deadline = time.monotonic() + 60
+    while "dl-1" not in enriched_ids(s) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert enriched_ids(s).count("dl-1") == 1
+
+    # the same command again: nothing re-sent, still one enriched event
+    assert cli.main(["deadletters", "resend", "--id", dead_id, "--edit", str(fix)]) == 0
+    assert "re-sent 0 dead letter(s) (0 edited); 1 already re-sent, skipped" in capsys.readouterr().out
+    assert cli.main(["deadletters", "resend", "--reason", "missing_field"]) == 0
+    assert "re-sent 0" in capsys.readouterr().out
+    wait_for_group(s, s.app_id, inputs, timeout=120)
+    ids = enriched_ids(s)
+    assert ids.count("dl-1") == 1 and ids.count("ok-1") == 1
+    assert len(read_dead_letters(s)) == 1  # the fixed record was valid: no new dead letter

@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.agents", "pipeline.web"),
     ("pipeline.app",),
     ("pipeline.runtime", "pipeline.control", "pipeline.kafka_local"),
-    ("pipeline.classify_cli", "pipeline.sentiment_training", "pipeline.verify_olist", "pipeline.demo"),
+    ("pipeline.classify_cli", "pipeline.sentiment_training", "pipeline.verify_olist", "pipeline.demo",
+     "pipeline.deadletters"),
     ("pipeline.cli", "pipeline.__main__"),
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}

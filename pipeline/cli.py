@@ -306,6 +306,51 @@ def orjson_line(doc: dict) -> str:
     return orjson.dumps(doc).decode()
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    import csv as csv_module
+    import time as time_module
+
+    import orjson
+
+    from .outputs.deadletter import dead_letter
+    from .producers.importer import MappingError, import_rows, load_mapping
+    from .producers.publish import publish, publish_raw, topic_for
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+
+    s = resolve_settings(required=not args.dry_run)
+    try:
+        got = import_rows(load_mapping(Path(args.mapping)), s.time_limits, time_module.time())
+    except (MappingError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    by_reason: dict[str, int] = {}
+    for r in got.rejects:
+        by_reason[r.problems[0].code] = by_reason.get(r.problems[0].code, 0) + 1
+    print(f"{got.rows} rows: {len(got.events)} events, {len(got.rejects)} rejected {by_reason or ''}".rstrip())
+    for r in got.rejects[:5]:
+        print(f"  {r.file}:{r.line} ({r.kind}): " + "; ".join(f"{p.code} {p.path} {p.message}"[:160]
+                                                         for p in r.problems), file=sys.stderr)
+    if args.errors:
+        with open(args.errors, "w", newline="", encoding="utf-8") as f:
+            w = csv_module.writer(f)
+            w.writerow(["file", "line", "kind", "codes", "messages"])
+            for r in got.rejects:
+                w.writerow([r.file, r.line, r.kind, " ".join(p.code for p in r.problems),
+                            " | ".join(f"{p.path} {p.message}" for p in r.problems)])
+        print(f"rejected rows: {args.errors}")
+    if args.dry_run:
+        return 0 if not got.rejects else 1
+    ensure_topics(s)
+    counts = publish(iter(got.events), s, total=len(got.events), progress=not args.quiet, desc="import")
+    letters = [dead_letter(topic=topic_for(r.kind, s), partition=-1, offset=r.line, key=None, timestamp_ms=None,
+                           raw=orjson.dumps(r.row), problems=r.problems, expected_kind=r.kind,
+                           now=time_module.time()) for r in got.rejects]
+    publish_raw(s.topics.deadletter, ((d["dead_letter_id"].encode(), orjson.dumps(d)) for d in letters), s)
+    print(f"published {counts}; {len(letters)} dead letter(s) on {s.topics.deadletter}")
+    return 0
+
+
 def cmd_customer(args: argparse.Namespace) -> int:
     import urllib.parse
 
@@ -394,6 +439,30 @@ def _query_parsers(sub: Any) -> None:
 
 
 
+def _history_parsers(sub: Any) -> None:
+    """Loading your own history and fixing what was rejected: import, deadletters."""
+    imp = sub.add_parser("import", help="load your own history (CSV / JSON Lines) through a mapping file, in "
+                         "event-time order; rejected rows become dead letters")
+    imp.add_argument("mapping", help="mapping YAML (pipeline/producers/importer.py; docs/operations.md)")
+    imp.add_argument("--errors", metavar="FILE", help="write every rejected row (file, line, reasons) as CSV")
+    imp.add_argument("--dry-run", action="store_true", help="check and count, publish nothing (exit 1 on rejects)")
+    imp.add_argument("--quiet", action="store_true")
+    imp.set_defaults(func=cmd_import)
+    dlp = sub.add_parser("deadletters", help="list dead letters by reason; re-send selected ones (as they were, "
+                         "or edited) to their source topic, each once")
+    dlp.add_argument("action", choices=["list", "resend"])
+    dlp.add_argument("--id", action="append", help="a dead_letter_id (repeatable)")
+    dlp.add_argument("--reason", help="an error code, e.g. missing_field")
+    dlp.add_argument("--source", help="the source topic")
+    dlp.add_argument("--all", action="store_true", help="resend: every dead letter not re-sent yet")
+    dlp.add_argument("--edit", metavar="FILE", help="JSON Lines {dead_letter_id, value}: re-send these fixed values")
+    dlp.add_argument("--dry-run", action="store_true")
+    dlp.add_argument("--show-original", action="store_true", help="list: print the original bytes (may hold "
+                     "personal data)")
+    dlp.add_argument("--json", action="store_true", help="list: one JSON line per dead letter")
+    dlp.set_defaults(func=cmd_deadletters)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -438,19 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=cmd_verify)
 
     _query_parsers(sub)
-    dlp = sub.add_parser("deadletters", help="list dead letters by reason; re-send selected ones (as they were, "
-                         "or edited) to their source topic, each once")
-    dlp.add_argument("action", choices=["list", "resend"])
-    dlp.add_argument("--id", action="append", help="a dead_letter_id (repeatable)")
-    dlp.add_argument("--reason", help="an error code, e.g. missing_field")
-    dlp.add_argument("--source", help="the source topic")
-    dlp.add_argument("--all", action="store_true", help="resend: every dead letter not re-sent yet")
-    dlp.add_argument("--edit", metavar="FILE", help="JSON Lines {dead_letter_id, value}: re-send these fixed values")
-    dlp.add_argument("--dry-run", action="store_true")
-    dlp.add_argument("--show-original", action="store_true", help="list: print the original bytes (may hold "
-                     "personal data)")
-    dlp.add_argument("--json", action="store_true", help="list: one JSON line per dead letter")
-    dlp.set_defaults(func=cmd_deadletters)
+    _history_parsers(sub)
     c = sub.add_parser("classify", help="classify JSON Lines {id, text, language?} from stdin, one JSON line out per line in")
     c.add_argument("--taxonomy", metavar="FILE", default=None, help="taxonomy YAML (default: $PIPELINE_TAXONOMY_FILE, else bundled)")
     c.add_argument("--sentiment-model", metavar="FILE", default=None,

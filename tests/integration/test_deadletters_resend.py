@@ -66,3 +66,47 @@ def test_a_fixed_dead_letter_is_enriched_once(settings, worker_factory, tmp_path
     ids = enriched_ids(s)
     assert ids.count("dl-1") == 1 and ids.count("ok-1") == 1
     assert len(read_dead_letters(s)) == 1  # the fixed record was valid: no new dead letter
+
+
+def test_import_publishes_history_and_dead_letters_rejected_rows(settings, worker_factory, tmp_path, monkeypatch,
+                                                                  capsys):
+    s = settings
+    for k, v in settings_env(s).items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "orders.csv").write_text(
+        "no,who,at,eta,total\n"
+        "1,imp-c1,2026-03-01 10:00,2026-03-04 10:00,10.5\n"
+        "2,imp-c1,2026-03-02 10:00,2026-03-05 10:00,abc\n"
+        "3,imp-c2,2026-03-03 10:00,2026-03-06 10:00,7\n", encoding="utf-8")
+    (tmp_path / "m.yaml").write_text("""
+sources:
+  - file: orders.csv
+    kind: order
+    timezone: Asia/Seoul
+    time_format: "%Y-%m-%d %H:%M"
+    fields:
+      event_id: {template: "imp-{no}"}
+      order_id: {template: "o-{no}"}
+      customer_id: who
+      type: {const: placed}
+      occurred_at: {time: at}
+      promised_delivery_at: {time: eta}
+      amount: {number: total}
+      currency: {const: USD}
+      channel: {const: web}
+      region: {const: KR-Seoul}
+      items: {const: [{sku: s, category: books, qty: 1, unit_price: 1}]}
+""", encoding="utf-8")
+    worker_factory(s)
+    errors = tmp_path / "errors.csv"
+    assert cli.main(["import", str(tmp_path / "m.yaml"), "--quiet", "--errors", str(errors)]) == 0
+    out = capsys.readouterr().out
+    assert "3 rows: 2 events, 1 rejected {'invalid_format': 1}" in out
+    assert "orders.csv,3,order,invalid_format" in errors.read_text()
+    wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=120)
+    deadline = time.monotonic() + 60
+    while len(enriched_ids(s)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sorted(enriched_ids(s)) == ["imp-1", "imp-3"]
+    letters = read_dead_letters(s)
+    assert [(d.dead_letter_id, d.reasons) for d in letters] == [(f"{s.topics.orders}:-1:3", ("invalid_format",))]

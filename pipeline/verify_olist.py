@@ -182,3 +182,31 @@ def tier_figures(settings: Settings) -> TierFigures:
         spend[tier] = spend.get(tier, 0.0) + float(seg.get("spend") or 0.0)
         source[seg["tier_source"]] = source.get(seg["tier_source"], 0) + 1
     return TierFigures(sum(by_tier.values()), by_tier, spend, source)
+
+
+def late_one_star_reviews(olist: Path) -> dict[str, tuple[str, str, set[str]]]:
+    """Reviews scored 1 of orders delivered after their estimated day: review event id ->
+    (order id, the order's first seller, its categories), straight from the CSV files."""
+    late = set()
+    with open(olist / "olist_orders_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            est, got = _parse(row["order_estimated_delivery_date"]), _parse(row["order_delivered_customer_date"])
+            if est is not None and got is not None and got.date() > est.date():
+                late.add(row["order_id"])
+    products: dict[str, str] = {}
+    with open(olist / "olist_products_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            products[row["product_id"]] = row["product_category_name"]
+    seller: dict[str, str] = {}
+    categories: dict[str, set[str]] = {}
+    with open(olist / "olist_order_items_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            seller.setdefault(row["order_id"], row["seller_id"])
+            categories.setdefault(row["order_id"], set()).add(products.get(row["product_id"]) or "")
+    out = {}
+    with open(olist / "olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            oid = row["order_id"]
+            if row["review_score"] == "1" and oid in late and oid in seller:
+                out[f"olist-review-{row['review_pk']}"] = (oid, seller[oid], categories[oid])
+    return out

@@ -115,6 +115,25 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     print(tiers.table())
     assert 0.15 <= tiers.share("key") <= 0.25
     assert tiers.spend_share("key") >= 0.5
+    # Issue 18: a 1-star review of a late order counts under that order's seller and categories
+    import orjson
+
+    from pipeline.aggregate.dimensions import dimensions_of
+    from pipeline.summary import read_topic
+    from pipeline.verify_olist import late_one_star_reviews
+
+    wanted = late_one_star_reviews(olist)
+    joined = 0
+    for _, value in read_topic(s, t.enriched):
+        doc = orjson.loads(value)
+        if doc["event_id"] in wanted:
+            order_id, seller, _ = wanted[doc["event_id"]]
+            assert doc["order"]["order_id"] == order_id and doc["order"]["seller_id"] == seller
+            assert ("seller", seller) in dimensions_of(doc)
+            assert any(d == "category" for d, _ in dimensions_of(doc))
+            joined += 1
+    print(f"1-star reviews of late orders: {len(wanted)} in the CSV, {joined} counted under their order's seller")
+    assert joined == len(wanted) > 0
     # Issue 6: customers crossing the churn threshold vs everyone else.
     from pipeline.verify_olist import churn_table
 

@@ -320,7 +320,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     s = resolve_settings(required=not args.dry_run)
     try:
-        got = import_rows(load_mapping(Path(args.mapping)), s.time_limits, time_module.time())
+        mapping = load_mapping(Path(args.mapping), Path(args.base) if args.base else None)
+        got = import_rows(mapping, s.time_limits, time_module.time())
     except (MappingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -444,6 +445,7 @@ def _history_parsers(sub: Any) -> None:
     imp = sub.add_parser("import", help="load your own history (CSV / JSON Lines) through a mapping file, in "
                          "event-time order; rejected rows become dead letters")
     imp.add_argument("mapping", help="mapping YAML (pipeline/producers/importer.py; docs/operations.md)")
+    imp.add_argument("--base", metavar="DIR", help="read the mapping's files from here (default: its folder)")
     imp.add_argument("--errors", metavar="FILE", help="write every rejected row (file, line, reasons) as CSV")
     imp.add_argument("--dry-run", action="store_true", help="check and count, publish nothing (exit 1 on rejects)")
     imp.add_argument("--quiet", action="store_true")

@@ -60,8 +60,25 @@ def _explain_order_errors(s, errors, killed_at, port):
                   d["segment"]["orders_count"])
 
 
-@pytest.mark.parametrize("crash", [False, True], ids=["clean", "kill-9-mid-replay"])
-def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
+def olist_events(olist, via_import: bool):
+    """The built-in adapter's events, or (issue 18) the same data through the generic importer and
+    ``deploy/import/olist.yaml``."""
+    if not via_import:
+        return iter_olist_events(olist)
+    from pathlib import Path
+
+    from pipeline.config import load_settings
+    from pipeline.producers.importer import import_rows, load_mapping
+
+    mapping = load_mapping(Path(__file__).resolve().parents[2] / "deploy" / "import" / "olist.yaml", olist)
+    got = import_rows(mapping, load_settings({}).time_limits, time.time())
+    assert not got.rejects
+    return iter(got.events)
+
+
+@pytest.mark.parametrize("crash,via_import", [(False, False), (True, False), (False, True)],
+                         ids=["clean", "kill-9-mid-replay", "generic-importer"])
+def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash, via_import):
     s = settings
     olist = s.data_dir / "olist_subset_5k"
     if not olist.exists():
@@ -73,7 +90,7 @@ def test_olist_delivery_alerts_equal_csv_truth(settings, worker_factory, crash):
     w = worker_factory(s, **member)
     t = s.topics
     inputs = [*t.inputs, t.rekeyed]
-    sent = publish(iter_olist_events(olist), s, progress=False)
+    sent = publish(olist_events(olist, via_import), s, progress=False)
     if crash:
         _wait_progress(s, inputs, 0.4)
         w.kill()

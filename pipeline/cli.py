@@ -264,7 +264,11 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
     s = resolve_settings()
     letters = dl.read_dead_letters(s)
-    resent = dl.read_resent(s)
+    resent, sending = dl.read_resent(s)
+    if sending:  # a run killed between its markers: which of its re-sends landed
+        found = dl.landed(s, sending)
+        dl.mark_done(s, {k: sending[k] for k in found})
+        resent |= found
     chosen = dl.select(letters, ids=args.id or (), reason=args.reason, source=args.source,
                        everything=args.all or args.action == "list")
     if args.action == "list":

@@ -7,12 +7,12 @@ topic they came from once the producer is fixed, or edited (issue 18, scope 5).
 * ``resend`` — the selected dead letters (``--id``, ``--reason``, ``--source`` or ``--all``) go back
   to their source topic with their original key, as they were or replaced by ``--edit FILE`` (JSON
   Lines ``{"dead_letter_id": ..., "value": {...}}``).  Each re-sent record carries the header
-  ``dead_letter_id``.  After the re-sends are acknowledged, a marker per dead letter is written to the
-  compacted topic ``<app_id>-deadletters-resent``; a dead letter with a marker is never re-sent
-  again, so running the command twice re-sends nothing the second time.  Not atomic: a ``resend``
-  killed after its re-sends and before its markers can re-send those again when run again (the
-  copies carry the same event id; consumers of ``events.enriched`` deduplicate by it as they do for
-  any at-least-once output).  A re-sent record that is still invalid becomes a new dead letter.
+  ``dead_letter_id``.  Exactly once, also when the command is killed: first a ``sending`` marker
+  per dead letter goes to the compacted topic ``<app_id>-deadletters-resent`` with the source
+  topic's end offsets, then the re-sends (acknowledged), then a ``done`` marker.  A dead letter marked
+  ``done`` is never re-sent; one left ``sending`` by a killed run is looked for in its source topic
+  past the recorded offsets (by the header): found, it is marked ``done``; not found, it is re-sent.
+  A re-sent record that is still invalid becomes a new dead letter.
 
 Selection and formatting are pure (:func:`select`, :func:`reasons_table`); Kafka is at the edges.
 """
@@ -124,31 +124,94 @@ def read_dead_letters(settings: Settings) -> list[DeadLetter]:
     return out
 
 
-def read_resent(settings: Settings) -> set[str]:
+def read_resent(settings: Settings) -> tuple[set[str], dict[str, dict[str, Any]]]:
+    """Dead-letter ids marked ``done``, and the ``sending`` markers (id -> marker) of a killed run."""
     from .summary import read_topic
     from .topics import TopicSpec, ensure_topics
 
     ensure_topics(settings, [TopicSpec(resent_topic(settings), 1, {"cleanup.policy": "compact"})])
-    return {key.decode() for key, value in read_topic(settings, resent_topic(settings)) if key and value}
+    latest: dict[str, dict[str, Any]] = {}
+    for key, value in read_topic(settings, resent_topic(settings)):
+        if key and value:
+            latest[key.decode()] = orjson.loads(value)
+    done = {k for k, m in latest.items() if m.get("state", "done") == "done"}
+    return done, {k: m for k, m in latest.items() if k not in done}
 
 
-def resend(settings: Settings, letters: list[DeadLetter], edits: dict[str, bytes], now: str) -> int:
-    """Re-send ``letters`` (acknowledged), then write their markers; returns how many were sent."""
-    from .producers.publish import PublishError, make_producer
+def landed(settings: Settings, sending: dict[str, dict[str, Any]]) -> set[str]:
+    """Which ``sending`` dead letters are in their source topic past the offsets their marker recorded."""
+    from kafka import TopicPartition
+
+    from .kafka_security import consumer as make_consumer
+
+    since: dict[TopicPartition, int] = {}
+    for marker in sending.values():
+        for p, off in (marker.get("since") or {}).items():
+            tp = TopicPartition(marker["to"], int(p))
+            since[tp] = min(since.get(tp, off), off)
+    if not since:
+        return set()
+    found: set[str] = set()
+    consumer = make_consumer(settings, enable_auto_commit=False, isolation_level="read_committed")
+    try:
+        consumer.assign(list(since))
+        for tp, off in since.items():
+            consumer.seek(tp, off)
+        ends = consumer.end_offsets(list(since))
+        remaining = {tp for tp in since if ends[tp] > since[tp]}
+        while remaining:
+            for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
+                for r in records:
+                    found.update(v.decode() for k, v in (r.headers or ()) if k == "dead_letter_id")
+            remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp]}
+    finally:
+        consumer.close()
+    return found & set(sending)
+
+
+def mark_done(settings: Settings, markers: dict[str, dict[str, Any]]) -> None:
+    """``done`` markers for ``sending`` ones whose re-send was found (:func:`landed`)."""
+    from .producers.publish import make_producer
 
     producer = make_producer(settings)
     try:
+        for dead_id, marker in markers.items():
+            done = {**marker, "state": "done"}
+            done.pop("since", None)
+            producer.send(resent_topic(settings), key=dead_id.encode(), value=orjson.dumps(done))
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def _markers(producer: Any, settings: Settings, letters: list[DeadLetter], state: str, extra: dict[str, Any]) -> None:
+    for d in letters:
+        marker = {"dead_letter_id": d.dead_letter_id, "state": state, "to": d.source_topic, **extra}
+        producer.send(resent_topic(settings), key=d.dead_letter_id.encode(), value=orjson.dumps(marker))
+    producer.flush()
+
+
+def resend(settings: Settings, letters: list[DeadLetter], edits: dict[str, bytes], now: str) -> int:
+    """Mark ``sending`` (with the source topics' end offsets), re-send (acknowledged), mark ``done``;
+    returns how many were sent."""
+    from .producers.publish import PublishError, make_producer
+    from .runtime import end_offsets
+
+    ends = end_offsets(settings, sorted({d.source_topic for d in letters}))
+    producer = make_producer(settings)
+    try:
+        for topic in {d.source_topic for d in letters}:
+            since = {str(p): off for (t, p), off in ends.items() if t == topic}
+            _markers(producer, settings, [d for d in letters if d.source_topic == topic], "sending",
+                     {"since": since, "at": now})
         futures = [producer.send(d.source_topic, key=d.key, value=edits.get(d.dead_letter_id, d.original),
                                  headers=[("dead_letter_id", d.dead_letter_id.encode())]) for d in letters]
         producer.flush()
         failed = [f.exception for f in futures if f.failed()]
         if failed:
-            raise PublishError(f"{len(failed)} re-send(s) failed, first: {failed[0]!r}; no marker written")
+            raise PublishError(f"{len(failed)} re-send(s) failed, first: {failed[0]!r}; run the command again")
         for d in letters:
-            marker = {"dead_letter_id": d.dead_letter_id, "resent_at": now, "to": d.source_topic,
-                      "edited": d.dead_letter_id in edits}
-            producer.send(resent_topic(settings), key=d.dead_letter_id.encode(), value=orjson.dumps(marker))
-        producer.flush()
+            _markers(producer, settings, [d], "done", {"at": now, "edited": d.dead_letter_id in edits})
     finally:
         producer.close()
     return len(letters)

@@ -68,6 +68,54 @@ def test_a_fixed_dead_letter_is_enriched_once(settings, worker_factory, tmp_path
     assert len(read_dead_letters(s)) == 1  # the fixed record was valid: no new dead letter
 
 
+def test_a_resend_killed_between_its_markers_is_finished_once(settings, worker_factory, tmp_path, monkeypatch,
+                                                              capsys):
+    """A killed ``resend`` leaves ``sending`` markers: a re-send that landed is not sent again, one
+    that did not land is sent."""
+    from pipeline.deadletters import resent_topic
+    from pipeline.runtime import end_offsets
+
+    s = settings
+    for k, v in settings_env(s).items():
+        monkeypatch.setenv(k, v)
+    worker_factory(s)
+    broken = [{k: v for k, v in good_order(eid).items() if k != "region"} for eid in ("dl-2", "dl-3")]
+    publish_raw(s.topics.orders, [(b"dl-c1", orjson.dumps(b)) for b in broken], s)
+    inputs = [*s.topics.inputs, s.topics.rekeyed]
+    wait_for_group(s, s.app_id, inputs, timeout=120)
+    deadline = time.monotonic() + 60
+    while len(letters := read_dead_letters(s)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ids = {orjson.loads(d.original)["event_id"]: d.dead_letter_id for d in letters}
+    since = {str(p): off for (t, p), off in end_offsets(s, [s.topics.orders]).items()}
+    # the killed run: both marked "sending"; only dl-2's re-send reached Kafka
+    from pipeline.deadletters import read_resent
+    from pipeline.producers.publish import make_producer
+
+    assert read_resent(s) == (set(), {})  # creates the marker topic
+    producer = make_producer(s)
+    for eid in ("dl-2", "dl-3"):
+        marker = {"dead_letter_id": ids[eid], "state": "sending", "to": s.topics.orders, "since": since}
+        producer.send(resent_topic(s), key=ids[eid].encode(), value=orjson.dumps(marker))
+    producer.send(s.topics.orders, key=b"dl-c1", value=orjson.dumps(good_order("dl-2")),
+                  headers=[("dead_letter_id", ids["dl-2"].encode())])
+    producer.flush()
+    producer.close()
+    fix = tmp_path / "fix.jsonl"
+    fix.write_text("".join(orjson.dumps({"dead_letter_id": ids[e], "value": good_order(e)}).decode() + "\n"
+                           for e in ("dl-2", "dl-3")))
+    assert cli.main(["deadletters", "resend", "--all", "--edit", str(fix)]) == 0
+    assert "re-sent 1 dead letter(s) (1 edited); 1 already re-sent" in capsys.readouterr().out
+    assert cli.main(["deadletters", "resend", "--all", "--edit", str(fix)]) == 0
+    assert "re-sent 0" in capsys.readouterr().out
+    wait_for_group(s, s.app_id, inputs, timeout=120)
+    deadline = time.monotonic() + 60
+    while len(set(enriched_ids(s)) & {"dl-2", "dl-3"}) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    got = enriched_ids(s)
+    assert got.count("dl-2") == 1 and got.count("dl-3") == 1
+
+
 def test_import_publishes_history_and_dead_letters_rejected_rows(settings, worker_factory, tmp_path, monkeypatch,
                                                                   capsys):
     s = settings

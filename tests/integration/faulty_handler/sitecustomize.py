@@ -25,7 +25,7 @@ _failed_once: set[tuple[str, int, int]] = set()
 _block_next: list[tuple[str, int, int]] = []
 
 
-def _faulty(self, rec, get_state, now=None):
+def _faulty(self, rec, get_state, now=None, **kwargs):
     value = rec.value or b""
     if b"__raise_always__" in value:
         raise RuntimeError("injected permanent fault")
@@ -36,7 +36,7 @@ def _faulty(self, rec, get_state, now=None):
             raise RuntimeError("injected transient fault")
     if b"__block_forever__" in value:
         _block_next.append((rec.topic, rec.partition, rec.offset))
-    return _original(self, rec, get_state, now)
+    return _original(self, rec, get_state, now, **kwargs)
 
 
 async def _attempt(*args, **kwargs):

@@ -3,29 +3,14 @@ customer's state), counted under its seller / categories / carrier, and ranked b
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import datetime, timezone
-
 import orjson
-import pytest
 
 from pipeline.aggregate.dimensions import dimensions_of
 from pipeline.aggregate.root_causes import merge, rank
-from pipeline.config import load_settings
-from pipeline.process import Processor, Record
+from pipeline.process import Record
 from pipeline.segment.customer import ORDER_CONTEXT, order_context
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp()
-DAY = 86400.0
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return Processor(dataclasses.replace(load_settings({}), partitions=1), env={})
+from tests.unit.test_customer_query import DAY, T0, iso, processor  # noqa: F401 (processor: a fixture)
 
 
 def placed(oid: str, at: float, seller: str, categories: list[str]) -> tuple[str, dict]:

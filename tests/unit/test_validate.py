@@ -30,7 +30,7 @@ def examples():
             yield pytest.param(kind, p.read_bytes(), id=f"{d}/{p.stem}")
 
 
-@pytest.mark.parametrize("kind,raw", examples())
+@pytest.mark.parametrize("kind,raw", list(examples()))
 def test_examples_are_valid(kind, raw):
     result = decode(raw, kind, MAX)
     assert result.ok, result.problems

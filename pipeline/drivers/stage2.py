@@ -262,9 +262,10 @@ class Stage2:
 
         def items() -> Iterable[tuple[str, Any, float | None]]:
             for key, state in list(self.table.items()):
-                if key.startswith(prefix) and not is_meta_key(key) and partition_of(key, n) in mine:
-                    wm = self.watermarks.get(partition_of(key, n))
-                    yield key[len(prefix):], state, None if wm is None else wm.value
+                if not key.startswith(prefix) or is_meta_key(key) or (p := partition_of(key, n)) not in mine:
+                    continue
+                wm = self.watermarks.get(p)
+                yield key[len(prefix):], state, None if wm is None else wm.value
 
         return rank(items(), pain_point, window)
 

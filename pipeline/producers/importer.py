@@ -286,7 +286,7 @@ def _joined(spec: Mapping[str, Any], ctx: _Ctx) -> Any:
     if op == "sum":
         columns = spec[op].get("columns") or [spec[op]["column"]]
         return round(sum(float(r.get(c) or 0) for r in rows for c in columns), 2)
-    return [{k: v for k, v in _mapped(spec[op]["fields"], ctx.on(r)).items()} for r in rows]
+    return [_mapped(spec[op]["fields"], ctx.on(r)) for r in rows]
 
 
 def _mapped(fields: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:

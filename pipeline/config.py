@@ -160,6 +160,10 @@ class Settings:
     # read but none delivered (0: merge only what was delivered); PIPELINE_REORDER_MAX_RECORDS: held
     # records per partition before the lowest are released anyway
     reorder_max_wait_seconds: float = 60.0
+    # PIPELINE_REORDER_TOLERANCE_SECONDS: a record may go ahead of a pending topic's next record when
+    # it is at most this far past that topic's latest delivered one (bounded out-of-orderness; live
+    # traffic always has records in transit, and would otherwise wait a batch cycle for them)
+    reorder_tolerance_seconds: float = 2.0
     # 0: off, records applied in arrival order
     reorder_max_records: int = 5000
     # alert / final-record ids read back from the end of each output partition at takeover
@@ -325,6 +329,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reorder_max_wait_seconds=float(_get(env, "PIPELINE_REORDER_MAX_WAIT_SECONDS",
                                             str(d.reorder_max_wait_seconds))),
         reorder_max_records=int(_get(env, "PIPELINE_REORDER_MAX_RECORDS", str(d.reorder_max_records))),
+        reorder_tolerance_seconds=float(_get(env, "PIPELINE_REORDER_TOLERANCE_SECONDS",
+                                             str(d.reorder_tolerance_seconds))),
         recovery_tail_records=int(_get(env, "PIPELINE_RECOVERY_TAIL_RECORDS", str(d.recovery_tail_records))),
         producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
         producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),

@@ -74,7 +74,7 @@ ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "dup
                 "input_gap_absent_offsets", "input_gap_held_back", "input_gap_rewind",
                 "input_redelivered_skipped")
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
-REORDER_RELEASES = ("after_wait", "wait_expired", "over_bound")  # pipeline_reorder_released_total{how}
+REORDER_RELEASES = ("after_wait", "wait_expired", "over_bound", "within_tolerance")  # pipeline_reorder_released_total{how}
 MAX_PAIN_POINTS = 64
 
 # metric label ``dimension`` -> (field of the enriched event's ``segment``, closed value set)
@@ -225,7 +225,8 @@ class Metrics:
             "pipeline_reorder_released_total",
             "Held records released: after_wait (in order, after waiting for a slower topic), wait_expired "
             "(PIPELINE_REORDER_MAX_WAIT_SECONDS ran out: may be out of order), over_bound "
-            "(PIPELINE_REORDER_MAX_RECORDS reached: may be out of order).", ["how"], registry=r)
+            "(PIPELINE_REORDER_MAX_RECORDS reached: may be out of order), within_tolerance (at most "
+            "PIPELINE_REORDER_TOLERANCE_SECONDS ahead of a topic's next record).", ["how"], registry=r)
         for how in REORDER_RELEASES:
             self.reorder_released.labels(how)
 

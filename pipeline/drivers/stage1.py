@@ -220,7 +220,8 @@ class Stage1:
         self.index = DueIndex()
         self.sketches: dict[int, SpendSketch] = {}  # decayed spend per partition (value tiers by rank)
         self.clocks = Clocks(idle_seconds=s.idle_seconds)
-        self.reorder: ReorderBuffer[In] = ReorderBuffer(s.reorder_max_wait_seconds, max(1, s.reorder_max_records))
+        self.reorder: ReorderBuffer[In] = ReorderBuffer(s.reorder_max_wait_seconds, max(1, s.reorder_max_records),
+                                                        s.reorder_tolerance_seconds)
         self.tie_rank = {t.profiles: 0, t.orders: 1, t.complaints: 2, t.feedback: 2}
         self.kind_of = {name: t.kind_of(name) or "internal" for name in (*t.inputs, t.rekeyed, t.ticks)}
         self.record_topics = [*t.inputs, t.rekeyed]  # inputs whose offsets partials account for
@@ -235,7 +236,8 @@ class Stage1:
         self.enriched_written: dict[int, set[str]] = {}
         self.pending = _Pending()
         self.revocations: dict[int, int] = {}  # partition -> times revoked (a batch spanning one drops it)
-        self._reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0}
+        self._reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0,
+                          "released_within_tolerance": 0}
 
     # -- partitions ------------------------------------------------------------------------------
     def needs_recovery(self, p: int) -> bool:

@@ -30,6 +30,16 @@ wait up to ``max.task.idle.ms`` for an input that has lag but nothing buffered),
   its topic is held it is returned first by the next ``release`` call for its partition; otherwise
   it queues behind its topic's held records with the time of the one before it, so a topic's
   offsets always come out in order (they are acknowledged in that order).
+* **Tolerance (bounded out-of-orderness).** With ``tolerance_seconds`` > 0, a blocker does not
+  hold back a head whose event time is at most ``tolerance_seconds`` past the event time of the
+  blocker's own latest delivered record (its highest offset added so far): the blocker's pending
+  records, if its times are non-decreasing, start there, so releasing the head can put it at most
+  ``tolerance_seconds`` ahead of a record still in Kafka.  Live traffic always has records in
+  transit on every topic, and without a tolerance each batch's newest records would wait a batch
+  cycle or more for the next fetch of the sparsest topic (measured: +0.5 s on the p99 at 850
+  events/s); in a backlog, consecutive records of one topic and customer partition are minutes to
+  days apart, so the tolerance rarely applies there.  Counted as ``released_within_tolerance``.
+  ``0`` (the default here) keeps the exact rule.
 * **Bounded memory.** When, after the rule above, a partition still holds more than
   ``max_records`` records, the lowest heads are released regardless of waits until it holds
   exactly ``max_records`` (counted as ``released_over_bound``). The bound is enforced by
@@ -76,6 +86,8 @@ class ReorderStats:
       be out of order with respect to a record still in Kafka ("out-of-order risk");
     * ``released_over_bound``: released early because the partition held more than
       ``max_records`` ("out-of-order risk" too);
+    * ``released_within_tolerance``: released while a blocker was pending, because the record is
+      within ``tolerance_seconds`` of that blocker's latest delivered event time;
     * ``invalid``: records added without a usable event time (released at once);
     * ``duplicates``: ``add`` calls refused because that (partition, topic, offset) was held;
     * ``dropped``: records returned by :meth:`~ReorderBuffer.drop`.
@@ -86,6 +98,7 @@ class ReorderStats:
     released_after_wait: int = 0
     released_wait_expired: int = 0
     released_over_bound: int = 0
+    released_within_tolerance: int = 0
     invalid: int = 0
     duplicates: int = 0
     dropped: int = 0
@@ -110,6 +123,7 @@ class _Partition(Generic[T]):
     ready: deque[T] = field(default_factory=deque)
     wait_start: dict[str, float] = field(default_factory=dict)  # blocker topic -> wall its wait began
     waits: dict[str, float] = field(default_factory=dict)  # blocker topic -> its wait, as of the last release
+    latest: dict[str, tuple[int, float]] = field(default_factory=dict)  # topic -> (offset, time) of its highest offset
     count: int = 0  # records in ``queues``
     calls: int = 0  # release calls completed
 
@@ -141,16 +155,22 @@ class ReorderBuffer(Generic[T]):
         with pending records has nothing buffered; ``0`` never waits (records are still merged
         in event-time order among what is buffered). Kafka Streams' ``max.task.idle.ms``.
     :param max_records: the most records held per partition after a ``release`` call.
+    :param tolerance_seconds: how far (event-time seconds) a record may be released ahead of a
+        pending topic's latest delivered record (see "Tolerance" in the module docstring).
     """
 
     def __init__(self, max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
-                 max_records: int = DEFAULT_MAX_RECORDS) -> None:
+                 max_records: int = DEFAULT_MAX_RECORDS, tolerance_seconds: float = 0.0) -> None:
         if isinstance(max_wait_seconds, bool) or not isinstance(max_wait_seconds, (int, float)) \
                 or not math.isfinite(max_wait_seconds) or max_wait_seconds < 0:
             raise ValueError(f"max_wait_seconds must be a finite number >= 0; got {max_wait_seconds!r}")
         if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
             raise ValueError(f"max_records must be an int >= 1; got {max_records!r}")
+        if isinstance(tolerance_seconds, bool) or not isinstance(tolerance_seconds, (int, float)) \
+                or not math.isfinite(tolerance_seconds) or tolerance_seconds < 0:
+            raise ValueError(f"tolerance_seconds must be a finite number >= 0; got {tolerance_seconds!r}")
         self.max_wait_seconds = float(max_wait_seconds)
+        self.tolerance_seconds = float(tolerance_seconds)
         self.max_records = max_records
         self.stats = ReorderStats()
         self._parts: dict[int, _Partition[T]] = {}
@@ -195,6 +215,8 @@ class ReorderBuffer(Generic[T]):
                 return False
             queue.insert(i, entry)
         part.count += 1
+        if topic not in part.latest or part.latest[topic][0] < offset:
+            part.latest[topic] = (offset, float(event_time))
         part.wait_start.pop(topic, None)
         self.stats.added += 1
         return True
@@ -221,7 +243,7 @@ class ReorderBuffer(Generic[T]):
         2. queue heads, lowest ``(event_time, topic, offset)`` first, while no blocker (a topic
            with ``pending`` set and an empty queue) is within its wait
            (``wall - wait_start < wait``; a blocker's wait starts at the first call
-           that is held back by it);
+           that is held back by it) — a blocker within the tolerance of the head does not count;
         3. if held back and more than ``max_records`` remain: the lowest heads, until
            ``max_records`` remain.
 
@@ -245,17 +267,24 @@ class ReorderBuffer(Generic[T]):
             entry = part.head()
             if entry is None:
                 break
-            held_back = False
+            held_back = tolerated = expired = False
             for topic in blockers:
+                if self._tolerated(part, topic, entry.event_time):
+                    tolerated = True
+                    continue
                 start = part.wait_start.setdefault(topic, wall)
                 if wall - start < waits[topic]:
                     held_back = True
+                else:
+                    expired = True
             if held_back:
                 if part.count <= self.max_records:
                     break
                 stats.released_over_bound += 1
-            elif blockers:
+            elif expired:
                 stats.released_wait_expired += 1
+            elif tolerated:
+                stats.released_within_tolerance += 1
             part.pop(entry)
             if entry.call < part.calls:
                 stats.released_after_wait += 1
@@ -267,6 +296,13 @@ class ReorderBuffer(Generic[T]):
         part.calls += 1
         stats.released += len(out)
         return out
+
+    def _tolerated(self, part: _Partition[T], topic: str, event_time: float) -> bool:
+        """``topic`` (a blocker) lets a head of ``event_time`` go: within the tolerance of its latest record."""
+        if self.tolerance_seconds <= 0:
+            return False
+        latest = part.latest.get(topic)
+        return latest is not None and event_time <= latest[1] + self.tolerance_seconds
 
     def _wait_of(self, pending: bool | float) -> float | None:
         """The wait for a blocker with this ``pending`` value (``None``: not a blocker)."""

@@ -107,3 +107,24 @@ def test_same_work_fields_give_the_framework_share_and_its_cost_per_event():
     f = pb.same_work_fields(500.0, 1000.0)
     assert f == {"same_work_eps": 1000.0, "same_work_ratio": 0.5, "overhead_us_per_event": 1000.0}
     assert pb.same_work_fields(math.nan, 1000.0)["same_work_ratio"] is None
+
+
+def test_live_times_move_every_timestamp_of_an_event_by_the_same_shift():
+    from datetime import datetime, timedelta, timezone
+
+    from bench.pipeline_bench import history_span, live_times
+
+    now = datetime(2026, 12, 4, 12, 0, 0, 700_000, tzinfo=timezone.utc)
+    events = [("complaint", {"event_id": "e1", "occurred_at": "2026-11-20T08:00:00+00:00",
+                             "promised_response_by": "2026-11-21T08:00:00+00:00", "text": "late_at night",
+                             "signup_at": "not a time"}),
+              ("order", {"event_id": "e2", "occurred_at": "2026-11-20T09:30:00+00:00"}),
+              ("customer_profile", {"event_id": "e3"})]
+    out = list(live_times(events, now=lambda: now))
+    assert out[0][1]["occurred_at"] == "2026-12-04T12:00:00+00:00"  # whole seconds, the wall clock
+    assert out[0][1]["promised_response_by"] == "2026-12-05T12:00:00+00:00"  # a day after, as before
+    assert out[0][1]["text"] == "late_at night" and out[0][1]["signup_at"] == "not a time"
+    assert out[1][1]["occurred_at"] == "2026-12-04T12:00:00+00:00"
+    assert out[2][1] == {"event_id": "e3"} and events[0][1]["occurred_at"] == "2026-11-20T08:00:00+00:00"
+    assert history_span(ev for _, ev in events) == timedelta(hours=1, minutes=30)
+    assert history_span([]) == timedelta(0)

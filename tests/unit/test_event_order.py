@@ -425,3 +425,62 @@ def test_equal_event_times_go_in_the_producers_order():
     b.add(0, "events.orders", 9, 1000.0, "placed", wall=0.0, tiebreak=(1, 50.001))  # same millisecond
     b.add(0, "events.orders", 10, 1000.0, "cancelled", wall=0.0, tiebreak=(1, 50.002))
     assert b.release(0, 0.0, {}) == ["placed", "cancelled", "review"]
+
+
+# -- tolerance: bounded out-of-orderness for live traffic ----------------------------------------
+def test_tolerance_lets_a_head_close_to_the_blockers_latest_record_go() -> None:
+    """Live: every topic has records in transit.  A head at most ``tolerance`` past the pending
+    topic's latest delivered record goes at once; a head further ahead still waits."""
+    buf: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60, max_records=100, tolerance_seconds=2)
+    add(buf, Ev("b", 0, T0 + 10))
+    for i, dt in enumerate((9, 11, 12, 13)):
+        add(buf, Ev("a", i, T0 + dt))
+    out = buf.release(0, W0, {"a": True, "b": True})
+    # a9 b10 a11 a12 (b is empty and pending; 11 and 12 are within 2 s of b's latest, 10); a13 waits
+    assert [(e.topic, e.time - T0) for e in out] == [("a", 9), ("b", 10), ("a", 11), ("a", 12)]
+    assert buf.held(0) == 1 and buf.next_deadline(0) == W0 + 60
+    assert buf.stats.released_within_tolerance == 2
+    assert buf.stats.released_wait_expired == 0 and buf.stats.released_over_bound == 0
+    add(buf, Ev("b", 1, T0 + 14), W0 + 0.1)
+    assert [e.time - T0 for e in buf.release(0, W0 + 0.1, {"a": True, "b": True})] == [13, 14]
+
+
+def test_tolerance_zero_keeps_the_exact_rule_and_a_topic_never_seen_always_blocks() -> None:
+    exact: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60, tolerance_seconds=0)
+    add(exact, Ev("b", 0, T0 + 10))
+    add(exact, Ev("a", 0, T0 + 10.5))
+    assert [e.topic for e in exact.release(0, W0, {"a": False, "b": True})] == ["b"]  # a waits for b
+    assert exact.held(0) == 1
+    tolerant: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60, tolerance_seconds=5)
+    add(tolerant, Ev("a", 0, T0))
+    assert tolerant.release(0, W0, {"a": False, "b": True}) == []  # nothing of b delivered yet: no bound known
+    with pytest.raises(ValueError):
+        ReorderBuffer(tolerance_seconds=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 50)), min_size=1, max_size=40),
+       st.integers(0, 5))
+def test_tolerance_bounds_the_disorder(records: list[tuple[str, int]], tol: int) -> None:
+    """Each topic's times non-decreasing, delivered in arbitrary interleaving with every topic
+    pending until its last record: no released record is more than ``tol`` seconds later than a
+    record of another topic released after it."""
+    per_topic: dict[str, list[int]] = {}
+    for topic, t in records:
+        per_topic.setdefault(topic, []).append(t)
+    for ts in per_topic.values():
+        ts.sort()
+    buf: ReorderBuffer[Ev] = ReorderBuffer(max_wait_seconds=60, max_records=1000, tolerance_seconds=tol)
+    offsets = {t: 0 for t in per_topic}
+    out: list[Ev] = []
+    for topic, _ in records:  # the arrival interleaving
+        i = offsets[topic]
+        add(buf, Ev(topic, i, T0 + per_topic[topic][i]))
+        offsets[topic] = i + 1
+        pending = {t: offsets[t] < len(ts) for t, ts in per_topic.items()}
+        out += buf.release(0, W0, pending)
+    out += buf.release(0, W0, {})
+    assert len(out) == len(records)
+    for i, e in enumerate(out):
+        for later in out[i + 1:]:
+            assert e.time - later.time <= tol  # type: ignore[operator]

@@ -67,10 +67,18 @@ class Sender:
         """Write ``values`` to ``table`` and wait until their changelog records (and any other
         table's sent since the last call) are acknowledged; fail-stop if not.  Faust's own flush
         before a commit can return with changelog records unsent (``faust_fixes``, fix 5)."""
+        await self.write(table, values)
+        await self.confirm_changelog()
+
+    async def write(self, table: Any, values: Mapping[str, Any]) -> None:
+        """Write ``values`` to ``table`` (their changelog records are sent, not yet confirmed)."""
         for i, (key, value) in enumerate(values.items()):
             table[key] = value  # encodes the value for its changelog record (pipeline.codec)
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # a long commit must not hold the other agent (one event loop)
+
+    async def confirm_changelog(self) -> None:
+        """Wait until every changelog record sent so far is acknowledged; fail-stop if not."""
         pending = [("changelog", fut) for fut in CHANGELOG_SENT]
         if not pending:
             return

@@ -5,8 +5,9 @@ Sources, co-partitioned by customer id: ``events.orders``, ``events.complaints``
 Per batch the edge keeps the input gap-free (:class:`~pipeline.agents.common.InputGuard`), reads
 back what a previous owner sent (:mod:`pipeline.agents.readback`), lets the driver apply the batch
 and sends its outputs.  On a commit (at most every ``PIPELINE_COMMIT_INTERVAL_SECONDS``:
-:mod:`pipeline.drivers.stage1`, "Commits") it confirms every send since the last one, writes and
-confirms the states, then acknowledges the records the driver applied.  Clocks
+:mod:`pipeline.drivers.stage1`, "Commits") it confirms every send since the last one, writes the
+states, and acknowledges the records the driver applied once the states are confirmed, in the
+background (:mod:`pipeline.agents.commits`).  Clocks
 (``PIPELINE_CLOCK``, idleness, ``advance_to`` ticks): docs/semantics.md.
 """
 
@@ -20,11 +21,12 @@ import faust
 from mode import CrashingSupervisor
 
 from ..config import Settings
-from ..drivers.stage1 import Effects, In, Stage1, Stage1Config
+from ..drivers.stage1 import In, Stage1, Stage1Config
 from ..metrics import Metrics
 from ..process import Processor
 from ..stage_settings import StageSettings
-from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender, ack_processed,
+from .commits import Commits
+from .common import (DEBUG_STATE, HELD_FOR_ORDER, InputGuard, Sender,
                      fetch_loop_blocked, hold_back, json_table, log, run_batches, watch_input)
 from .queries import customer_lookup
 from .readback import ConsumerView, read_back
@@ -45,6 +47,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
                       consumer=lambda: app.consumer, starved=lambda: fetch_loop_blocked(app))
     view = ConsumerView(app, gaps)
+    commits = Commits(app, sender, customers, metrics)
     record_topics = driver.record_topics
     DEBUG_STATE["reorder"] = lambda: driver.reorder_state(view)
 
@@ -89,7 +92,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
             await sender.send(s.topic, s.key, s.value, s.partition, kind=s.kind)
         metrics.batch_size.observe(len(events))
         if fx.committing:  # else enriched events and alerts are on their way; the commit comes later
-            await commit(app, sender, customers, fx, metrics)
+            await commits.commit(fx)
 
     register_ticks(app, settings, sender, cfg.ordering)
 
@@ -100,6 +103,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        await commits.drain()  # acknowledged before the partitions go (or the worker has stopped)
         for p in {tp.partition for tp in revoked if tp.topic in t.inputs}:
             driver.revoke(p)  # records held for order are never acknowledged: the next owner reads them again
         for tp in revoked:
@@ -108,13 +112,3 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
 
     return customers, processor, customer_lookup(driver, customers, settings, stages)
 
-
-async def commit(app: faust.App, sender: Sender, customers: Any, fx: Effects, metrics: Metrics) -> None:
-    """Stage 1's commit: every send since the last one confirmed first (a stored state then implies
-    its outputs are in Kafka), then the states written and confirmed, then the applied records
-    acknowledged."""
-    started = time.perf_counter()
-    await sender.confirm()
-    await sender.store(customers, fx.writes)
-    ack_processed(app, fx.done)
-    metrics.batch_seconds.labels("commit").observe(time.perf_counter() - started)

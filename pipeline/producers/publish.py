@@ -6,7 +6,7 @@ event goes to its kind's topic (``order`` -> ``settings.topics.orders``,
 ``customer_profile`` -> ``profiles``), keyed by its ``customer_id`` (UTF-8) so
 all of a customer's events share a partition, serialised with orjson.  The
 producer uses ``acks="all"`` (idempotent, kafka-python's default), ``linger_ms``
-20, 256 KiB batches and no compression.  Sends are asynchronous; the
+20 (1 when the rate is capped: a live feed), 256 KiB batches and no compression.  Sends are asynchronous; the
 producer is flushed and closed at the end, and a failed delivery raises
 :class:`PublishError` then (after everything else was flushed).
 """
@@ -45,13 +45,16 @@ def topic_for(kind: str, settings: Settings) -> str:
         raise ValueError(f"unknown event kind {kind!r}") from None
 
 
-def make_producer(settings: Settings) -> Any:
-    """A KafkaProducer for ``settings`` (bytes in, bytes out)."""
+PACED_LINGER_MS = 1  # ``publish(rate=...)``
+
+
+def make_producer(settings: Settings, linger_ms: int = 20) -> Any:
+    """A KafkaProducer for ``settings`` (bytes in, bytes out); ``linger_ms`` 20 batches bulk sends."""
     return guarded(settings, lambda: KafkaProducer(
         **kafka_kwargs(settings),  # bootstrap servers + KAFKA_SECURITY_PROTOCOL / SASL / TLS
         client_id=f"{settings.app_id}-producer",
         acks="all",
-        linger_ms=20,
+        linger_ms=linger_ms,
         batch_size=256 * 1024,
         compression_type=None,
         max_request_size=max(1024 * 1024, settings.max_event_bytes * 2),
@@ -112,7 +115,8 @@ def publish(
     kind (events before it were sent and are flushed) and
     :class:`PublishError` if the broker rejected any record.
     """
-    producer = make_producer(settings)
+    # paced: each record goes out at once (a linger only delays it; at a capped rate there is little to batch)
+    producer = make_producer(settings) if rate is None else make_producer(settings, linger_ms=PACED_LINGER_MS)
     errors = _Errors()
     counts: dict[str, int] = {}
     pacer = _Pacer(rate)

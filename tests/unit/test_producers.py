@@ -478,7 +478,7 @@ class FakeProducer:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
     producer = FakeProducer()
-    monkeypatch.setattr(pub, "make_producer", lambda settings: producer)
+    monkeypatch.setattr(pub, "make_producer", lambda settings, **kw: producer)
     return producer
 
 
@@ -506,13 +506,13 @@ def test_publish_rate_limit_sleeps(fake: FakeProducer, simulated: list[tuple[str
 
 def test_publish_unknown_kind_and_failures(monkeypatch: pytest.MonkeyPatch, simulated: list[tuple[str, dict]]) -> None:
     producer = FakeProducer()
-    monkeypatch.setattr(pub, "make_producer", lambda settings: producer)
+    monkeypatch.setattr(pub, "make_producer", lambda settings, **kw: producer)
     with pytest.raises(ValueError, match="unknown event kind"):
         pub.publish([simulated[0], ("bogus", {"customer_id": "c"})], SETTINGS, progress=False)
     assert len(producer.sent) == 1 and producer.flushed and producer.closed
 
     failing = FakeProducer(fail_topic=SETTINGS.topics.profiles)
-    monkeypatch.setattr(pub, "make_producer", lambda settings: failing)
+    monkeypatch.setattr(pub, "make_producer", lambda settings, **kw: failing)
     with pytest.raises(pub.PublishError, match="broker said no"):
         pub.publish(simulated[:3], SETTINGS, progress=False)
     assert failing.flushed and failing.closed

@@ -256,6 +256,30 @@ def cmd_root_causes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from .console.auth import ConsoleConfigError
+    from .console.server import run
+    from .console.settings import ConsoleSettings
+    from .logs import setup
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+
+    s = resolve_settings()
+    setup(s.log_level, s.log_format)
+    cs = ConsoleSettings.from_env()
+    if args.port:
+        cs = dataclasses.replace(cs, port=args.port)
+    if args.host:
+        cs = dataclasses.replace(cs, host=args.host)
+    ensure_topics(s)  # alerts.actions is new: an existing deployment gets it here
+    try:
+        run(s, cs)
+    except ConsoleConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_deadletters(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -467,6 +491,11 @@ def _history_parsers(sub: Any) -> None:
                      "personal data)")
     dlp.add_argument("--json", action="store_true", help="list: one JSON line per dead letter")
     dlp.set_defaults(func=cmd_deadletters)
+    con = sub.add_parser("console", help="the operations console: alert inbox, alert / customer / segment pages, "
+                         "acknowledge / assign / snooze / resolve (env PIPELINE_CONSOLE_*)")
+    con.add_argument("--host", default="", help="bind address (default PIPELINE_CONSOLE_HOST, 127.0.0.1)")
+    con.add_argument("--port", type=int, default=0, help="port (default PIPELINE_CONSOLE_PORT, 6070)")
+    con.set_defaults(func=cmd_console)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ class Topics:
     alerts_pain_points: str = "alerts.pain-points"
     alerts_commitments: str = "alerts.commitments"
     alerts_churn: str = "alerts.churn-risk"
+    alert_actions: str = "alerts.actions"  # operator actions on alerts (the console; compacted, key alert_id)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -293,6 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alerts_pain_points=_get(env, "PIPELINE_TOPIC_ALERTS_PAIN_POINTS", t.alerts_pain_points),
         alerts_commitments=_get(env, "PIPELINE_TOPIC_ALERTS_COMMITMENTS", t.alerts_commitments),
         alerts_churn=_get(env, "PIPELINE_TOPIC_ALERTS_CHURN", t.alerts_churn),
+        alert_actions=_get(env, "PIPELINE_TOPIC_ALERT_ACTIONS", t.alert_actions),
     )
     return Settings(
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,

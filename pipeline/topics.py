@@ -46,6 +46,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.alerts_pain_points, n, {}),
         TopicSpec(t.alerts_commitments, n, {}),
         TopicSpec(t.alerts_churn, n, {}),
+        TopicSpec(t.alert_actions, n, {"cleanup.policy": "compact"}),  # the latest record per alert is its case
     ]
 
 

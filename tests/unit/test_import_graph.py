@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.ingest",),
     ("pipeline.classify",),
     ("pipeline.segment",),
-    ("pipeline.commitments", "pipeline.churn", "pipeline.aggregate"),
+    ("pipeline.commitments", "pipeline.churn", "pipeline.aggregate", "pipeline.cases"),
     ("pipeline.outputs",),
     ("pipeline.stage_settings", "pipeline.process", "pipeline.drivers", "pipeline.clock", "pipeline.scheduling", "pipeline.delivery", "pipeline.liveness",
      "pipeline.producers"),
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.app",),
     ("pipeline.runtime", "pipeline.control", "pipeline.kafka_local"),
     ("pipeline.classify_cli", "pipeline.sentiment_training", "pipeline.verify_olist", "pipeline.demo",
-     "pipeline.deadletters"),
+     "pipeline.deadletters", "pipeline.console"),
     ("pipeline.cli", "pipeline.__main__"),
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}

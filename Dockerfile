@@ -8,6 +8,6 @@ COPY schemas ./schemas
 RUN pip install --no-cache-dir -c constraints.txt .
 # Schemas are read from here at run time.
 ENV PIPELINE_SCHEMA_DIR=/app/schemas PIPELINE_WEB_HOST=0.0.0.0
-EXPOSE 6066
+EXPOSE 6066 6070
 ENTRYPOINT ["python", "-m", "pipeline"]
 CMD ["worker"]

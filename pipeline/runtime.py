@@ -197,6 +197,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIPELINE_TOPIC_ALERTS_PAIN_POINTS": t.alerts_pain_points,
         "PIPELINE_TOPIC_ALERTS_COMMITMENTS": t.alerts_commitments,
         "PIPELINE_TOPIC_ALERTS_CHURN": t.alerts_churn,
+        "PIPELINE_TOPIC_ALERT_ACTIONS": t.alert_actions,
         "PIPELINE_CLOCK": settings.clock,
         "PIPELINE_IDLE_SECONDS": str(settings.idle_seconds),
         "PIPELINE_TICK_INTERVAL_SECONDS": str(settings.tick_interval_seconds),

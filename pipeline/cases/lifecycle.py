@@ -77,7 +77,7 @@ class Case:
     resolution_code: str | None = None
     note: str | None = None
     acknowledged_at: float | None = None
-    acknowledged_by: str | None = None
+    responder: str | None = None
     resolved_at: float | None = None
     version: int = 0
     history: tuple[Action, ...] = field(default_factory=tuple)
@@ -118,7 +118,7 @@ def apply(case: Case, action: Action, codes: tuple[str, ...] = RESOLUTION_CODES)
 def _acknowledged(case: Case, action: Action) -> Case:
     if case.acknowledged_at is not None:
         return case
-    return replace(case, acknowledged_at=action.at, acknowledged_by=action.actor)
+    return replace(case, acknowledged_at=action.at, responder=action.actor)
 
 
 def _check(case: Case, action: Action, codes: tuple[str, ...]) -> None:
@@ -176,12 +176,13 @@ def action_of(alert_id: str, doc: dict[str, Any]) -> Action:
 def record(case: Case, subject_key: str | None = None) -> dict[str, Any]:
     """The ``alerts.actions`` value for ``case`` after its latest action (schema version 1)."""
     last = case.history[-1]
+    fields = {"status": case.status, "owner": case.owner, "snoozed_until": _iso(case.snoozed_until),
+              "resolution_code": case.resolution_code, "note": case.note,
+              "acknowledged_at": _iso(case.acknowledged_at), "responder": case.responder,
+              "resolved_at": _iso(case.resolved_at), "version": case.version}
     doc: dict[str, Any] = {
         "schema_version": 1, "alert_id": case.alert_id, "action": action_doc(last),
-        "case": {"status": case.status, "owner": case.owner, "snoozed_until": _iso(case.snoozed_until),
-                 "resolution_code": case.resolution_code, "note": case.note,
-                 "acknowledged_at": _iso(case.acknowledged_at), "acknowledged_by": case.acknowledged_by,
-                 "resolved_at": _iso(case.resolved_at), "version": case.version},
+        "case": {k: v for k, v in fields.items() if v is not None},  # absent = unset
         "history": [action_doc(a) for a in case.history],
     }
     if subject_key is not None:
@@ -194,6 +195,6 @@ def case_of(doc: dict[str, Any]) -> Case:
     c, alert_id = doc["case"], doc["alert_id"]
     return Case(alert_id, status=c["status"], owner=c.get("owner"), snoozed_until=_epoch(c.get("snoozed_until")),
                 resolution_code=c.get("resolution_code"), note=c.get("note"),
-                acknowledged_at=_epoch(c.get("acknowledged_at")), acknowledged_by=c.get("acknowledged_by"),
+                acknowledged_at=_epoch(c.get("acknowledged_at")), responder=c.get("responder"),
                 resolved_at=_epoch(c.get("resolved_at")), version=int(c.get("version", 0)),
                 history=tuple(action_of(alert_id, a) for a in doc.get("history") or ()))

@@ -99,6 +99,8 @@ def svg_chart(series: list[Window], top: int = 5, width: int = 720, height: int 
         points = " ".join(f"{x(i):.1f},{y(w.pain.get(pid, 0)):.1f}" for i, w in enumerate(series))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"><title>'
                      f'{escape(pid)}</title></polyline>')
+        parts.extend(f'<circle cx="{x(i):.1f}" cy="{y(w.pain.get(pid, 0)):.1f}" r="3" fill="{color}"><title>'
+                     f'{escape(pid)}: {w.pain.get(pid, 0)}</title></circle>' for i, w in enumerate(series))
         parts.append(f'<text x="{left + plot_w + 8}" y="{top_pad + 14 + 16 * k}" font-size="12" fill="{color}">'
                      f'{escape(pid)}</text>')
     parts.append("</svg>")

@@ -254,7 +254,7 @@ class Console:
             doc = record(case, subject_key(entry.alert))
             await self.writer.write(alert_id, subject_key(entry.alert), doc)
             self.inbox.add_case(case)
-        log.info("alert action", extra={"action": action.kind, "version": case.version})
+        log.info("alert action", extra={"code": action.kind, "version": case.version})
         return doc
 
     async def form_action(self, request: web.Request) -> web.StreamResponse:
@@ -308,5 +308,5 @@ def _basic(users: Users, header: str) -> User | None:
 def run(settings: Settings, cs: ConsoleSettings) -> None:
     """Serve until interrupted."""
     console = Console(settings, cs)
-    log.info("console listening", extra={"host": cs.host, "port": cs.port})
+    log.info("console listening", extra={"configured": f"{cs.host}:{cs.port}"})
     web.run_app(console.app(), host=cs.host, port=cs.port, print=None, access_log=None)

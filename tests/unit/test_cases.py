@@ -33,7 +33,7 @@ def test_acknowledge_assign_resolve_reopen_and_every_record_is_valid() -> None:
         VALIDATOR.validate(doc)
         assert case_of(doc) == c and c.version == i
     assert c.status == "open" and c.owner == "jun" and c.resolution_code is None
-    assert c.acknowledged_at == T + 60 and c.acknowledged_by == "mina"  # the first response, kept across a reopen
+    assert c.acknowledged_at == T + 60 and c.responder == "mina"  # the first response, kept across a reopen
     assert [a.kind for a in c.history] == ["acknowledge", "assign", "resolve", "reopen", "comment"]
 
 
@@ -126,3 +126,32 @@ def test_inbox_keeps_the_newest_case_and_evicts_resolved_first() -> None:
     assert box.get(a1) is None and box.get(a2) is not None and len(box) == 2
     assert box.query(Filters(status="all"), T)[0].alert_id == "churn_risk:c3:d"
     assert Filters.of({"severity": "bogus", "limit": "5000", "status": ""}) == Filters(limit=1000)
+
+
+# -- trends ----------------------------------------------------------------------------------------
+def final(start_hour: int, pain: str | None, count: int, events: int = 10, value: str = "SP") -> dict:
+    return {"record_id": f"1h:{start_hour}:region={value}:{pain or '-'}", "window": "1h", "dimension": "region",
+            "value": value, "window_start": f"2027-01-15T{start_hour:02d}:00:00.000Z", "pain_point": pain,
+            "count": count, "events": events}
+
+
+def test_trends_keep_the_latest_windows_and_chart_the_top_pain_points() -> None:
+    from pipeline.cases.trends import Trends, svg_chart, top_pain_points
+
+    tr = Trends(keep=3)
+    for h in range(5):
+        tr.add_final(final(h, "delivery", h + 1))
+        tr.add_final(final(h, "price", 1))
+    tr.add_final(final(4, "delivery", 9))  # re-sent after a restart with a new count: overwritten
+    tr.add_final(final(0, "delivery", 1))  # older than everything kept: ignored
+    tr.add_final({"window": "1h"})  # not a final record: ignored
+    series = tr.series("region=SP", "1h")
+    assert [int(w.start) % 86400 // 3600 for w in series] == [2, 3, 4]
+    assert [w.pain["delivery"] for w in series] == [3, 4, 9]
+    assert tr.segments() == ["region=SP"] and tr.windows_of("region=SP") == ["1h"]
+    assert top_pain_points(series, 1) == ["delivery"]
+    svg = svg_chart(series)
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 6 and "delivery" in svg
+    assert "No closed windows" in svg_chart([])
+    tr.add_final(final(1, "<script>", 2, value="x"))
+    assert "<script>" not in svg_chart(tr.series("region=x", "1h"))  # pain-point ids are escaped

@@ -152,3 +152,16 @@ def test_compose_worker_healthcheck_uses_health():
     test = " ".join(SERVICES["worker"]["healthcheck"]["test"])
     assert "/health" in test and "urlopen" in test  # urlopen raises on 503: unhealthy when stuck
     assert "PIPELINE_WEB_ADVERTISED_HOST" not in SERVICES["worker"]["environment"]  # each replica: its host name
+
+
+def test_console_in_compose_and_kubernetes_needs_credentials_beyond_loopback():
+    svc = SERVICES["console"]
+    assert svc["command"] == ["console", "--host", "0.0.0.0"]
+    assert "PIPELINE_CONSOLE_TOKEN" in svc["environment"] and svc["environment"]["PIPELINE_CONSOLE_WORKER_URL"]
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s/console.yaml").read_text())}
+    c = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert c["args"] == ["console", "--host", "0.0.0.0"]
+    assert env["PIPELINE_CONSOLE_TOKEN"]["valueFrom"]["secretKeyRef"].get("optional") is not True
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]

@@ -36,6 +36,7 @@ SCHEMA_NAMES = [
     "enriched_event",
     "alert",
     "dead_letter",
+    "alert_action",
 ]
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -257,6 +258,7 @@ ENUM_POINTERS = {
     "enriched_event": ["/kind", "/segment/value_tier", "/segment/tier_source", "/segment/lifecycle"],
     "alert": ["/severity", "/subject/kind"],
     "dead_letter": [],  # no enums: error codes are an open, pattern-checked vocabulary
+    "alert_action": ["/action/action", "/case/status"],
 }
 
 # The first pointer of each list gets the full set of bad values, the others a few.
@@ -274,6 +276,7 @@ TIMESTAMP_POINTERS = {
     "enriched_event": ["/occurred_at", "/processing/processed_at", "/processing/ingested_at"],
     "alert": ["/event_time", "/emitted_at"],
     "dead_letter": ["/received_at"],
+    "alert_action": ["/action/at", "/case/acknowledged_at", "/case/resolved_at"],
 }
 
 BAD_TIMESTAMPS_FULL = {
@@ -303,6 +306,7 @@ CLOSED_OBJECTS = {
     "enriched_event": ["", "/segment", "/processing"],
     "alert": ["", "/subject"],
     "dead_letter": ["", "/source", "/errors/0"],
+    "alert_action": ["", "/action", "/case", "/history/0"],
 }
 
 BAD_SCHEMA_VERSIONS = [2, 0, -1, "1", 1.5, True, None, [1]]
@@ -512,6 +516,17 @@ def _alert_rules() -> list[Rule]:
     ]
 
 
+def _alert_action_rules() -> list[Rule]:
+    return [
+        _specific("case_version_zero", always, set_("/case/version", 0)),
+        _specific("resolution_code_with_space", has("/case/resolution_code"), set_("/case/resolution_code", "called back")),
+        _specific("actor_empty", always, set_("/action/actor", "")),
+        _specific("note_too_long", always, set_("/action/note", "x" * 2001)),
+        _specific("history_too_long", always, lambda d: d["history"].extend([d["history"][0]] * 50)),
+        _specific("owner_null", always, set_("/case/owner", None)),
+    ]
+
+
 def _dead_letter_rules() -> list[Rule]:
     rules = [
         _specific("dead_letter_id_dashes", always, set_("/dead_letter_id", "events.orders-3-88412")),
@@ -556,6 +571,7 @@ SPECIFIC_RULES = {
     "enriched_event": _enriched_rules,
     "alert": _alert_rules,
     "dead_letter": _dead_letter_rules,
+    "alert_action": lambda: _alert_action_rules(),
 }
 
 

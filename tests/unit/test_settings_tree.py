@@ -23,6 +23,7 @@ READS_ENVIRONMENT = {
     "runtime.py": "environment of worker processes it starts",
     "cli.py": "command line",
     "demo.py": "command line",
+    "console/settings.py": "the console's settings (ConsoleSettings.from_env, read once by the command)",
     "classify_cli.py": "command line",
     "ingest/schemas.py": "PIPELINE_SCHEMA_DIR: where the bundled contract lives",
 }

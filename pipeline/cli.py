@@ -280,6 +280,32 @@ def cmd_console(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .cases.routes import RoutesError, parse_routes
+    from .console.router import Router
+    from .logs import setup
+    from .runtime import resolve_settings
+    from .topics import ensure_topics
+    from .yamlfile import read_mapping
+
+    s = resolve_settings()
+    setup(s.log_level, s.log_format)
+    path = args.rules or os.environ.get("PIPELINE_ROUTES_FILE")
+    if not path:
+        print("error: give the routes file: --rules FILE or PIPELINE_ROUTES_FILE", file=sys.stderr)
+        return 2
+    try:
+        routes = parse_routes(read_mapping(path, "routes file", RoutesError), path)
+    except RoutesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ensure_topics(s)
+    asyncio.run(Router(s, routes).run())
+    return 0
+
+
 def cmd_deadletters(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -496,6 +522,10 @@ def _history_parsers(sub: Any) -> None:
     con.add_argument("--host", default="", help="bind address (default PIPELINE_CONSOLE_HOST, 127.0.0.1)")
     con.add_argument("--port", type=int, default=0, help="port (default PIPELINE_CONSOLE_PORT, 6070)")
     con.set_defaults(func=cmd_console)
+    rte = sub.add_parser("route", help="send alerts matching rules to webhooks (Slack-compatible) and e-mail, each "
+                         "notification once; undeliverable ones to alerts.notifications-deadletter")
+    rte.add_argument("--rules", metavar="FILE", help="routes YAML (default PIPELINE_ROUTES_FILE; docs/operations.md)")
+    rte.set_defaults(func=cmd_route)
 
 
 def build_parser() -> argparse.ArgumentParser:

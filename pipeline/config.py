@@ -44,6 +44,7 @@ class Topics:
     alerts_commitments: str = "alerts.commitments"
     alerts_churn: str = "alerts.churn-risk"
     alert_actions: str = "alerts.actions"  # operator actions on alerts (the console; compacted, key alert_id)
+    notifications_deadletter: str = "alerts.notifications-deadletter"  # notifications the router could not deliver
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -295,6 +296,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alerts_commitments=_get(env, "PIPELINE_TOPIC_ALERTS_COMMITMENTS", t.alerts_commitments),
         alerts_churn=_get(env, "PIPELINE_TOPIC_ALERTS_CHURN", t.alerts_churn),
         alert_actions=_get(env, "PIPELINE_TOPIC_ALERT_ACTIONS", t.alert_actions),
+        notifications_deadletter=_get(env, "PIPELINE_TOPIC_NOTIFICATIONS_DEADLETTER", t.notifications_deadletter),
     )
     return Settings(
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,

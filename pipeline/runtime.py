@@ -198,6 +198,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIPELINE_TOPIC_ALERTS_COMMITMENTS": t.alerts_commitments,
         "PIPELINE_TOPIC_ALERTS_CHURN": t.alerts_churn,
         "PIPELINE_TOPIC_ALERT_ACTIONS": t.alert_actions,
+        "PIPELINE_TOPIC_NOTIFICATIONS_DEADLETTER": t.notifications_deadletter,
         "PIPELINE_CLOCK": settings.clock,
         "PIPELINE_IDLE_SECONDS": str(settings.idle_seconds),
         "PIPELINE_TICK_INTERVAL_SECONDS": str(settings.tick_interval_seconds),

@@ -47,6 +47,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.alerts_commitments, n, {}),
         TopicSpec(t.alerts_churn, n, {}),
         TopicSpec(t.alert_actions, n, {"cleanup.policy": "compact"}),  # the latest record per alert is its case
+        TopicSpec(t.notifications_deadletter, n, {}),
     ]
 
 

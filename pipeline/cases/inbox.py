@@ -45,12 +45,17 @@ class Entry:
         return subject.get("customer_id") if subject.get("kind") == "customer" else None
 
     def segments(self) -> list[str]:
-        """``dimension=value`` labels of the alert's subject."""
-        subject = self.alert.get("subject") or {}
-        if subject.get("kind") == "segment":
-            return [f"{subject.get('dimension')}={subject.get('value')}"]
-        seg = subject.get("segment") or {}
-        return [f"{k}={seg[k]}" for k in SEGMENT_KEYS if seg.get(k) not in (None, "", "unknown")]
+        return alert_segments(self.alert)
+
+
+def alert_segments(alert: dict[str, Any]) -> list[str]:
+    """``dimension=value`` labels of an alert's subject: a segment alert's own, or the segment values a
+    customer alert carried when it fired (``unknown`` left out)."""
+    subject = alert.get("subject") or {}
+    if subject.get("kind") == "segment":
+        return [f"{subject.get('dimension')}={subject.get('value')}"]
+    seg = subject.get("segment") or {}
+    return [f"{k}={seg[k]}" for k in SEGMENT_KEYS if seg.get(k) not in (None, "", "unknown")]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ READS_ENVIRONMENT = {
     "cli.py": "command line",
     "demo.py": "command line",
     "console/settings.py": "the console's settings (ConsoleSettings.from_env, read once by the command)",
+    "console/router.py": "the SMTP password, from the variable the routes file names (never in the file)",
     "classify_cli.py": "command line",
     "ingest/schemas.py": "PIPELINE_SCHEMA_DIR: where the bundled contract lives",
 }

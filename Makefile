@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install browser demo bench bench-peers test test-unit test-integration kafka-start kafka-stop lint-compose clean
+.PHONY: install system-deps demo bench bench-peers test test-unit test-integration kafka-start kafka-stop lint-compose clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,19 +31,23 @@ bench-peers: install
 	$(PY) bench/peers.py $(PEERS_ARGS)
 
 ## The whole test suite (unit + integration against a real local Kafka).
-test: install browser
+test: install system-deps
 	$(PY) -m pytest
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install browser
+test-integration: install system-deps
 	$(PY) -m pytest tests/integration
 
-## Headless Chromium and its WebDriver from Debian, for the console's browser test (needs root or sudo).
-browser:
-	@command -v chromedriver >/dev/null 2>&1 || { SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+## Debian packages the integration tests drive: headless Chromium and its WebDriver (the console's
+## browser test), Prometheus and Alertmanager (the health rules end to end).  Needs root or sudo.
+SYSTEM_DEPS := chromium chromium-driver prometheus prometheus-alertmanager
+system-deps:
+	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  echo "installing $$missing"; $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 kafka-start: install
 	$(PY) -m pipeline kafka start

@@ -87,7 +87,7 @@ def browser():
 
     driver_path = shutil.which("chromedriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert driver_path and chromium, "the browser test needs Debian's chromium and chromium-driver: make browser"
+    assert driver_path and chromium, "the browser test needs Debian's chromium and chromium-driver: make system-deps"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",

@@ -45,6 +45,15 @@ log = logging.getLogger("pipeline.console")
 HERE = Path(__file__).parent
 COOKIE = "pipeline_console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ROUTES = (  # method, path, Console method
+    ("GET", "/", "inbox_page"), ("GET", "/inbox/rows", "inbox_rows"),
+    ("GET", "/alerts/{alert_id}", "alert_page"), ("POST", "/alerts/{alert_id}/actions", "form_action"),
+    ("GET", "/customers/{customer_id}", "customer_page"),
+    ("GET", "/segments", "segments_page"), ("GET", "/segments/{segment}", "segment_page"),
+    ("GET", "/api/alerts", "api_alerts"), ("POST", "/api/alerts/{alert_id}/actions", "api_action"),
+    ("GET", "/login", "login_page"), ("POST", "/login", "login"), ("POST", "/logout", "logout"),
+    ("GET", "/healthz", "healthz"),
+)
 
 
 def subject_key(alert: dict[str, Any]) -> str | None:
@@ -78,21 +87,9 @@ class Console:
     # -- lifecycle -----------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.auth_middleware])
-        r = app.router
-        r.add_get("/", self.inbox_page)
-        r.add_get("/inbox/rows", self.inbox_rows)
-        r.add_get("/alerts/{alert_id}", self.alert_page)
-        r.add_post("/alerts/{alert_id}/actions", self.form_action)
-        r.add_get("/customers/{customer_id}", self.customer_page)
-        r.add_get("/segments", self.segments_page)
-        r.add_get("/segments/{segment}", self.segment_page)
-        r.add_get("/api/alerts", self.api_alerts)
-        r.add_post("/api/alerts/{alert_id}/actions", self.api_action)
-        r.add_get("/login", self.login_page)
-        r.add_post("/login", self.login)
-        r.add_post("/logout", self.logout)
-        r.add_get("/healthz", self.healthz)
-        r.add_static("/static", HERE / "static")
+        for method, path, handler in ROUTES:
+            app.router.add_route(method, path, getattr(self, handler))
+        app.router.add_static("/static", HERE / "static")
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app

@@ -166,6 +166,10 @@ class Settings:
     # it is at most this far past that topic's latest delivered one (bounded out-of-orderness; live
     # traffic always has records in transit, and would otherwise wait a batch cycle for them)
     reorder_tolerance_seconds: float = 2.0
+    # PIPELINE_ACK_SLA_SECONDS: an alert of at least PIPELINE_ACK_SLA_SEVERITY not acknowledged in the
+    # console within this many seconds escalates (pipeline/cases/sla.py); 0: off
+    ack_sla_seconds: float = 900.0
+    ack_sla_severity: str = "critical"
     # 0: off, records applied in arrival order
     reorder_max_records: int = 5000
     # alert / final-record ids read back from the end of each output partition at takeover
@@ -232,6 +236,11 @@ class Settings:
 
             return socket.gethostname()
         return self.web_host
+
+    @property
+    def case_ticks_topic(self) -> str:
+        """The leader's wall-clock ticks for the acknowledgement SLA (pipeline/agents/cases.py)."""
+        return f"{self.app_id}-case-ticks"
 
     @property
     def partials_topic(self) -> str:
@@ -335,6 +344,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reorder_max_records=int(_get(env, "PIPELINE_REORDER_MAX_RECORDS", str(d.reorder_max_records))),
         reorder_tolerance_seconds=float(_get(env, "PIPELINE_REORDER_TOLERANCE_SECONDS",
                                              str(d.reorder_tolerance_seconds))),
+        ack_sla_seconds=float(_get(env, "PIPELINE_ACK_SLA_SECONDS", str(d.ack_sla_seconds))),
+        ack_sla_severity=_get(env, "PIPELINE_ACK_SLA_SEVERITY", d.ack_sla_severity).lower(),
         recovery_tail_records=int(_get(env, "PIPELINE_RECOVERY_TAIL_RECORDS", str(d.recovery_tail_records))),
         producer_compression=_compression(_get(env, "PIPELINE_PRODUCER_COMPRESSION", d.producer_compression)),
         producer_batch_bytes=int(_get(env, "PIPELINE_PRODUCER_BATCH_BYTES", str(d.producer_batch_bytes))),

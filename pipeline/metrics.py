@@ -46,7 +46,7 @@ EVENT_LATENCY_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30
 CHURN_SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000)
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BATCH_STAGES = ("ingest", "aggregate", "commit")  # pipeline_batch_seconds{stage}
+BATCH_STAGES = ("ingest", "aggregate", "commit", "cases")  # pipeline_batch_seconds{stage}
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -61,7 +61,7 @@ DEADLETTER_REASONS = (
 )
 ALERT_TYPES = (
     "pain_point_surge", "commitment_at_risk", "unmet_commitment", "commitment_fulfilled_late",
-    "commitment_breach_retracted", "churn_risk", "churn_risk_cleared",
+    "commitment_breach_retracted", "churn_risk", "churn_risk_cleared", "alert_unacknowledged",
 )
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 LANGUAGES = frozenset({"ko", "en", "pt", "es", "fr", "de", "ja", "zh", "ru", "ar", "th", "el", "he", "hi", "und"})

@@ -42,6 +42,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.deadletter, n, {"max.message.bytes": str(DEADLETTER_MAX_BYTES)}),
         TopicSpec(t.ticks, n, {"retention.ms": str(6 * 3600 * 1000)}),
         TopicSpec(settings.partials_topic, n, {}),
+        TopicSpec(settings.case_ticks_topic, n, {"retention.ms": str(6 * 3600 * 1000)}),
         TopicSpec(t.aggregates, n, {}),
         TopicSpec(t.alerts_pain_points, n, {}),
         TopicSpec(t.alerts_commitments, n, {}),

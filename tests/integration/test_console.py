@@ -34,6 +34,9 @@ pytestmark = pytest.mark.integration
 CID = "cust-console-1"
 
 
+SLA = 20.0
+
+
 def complaint(status: str, at: str, text: str, **extra: str) -> tuple[str, dict]:
     return ("complaint", {"schema_version": 1, "event_id": f"cp-C1-{status}-{at}", "complaint_id": "cp-C1",
                           "customer_id": CID, "status": status, "channel": "web", "text": text,
@@ -107,7 +110,8 @@ def test_an_alert_is_seen_acknowledged_and_resolved_in_a_real_browser(settings, 
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     s = settings
-    w = worker_factory(s)
+    # every alert of at least low severity must be acknowledged within SLA seconds (issue 19, scope 2)
+    w = worker_factory(s, PIPELINE_ACK_SLA_SECONDS=str(SLA), PIPELINE_ACK_SLA_SEVERITY="low")
     url = consoles(s, worker_port=w.web_port)
     shots = Path(os.environ.get("PIPELINE_CONSOLE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -129,7 +133,6 @@ def test_an_alert_is_seen_acknowledged_and_resolved_in_a_real_browser(settings, 
         # close windows so the segment page has a trend
         wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=60)
         advance_clock(s, parse_timestamp("2026-03-13T00:00:00Z"))
-        drv.save_screenshot(str(shots / "inbox.png"))
         wait.until(lambda d: clicked(d, row_css + " a.open-alert"))  # the rows are replaced every second
         wait.until(ec.presence_of_element_located((By.ID, "case-status")))
         assert drv.find_element(By.ID, "case-status").text == "open"
@@ -149,6 +152,21 @@ def test_an_alert_is_seen_acknowledged_and_resolved_in_a_real_browser(settings, 
         assert last["case"]["status"] == "resolved" and last["case"]["resolution_code"] == "contacted_customer"
         assert [h["action"] for h in last["history"]] == ["acknowledge", "resolve"]
         assert last["action"]["actor"] == "operator" and last["subject_key"] == CID
+        # the acknowledged alert's SLA is met; the other two (low, nobody acknowledged them) escalate
+        escalated = {f"alert_unacknowledged:{a}" for a in ("commitment_at_risk:response:cp-C1:0",
+                                                              "commitment_fulfilled_late:response:cp-C1:0")}
+        deadline = time.monotonic() + SLA + 60
+        esc: list[dict] = []
+        while time.monotonic() < deadline and {a["alert_id"] for a in esc} != escalated:
+            esc = [orjson.loads(v) for _, v in read_topic(s, s.topics.alerts_commitments)]
+            esc = [a for a in esc if a["type"] == "alert_unacknowledged"]
+            time.sleep(0.5)
+        assert sorted(a["alert_id"] for a in esc) == sorted(escalated)  # each once; none for the acknowledged one
+        assert all(a["severity"] == "critical" and a["subject"]["customer_id"] == CID for a in esc)
+        drv.get(url + "/")  # the escalations are alerts like any other: in the inbox
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f'tr[data-alert-id="alert_unacknowledged:commitment_at_risk:response:cp-C1:0"]')))
+        drv.save_screenshot(str(shots / "inbox.png"))
         drv.get(url + "/customers/" + quote(CID, safe=""))
         wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
         assert "Open commitments" in drv.page_source and "no state for this customer" not in drv.page_source

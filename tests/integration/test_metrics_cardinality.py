@@ -51,7 +51,7 @@ def vocabulary(settings) -> set[str]:
         words |= allowed
     words |= {c.id for c in load_taxonomy(settings.taxonomy_file).categories}
     t = settings.topics
-    words |= {getattr(t, f) for f in t.__dataclass_fields__} | {settings.partials_topic}
+    words |= {getattr(t, f) for f in t.__dataclass_fields__} | {settings.partials_topic, settings.case_ticks_topic}
     return words
 
 

@@ -155,3 +155,52 @@ def test_trends_keep_the_latest_windows_and_chart_the_top_pain_points() -> None:
     assert "No closed windows" in svg_chart([])
     tr.add_final(final(1, "<script>", 2, value="x"))
     assert "<script>" not in svg_chart(tr.series("region=x", "1h"))  # pain-point ids are escaped
+
+
+# -- the acknowledgement SLA -------------------------------------------------------------------------
+def test_ack_sla_escalates_once_what_nobody_acknowledged_and_never_an_escalation() -> None:
+    from pipeline.cases.sla import AckSla, new_state, on_alert, on_case, sweep
+
+    sla = AckSla(seconds=600, severity="high")
+    st = new_state()
+    emitted = "2027-01-15T10:00:00Z"
+    base = {"subject": {"kind": "customer", "customer_id": "c1"}, "reason": "r", "emitted_at": emitted}
+    t0 = 1_800_000_000.0
+    from pipeline.core.timeparse import parse_timestamp
+
+    e = parse_timestamp(emitted)
+    assert on_alert(st, {**base, "alert_id": "a1", "type": "churn_risk", "severity": "critical"}, sla, t0)
+    assert on_alert(st, {**base, "alert_id": "a2", "type": "churn_risk", "severity": "high"}, sla, t0)
+    assert not on_alert(st, {**base, "alert_id": "a3", "type": "churn_risk", "severity": "medium"}, sla, t0)
+    assert not on_alert(st, {**base, "alert_id": "a1", "type": "churn_risk", "severity": "critical"}, sla, t0)
+    # a2 acknowledged in the console (any action that sets acknowledged_at); a4's ack read before a4
+    assert on_case(st, {"alert_id": "a2", "case": {"status": "acknowledged", "acknowledged_at": emitted}}, e + 5)
+    assert not on_case(st, {"alert_id": "a1", "case": {"status": "open"}}, e + 5)
+    on_case(st, {"alert_id": "a4", "case": {"status": "resolved", "acknowledged_at": emitted}}, e + 6)
+    assert not on_alert(st, {**base, "alert_id": "a4", "type": "churn_risk", "severity": "critical"}, sla, e + 7)
+    assert sweep(st, sla, e + 599) == []
+    out = sweep(st, sla, e + 600)
+    assert [a["alert_id"] for a in out] == ["alert_unacknowledged:a1"]
+    esc = out[0]
+    assert esc["type"] == "alert_unacknowledged" and esc["severity"] == "critical" and esc["subject"] == base["subject"]
+    assert esc["details"]["escalates"] == "a1" and "within 10 min" in esc["reason"]
+    assert sweep(st, sla, e + 700) == []  # once
+    assert not on_alert(st, esc, sla, e + 700)  # an escalation is never escalated
+    assert not on_alert(st, {**base, "alert_id": "a1", "type": "churn_risk", "severity": "critical"}, sla, e + 700)
+    sweep(st, sla, e + 8 * 86400)
+    assert st == {"open": {}, "met": {}, "broken": {}}  # outcomes forgotten after a week
+    assert not AckSla(seconds=0).applies({"type": "churn_risk", "severity": "critical"})
+
+
+def test_escalations_are_valid_alerts() -> None:
+    import json as _json
+
+    from pipeline.cases.sla import AckSla, escalation
+
+    validator = jsonschema_rs.validator_for(_json.loads((ROOT / "schemas" / "alert.schema.json").read_text()),
+                                            validate_formats=True)
+    esc = escalation("unmet_commitment:response:cp-1:0", {"due": T, "subject": {"kind": "customer", "customer_id": "c"},
+                                                          "type": "unmet_commitment", "severity": "high",
+                                                          "reason": "late"}, AckSla(30), T + 1)
+    validator.validate(esc)
+    assert "within 30 s" in esc["reason"]

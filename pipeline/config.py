@@ -167,8 +167,9 @@ class Settings:
     # traffic always has records in transit, and would otherwise wait a batch cycle for them)
     reorder_tolerance_seconds: float = 2.0
     # PIPELINE_ACK_SLA_SECONDS: an alert of at least PIPELINE_ACK_SLA_SEVERITY not acknowledged in the
-    # console within this many seconds escalates (pipeline/cases/sla.py); 0: off
-    ack_sla_seconds: float = 900.0
+    # console within this many seconds escalates (pipeline/cases/sla.py); 0 (the default): off — turn it
+    # on once the team works its alerts in the console, or every critical alert is paged twice
+    ack_sla_seconds: float = 0.0
     ack_sla_severity: str = "critical"
     # 0: off, records applied in arrival order
     reorder_max_records: int = 5000

@@ -29,7 +29,7 @@ KEEP_SECONDS = 7 * 86400.0
 
 @dataclass(frozen=True)
 class AckSla:
-    seconds: float = 900.0  # PIPELINE_ACK_SLA_SECONDS (0: off)
+    seconds: float = 900.0  # PIPELINE_ACK_SLA_SECONDS (0, the setting's default: off)
     severity: str = "critical"  # PIPELINE_ACK_SLA_SEVERITY: alerts of at least this severity
 
     def applies(self, alert: Mapping[str, Any]) -> bool:

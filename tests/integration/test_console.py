@@ -263,3 +263,47 @@ def login(url: str, name: str, password: str) -> requests.Session:
     r = sess.post(url + "/login", data={"name": name, "password": password, "next": "/"}, allow_redirects=False)
     assert r.status_code == 303, r.text
     return sess
+
+
+def test_an_unacknowledged_critical_alert_escalates_after_the_sla_and_an_acknowledged_one_does_not(
+        settings, worker_factory, consoles):
+    from pipeline.producers.publish import publish_raw
+
+    s = settings
+    sla = 6.0
+    worker_factory(s, PIPELINE_ACK_SLA_SECONDS=str(sla))  # severity: critical (the default)
+    url = consoles(s)
+    now = time.time()
+    alerts = []
+    for cid, sev in (("cust-sla-1", "critical"), ("cust-sla-2", "critical"), ("cust-sla-3", "high")):
+        a = {"schema_version": 1, "alert_id": f"churn_risk:{cid}:2027-01-15", "type": "churn_risk", "severity": sev,
+             "subject": {"kind": "customer", "customer_id": cid}, "reason": f"Churn risk for {cid}",
+             "evidence": ["e1"], "event_time": "2027-01-15T10:00:00Z",
+             "emitted_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + "Z",
+             "suggested_actions": ["Call the customer"]}
+        alerts.append(a)
+        publish_raw(s.topics.alerts_churn, [(cid.encode(), orjson.dumps(a))], s)
+    # the second critical alert is acknowledged in the console (JSON API, open console on loopback)
+    acked = "churn_risk:cust-sla-2:2027-01-15"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = requests.post(url + "/api/alerts/" + quote(acked, safe="") + "/actions", json={"action": "acknowledge"},
+                          headers={"Authorization": "Bearer local"})
+        if r.status_code == 200:
+            break
+        time.sleep(0.3)  # the console has not read the alert yet
+    assert r.status_code == 200, r.text
+    assert time.time() - now < sla, "acknowledged too late for the test to mean anything"
+    deadline = time.monotonic() + sla + 60
+    esc: list[dict] = []
+    while time.monotonic() < deadline and not esc:
+        esc = [d for d in (orjson.loads(v) for _, v in read_topic(s, s.topics.alerts_commitments))
+               if d["type"] == "alert_unacknowledged"]
+        time.sleep(0.5)
+    time.sleep(4)  # two more tick sweeps: nothing else may escalate, nothing twice
+    esc = [d for d in (orjson.loads(v) for _, v in read_topic(s, s.topics.alerts_commitments))
+           if d["type"] == "alert_unacknowledged"]
+    assert [d["alert_id"] for d in esc] == ["alert_unacknowledged:churn_risk:cust-sla-1:2027-01-15"]
+    e = esc[0]
+    assert e["severity"] == "critical" and e["subject"]["customer_id"] == "cust-sla-1"
+    assert e["details"]["escalates"] == "churn_risk:cust-sla-1:2027-01-15" and e["details"]["sla_seconds"] == sla

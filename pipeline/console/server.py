@@ -160,7 +160,8 @@ class Console:
         if user is None:
             log.info("console login refused")
             return self.render(request, "login.html", status=401, next=nxt, error="Wrong name or password.")
-        response = web.HTTPSeeOther(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/")
+        local = nxt.startswith("/") and not nxt.startswith(("//", "/\\")) and "\\" not in nxt
+        response = web.HTTPSeeOther(nxt if local else "/")  # never an open redirect
         _set_cookie(response, self.sessions.issue(user, time.time()))
         raise response
 

@@ -223,6 +223,10 @@ def test_login_roles_csrf_and_no_open_console_beyond_loopback(settings, consoles
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     assert viewer.post(url + alert_path + "/actions", data={"csrf": csrf, "action": "acknowledge"},
                        allow_redirects=False).status_code == 403
+    for evil in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        r = requests.post(url + "/login", data={"name": "mina", "password": "op-pass", "next": evil},
+                          allow_redirects=False)
+        assert r.status_code == 303 and r.headers["Location"] == "/", evil  # never an open redirect
     op = login(url, "mina", "op-pass")
     page = op.get(url + alert_path).text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)

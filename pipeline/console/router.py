@@ -86,6 +86,7 @@ class Router:
         self.settings, self.routes = settings, routes
         self.topics = (t.alerts_churn, t.alerts_commitments, t.alerts_pain_points)
         self.done: set[str] = set()
+        self._in_flight: set[str] = set()  # a re-emitted alert in the same poll is not sent twice
         self.delivered = self.dead_lettered = 0
         self._producer: Any = None
         self._http: Any = None
@@ -125,8 +126,16 @@ class Router:
             await self._http.close()
 
     async def notify(self, alert: dict[str, Any]) -> None:
-        await asyncio.gather(*(self.deliver(route, alert) for route in self.routes.matching(alert)
-                               if notification_id(route, alert) not in self.done))
+        todo = []
+        for route in self.routes.matching(alert):
+            nid = notification_id(route, alert)
+            if nid not in self.done and nid not in self._in_flight:
+                self._in_flight.add(nid)
+                todo.append(route)
+        try:
+            await asyncio.gather(*(self.deliver(route, alert) for route in todo))
+        finally:
+            self._in_flight.difference_update(notification_id(route, alert) for route in todo)
 
     async def deliver(self, route: Route, alert: dict[str, Any]) -> None:
         nid = notification_id(route, alert)

@@ -100,3 +100,27 @@ def test_send_mail_uses_starttls_login_and_reports_smtp_errors(monkeypatch: pyte
                     ("send", "oncall@x", "[HIGH] churn_risk — c1")]
     assert send_mail(routes, ("down@x",), ALERT) == (False, True, "smtp_451")  # temporary: retried
     assert send_mail(routes, ("nobody@x",), ALERT) == (False, False, "smtp_550")  # permanent: dead-lettered
+
+
+def test_a_notification_is_delivered_once_when_its_alert_comes_twice_in_one_poll() -> None:
+    import asyncio
+
+    from pipeline.config import load_settings
+    from pipeline.console.router import Router
+
+    router = Router(load_settings({}), parse_routes({"routes": [{"name": "a", "webhook": {"url": "http://x"}}]}))
+    calls: list[str] = []
+
+    async def deliver(route, alert) -> None:
+        calls.append(alert["alert_id"])
+        await asyncio.sleep(0.01)
+        router.done.add(notification_id(route, alert))
+
+    router.deliver = deliver  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await asyncio.gather(router.notify(ALERT), router.notify(dict(ALERT)))  # a re-emitted copy
+        await router.notify(ALERT)  # after the marker: skipped
+
+    asyncio.run(main())
+    assert calls == [ALERT["alert_id"]]

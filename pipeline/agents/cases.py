@@ -21,6 +21,7 @@ import faust
 import orjson
 from mode import CrashingSupervisor
 
+from ..cases.inbox import json_object, subject_key
 from ..cases.sla import AckSla, new_state, on_alert, on_case, sweep
 from ..config import Settings
 from ..core.keys import partition_meta_key
@@ -63,7 +64,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             state = states.get(msg.partition)
             if state is None:
                 state = states[msg.partition] = table.get(partition_meta_key(msg.partition, n)) or new_state()
-            doc = _doc(msg.value)
+            doc = json_object(msg.value)
             if doc is None:
                 continue
             if msg.topic in alert_topics:
@@ -72,7 +73,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
                 on_case(state, doc, now)
         for p, state in states.items():
             for alert in sweep(state, sla, now):
-                key = _subject_key(alert)
+                key = subject_key(alert) or alert["alert_id"]  # as the console partitions actions
                 await sender.send(t.alerts_commitments, key.encode(), orjson.dumps(alert), p, kind="internal")
                 metrics.alerts.labels(alert["type"], alert["severity"]).inc()
         await sender.confirm()
@@ -89,16 +90,3 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, counters: dic
             if tp.topic in topics:
                 gaps.forget(tp.topic, tp.partition)
                 guarded.discard((tp.topic, tp.partition))
-
-
-def _doc(value: bytes | None) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(value) if value else None
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _subject_key(alert: dict[str, Any]) -> str:
-    s = alert.get("subject") or {}
-    return str(s.get("customer_id") or f"{s.get('dimension')}={s.get('value')}")

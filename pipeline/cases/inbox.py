@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+import orjson
 
 from ..core.timeparse import parse_timestamp
 from .lifecycle import Case, new_case, status_at
@@ -46,6 +48,25 @@ class Entry:
 
     def segments(self) -> list[str]:
         return alert_segments(self.alert)
+
+
+def json_object(value: bytes | None) -> dict[str, Any] | None:
+    """A record value decoded as a JSON object, or ``None`` (empty, not JSON, not an object)."""
+    try:
+        doc = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def subject_key(alert: Mapping[str, Any]) -> str | None:
+    """The key an alert's subject is partitioned by: the customer id, or ``dimension=value``."""
+    subject = alert.get("subject") or {}
+    if subject.get("kind") == "customer":
+        return subject.get("customer_id")
+    if subject.get("kind") == "segment":
+        return f"{subject.get('dimension')}={subject.get('value')}"
+    return None
 
 
 def alert_segments(alert: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ..cases.inbox import Inbox
+from ..cases.inbox import Inbox, json_object
 from ..cases.lifecycle import case_of
 from ..cases.trends import Trends
 from ..config import Settings
@@ -82,11 +82,8 @@ class Feed:
             self.ready.set()
 
     def _apply(self, topic: str, value: bytes | None) -> None:
-        try:
-            doc = orjson.loads(value) if value is not None else None
-        except orjson.JSONDecodeError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = json_object(value)
+        if doc is None:
             self.skipped += 1
             return
         self.records += 1

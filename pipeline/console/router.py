@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from ..cases.inbox import json_object
 from ..cases.routes import Route, Routes, backoff, email_message, notification_id, slack_message
 from ..config import Settings
 from ..core.timeparse import format_timestamp
@@ -178,9 +179,7 @@ class Router:
         await fut
 
 
+
 def _alert(value: bytes | None) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(value) if value else None
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("alert_id"), str) else None
+    doc = json_object(value)
+    return doc if doc is not None and isinstance(doc.get("alert_id"), str) else None

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from ..cases.inbox import Filters, Inbox
+from ..cases.inbox import Filters, Inbox, subject_key
 from ..cases.lifecycle import Action, ActionRefused, apply, record, status_at
 from ..cases.trends import Trends, svg_chart
 from ..config import Settings
@@ -54,15 +54,6 @@ ROUTES = (  # method, path, Console method
     ("GET", "/login", "login_page"), ("POST", "/login", "login"), ("POST", "/logout", "logout"),
     ("GET", "/healthz", "healthz"),
 )
-
-
-def subject_key(alert: dict[str, Any]) -> str | None:
-    subject = alert.get("subject") or {}
-    if subject.get("kind") == "customer":
-        return subject.get("customer_id")
-    if subject.get("kind") == "segment":
-        return f"{subject.get('dimension')}={subject.get('value')}"
-    return None
 
 
 class Console:
@@ -249,8 +240,9 @@ class Console:
                         expected_version=int(version) if str(version or "").isdigit() else None)
         async with self.locks.setdefault(alert_id, asyncio.Lock()):
             case = apply(self.inbox.case(alert_id), action, self.cs.resolution_codes)
-            doc = record(case, subject_key(entry.alert))
-            await self.writer.write(alert_id, subject_key(entry.alert), doc)
+            key = subject_key(entry.alert)
+            doc = record(case, key)
+            await self.writer.write(alert_id, key, doc)
             self.inbox.add_case(case)
         log.info("alert action", extra={"code": action.kind, "version": case.version})
         return doc

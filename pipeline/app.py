@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from . import codec, web
-from .agents import aggregate, cases, failstop, faust_fixes, ingest
+from .agents import aggregate, cases, failstop, faust_fixes, ingest, models
 from .config import Settings
 from .metrics import Metrics
 from .process import Processor
@@ -108,6 +108,7 @@ def build(settings: Settings, stages: StageSettings | None = None) -> Pipeline:
     counters: dict[str, int] = {}
     customers, processor, lookup = ingest.register(app, settings, stages, metrics, counters)
     agg = aggregate.register(app, settings, stages, metrics, counters)
+    models.register(app, settings, processor.sentiment_models)  # self-trained sentiment (issue 20)
     if settings.ack_sla_seconds > 0:
         cases.register(app, settings, metrics, counters)
     web.register(app, metrics, counters, agg, customers, lookup)

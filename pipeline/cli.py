@@ -280,6 +280,25 @@ def cmd_console(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_self_train(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .logs import setup
+    from .runtime import resolve_settings
+    from .selftrain.settings import self_train_settings
+    from .selftrain.trainer import Trainer
+
+    s = resolve_settings()
+    setup(s.log_level, s.log_format)
+    try:
+        config = self_train_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(Trainer(s, config).run())
+    return 0
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -526,6 +545,10 @@ def _history_parsers(sub: Any) -> None:
                          "notification once; undeliverable ones to alerts.notifications-deadletter")
     rte.add_argument("--rules", metavar="FILE", help="routes YAML (default PIPELINE_ROUTES_FILE; docs/operations.md)")
     rte.set_defaults(func=cmd_route)
+    slf = sub.add_parser("self-train", help="learn sentiment from scored feedback on events.enriched and publish "
+                         "per-language models that every worker applies (env PIPELINE_SELF_TRAIN_*; "
+                         "docs/classification.md)")
+    slf.set_defaults(func=cmd_self_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

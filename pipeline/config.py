@@ -244,6 +244,16 @@ class Settings:
         return f"{self.app_id}-case-ticks"
 
     @property
+    def sentiment_samples_topic(self) -> str:
+        """Self-training samples (issue 20): compacted, key event_id (``python -m pipeline self-train``)."""
+        return f"{self.app_id}-sentiment-samples"
+
+    @property
+    def sentiment_models_topic(self) -> str:
+        """Self-trained sentiment models (issue 20): compacted, key language; every worker reads all of it."""
+        return f"{self.app_id}-sentiment-models"
+
+    @property
     def partials_topic(self) -> str:
         """Stage-1 → stage-2 repartition topic; named after the app id (Faust's ``group_by`` doesn't)."""
         return f"{self.app_id}-segment-partials"

@@ -37,6 +37,7 @@ from .churn.snapshot import risk_snapshot
 from .churn.state import apply_commitment_transition, apply_event as churn_apply
 from .classify.events import classify_event
 from .classify.learned import SentimentModel
+from .classify.selftrain import ModelRegistry
 from .classify.taxonomy import load_taxonomy
 from .commitments import tracker
 from .commitments.alerts import alerts_for
@@ -99,9 +100,11 @@ class Processor:
         self.settings, self.stages = settings, stages
         self.topics = settings.topics
         self.taxonomy = load_taxonomy(settings.taxonomy_file)
-        # optional learned text sentiment; a bad file fails here, at start-up, with its reason
-        self.sentiment_model = (SentimentModel.load(settings.sentiment_model_file)
-                                if settings.sentiment_model_file else None)
+        # learned text sentiment: the self-trained model of each language (issue 20; the worker's
+        # model follower fills the registry from the models topic), else the optional model file
+        # (a bad file fails here, at start-up, with its reason), else the lexicon
+        self.sentiment_models = ModelRegistry(SentimentModel.load(settings.sentiment_model_file)
+                                              if settings.sentiment_model_file else None)
         self.cm_cfg = stages.commitments.config
         self.cm_playbook = stages.commitments.playbook
         self.churn_weights = stages.churn.weights
@@ -119,7 +122,7 @@ class Processor:
 
         t0 = time.perf_counter()
         for text in ("배송이 늦었어요", "The delivery was late", "A entrega atrasou"):
-            classify(text, taxonomy=self.taxonomy, sentiment_model=self.sentiment_model)
+            classify(text, taxonomy=self.taxonomy, sentiment_model=self.sentiment_models)
         return time.perf_counter() - t0
 
     # -- records ---------------------------------------------------------------------------------
@@ -197,7 +200,7 @@ class Processor:
         prior = self._rescore_silence(step, ev.customer_id, prior, ev.occurred_at, ev.occurred_at, now)
         segment = derive_segment(seg, ev.occurred_at, self.settings.segment, repaired=True)
         promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
-        classification = classify_event(ev, self.taxonomy, promised, self.sentiment_model)
+        classification = classify_event(ev, self.taxonomy, promised, self.sentiment_models)
         cm, transitions = prior.get("cm"), []
         if kind in COMMITMENT_KINDS:
             cm, transitions = tracker.apply_event(cm, ev, self.cm_cfg)

@@ -25,19 +25,8 @@ from typing import IO, Any
 import orjson
 
 from .classify.classifier import sentiment_example
-from .classify.learned import LABELS, Example, balanced_accuracy, cross_validate, train
+from .classify.learned import LABELS, Example, balanced_accuracy, cross_validate, stars_to_label, train
 from .classify_cli import load_cli_taxonomy
-
-
-def stars_to_label(stars: float, scale: tuple[float, float]) -> str:
-    """Lower 40 % of the scale negative, middle 20 % neutral, upper 40 % positive (1-2 / 3 / 4-5)."""
-    lo, hi = scale
-    x = (stars - lo) / (hi - lo)
-    if x < 0.4 - 1e-9:
-        return "negative"
-    if x <= 0.6 + 1e-9:
-        return "neutral"
-    return "positive"
 
 
 def parse_line(line: bytes, scale: tuple[float, float]) -> tuple[str, str, str | None]:

@@ -21,6 +21,7 @@ from .kafka_security import admin_client as _secure_admin
 log = logging.getLogger(__name__)
 
 DEADLETTER_MAX_BYTES = 8 * 1024 * 1024
+MODEL_MAX_BYTES = 16 * 1024 * 1024  # a self-trained sentiment model (JSON, compressed on the wire)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.alerts_churn, n, {}),
         TopicSpec(t.alert_actions, n, {"cleanup.policy": "compact"}),  # the latest record per alert is its case
         TopicSpec(t.notifications_deadletter, n, {}),
+        # self-trained sentiment (issue 20): the samples by event id, the newest model per language
+        TopicSpec(settings.sentiment_samples_topic, n, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.sentiment_models_topic, 1, {"cleanup.policy": "compact",
+                                                       "max.message.bytes": str(MODEL_MAX_BYTES)}),
     ]
 
 

@@ -20,7 +20,7 @@ from .language import (
     latin_language_from_tokens,
     script_profile,
 )
-from .learned import LABELS, Example, SentimentModel, lexicon_features
+from .learned import LABELS, Example, ModelLookup, SentimentModel, lexicon_features
 from .model import Classification, PainPoint, Sentiment
 from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
 from .sentiment import combine, label_for, satisfaction_gap, text_sentiment
@@ -182,7 +182,7 @@ def classify(
     scale: tuple[float, float] | None = None,
     expectation_score: float | None = None,
     taxonomy: Taxonomy | None = None,
-    sentiment_model: SentimentModel | None = None,
+    sentiment_model: ModelLookup | None = None,
 ) -> Classification:
     """Classify one piece of feedback.
 
@@ -190,8 +190,10 @@ def classify(
     (min, max) — stars 1-5 (the default scale), CSAT 1-5, NPS 0-10 — blended
     with the text's sentiment. With ``expectation_score`` (same scale) the
     satisfaction gap (score - expectation) / (max - min) is reported.
-    ``sentiment_model`` (:mod:`.learned`): for texts in its languages the text
-    sentiment comes from the model (which sees the lexicon's view as features).
+    ``sentiment_model`` (:mod:`.learned`): one model, or a lookup of one model per
+    language (:class:`.selftrain.ModelRegistry`); for texts in a language it has a model
+    for, the text sentiment comes from that model (which sees the lexicon's view as
+    features) and ``sentiment.source`` names it (``model:<version>``), else ``lexicon``.
     """
     tax = taxonomy or default_taxonomy()
     text = _without_surrogates(text if isinstance(text, str) else "")
@@ -199,9 +201,10 @@ def classify(
     lang, tokens, agg = _analyse_cached(work, language, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
-    if sentiment_model is not None and work and sentiment_model.applies_to(lang):
+    model = sentiment_model.for_language(lang) if sentiment_model is not None and work else None
+    if model is not None:
         toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
-        sentiment = _learned_sentiment(sentiment_model, toks, agg, text_score, score, scale)
+        sentiment = _learned_sentiment(model, toks, agg, text_score, score, scale)
     else:
         sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
     gap = satisfaction_gap(score, expectation_score, scale) if expectation_score is not None else None
@@ -223,8 +226,9 @@ def _learned_sentiment(model: SentimentModel, tokens: list[str], agg: Aggregate,
                        score: float | None, scale: tuple[float, float] | None) -> Sentiment:
     label, value = model.predict(tokens, _lexicon_view(agg, text_score))
     if score is None:
-        return Sentiment(label=label, score=value)
-    return combine(value, 1.0, score, scale)  # a numeric score is blended in as for the lexicon
+        return Sentiment(label=label, score=value, source=model.source)
+    blended = combine(value, 1.0, score, scale)  # a numeric score is blended in as for the lexicon
+    return Sentiment(blended.label, blended.score, model.source)
 
 
 def sentiment_example(text: str, label: str, *, language: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 from ..ingest.normalise import Event
 from ..core.timeparse import format_timestamp
 from .classifier import classify
-from .learned import SentimentModel
+from .learned import ModelLookup
 from .model import Classification, PainPoint, Sentiment
 from .structured import structured_pain_points
 from .taxonomy import Taxonomy
@@ -34,7 +34,7 @@ def _merge(a: list[PainPoint], b: list[PainPoint]) -> list[PainPoint]:
 
 
 def classify_event(ev: Event, taxonomy: Taxonomy, promised_delivery_at: float | None = None,
-                   sentiment_model: SentimentModel | None = None) -> dict[str, Any]:
+                   sentiment_model: ModelLookup | None = None) -> dict[str, Any]:
     """``promised_delivery_at``: the order's open promise (epoch s) known before this event;
     ``sentiment_model``: optional learned text sentiment (:mod:`.learned`)."""
     e = ev.event

@@ -28,7 +28,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import orjson
 
@@ -44,6 +44,18 @@ MIN_LANGUAGE_SHARE = 0.1
 
 class SentimentModelError(ValueError):
     """A model file that cannot be read or is not a valid model (the message says why)."""
+
+
+def stars_to_label(stars: float, scale: tuple[float, float]) -> str:
+    """Lower 40 % of the scale negative, middle 20 % neutral, upper 40 % positive (1-2 / 3 / 4-5 stars;
+    NPS 0-3 / 4-6 / 7-10)."""
+    lo, hi = scale
+    x = (stars - lo) / (hi - lo)
+    if x < 0.4 - 1e-9:
+        return "negative"
+    if x <= 0.6 + 1e-9:
+        return "neutral"
+    return "positive"
 
 
 def lexicon_features(score: float, label: str, positive: float, negative: float) -> list[tuple[str, float]]:
@@ -66,6 +78,13 @@ def token_features(tokens: Sequence[str]) -> set[str]:
     return feats
 
 
+class ModelLookup(Protocol):
+    """Where the classifier finds the learned model for a language: one model (``PIPELINE_SENTIMENT_MODEL``)
+    or the self-trained models of every language (:class:`pipeline.classify.selftrain.ModelRegistry`)."""
+
+    def for_language(self, language: str) -> "SentimentModel | None": ...
+
+
 @dataclass(frozen=True)
 class Example:
     tokens: tuple[str, ...]
@@ -83,6 +102,21 @@ class SentimentModel:
 
     def applies_to(self, language: str) -> bool:
         return language in self.languages
+
+    def for_language(self, language: str) -> "SentimentModel | None":
+        """This model for texts in ``language``, else ``None`` (the lexicon): see :class:`ModelLookup`."""
+        return self if language in self.languages else None
+
+    @property
+    def version(self) -> str:
+        """``meta["version"]`` (self-trained models: ``<language>-<sequence>``), else ``file``."""
+        v = self.meta.get("version")
+        return v if isinstance(v, str) and v else "file"
+
+    @property
+    def source(self) -> str:
+        """What enriched events name as their sentiment's source: ``model:<version>``."""
+        return "model:" + self.version
 
     def predict(self, tokens: Sequence[str], lexicon: Iterable[tuple[str, float]]) -> tuple[str, float]:
         """(label, score): the most probable label and P(positive) - P(negative)."""

@@ -27,9 +27,11 @@ class PainPoint:
 class Sentiment:
     label: str  # "negative" | "neutral" | "positive"
     score: float  # -1 .. 1
+    # where the text's part came from: "lexicon", or "model:<version>" (a learned model, issue 20)
+    source: str = "lexicon"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": round(float(self.score), 4)}
+        return {"label": self.label, "score": round(float(self.score), 4), "source": self.source}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from ..ingest.normalise import Event
 from ..core.timeparse import format_timestamp
 from ..core.redact import Redactor, default_redactor
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # issue 20: classification.sentiment.source (schemas/v1 holds version 1)
 
 
 def enriched_event(

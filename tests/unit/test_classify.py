@@ -299,7 +299,8 @@ def test_evidence_names_the_right_words():
 def test_to_dict_shape():
     d = classify("배송이 너무 늦어요", score=2, expectation_score=4).to_dict()
     assert set(d) == {"language", "sentiment", "satisfaction_gap", "pain_points", "taxonomy_version"}
-    assert set(d["sentiment"]) == {"label", "score"}
+    assert set(d["sentiment"]) == {"label", "score", "source"}
+    assert d["sentiment"]["source"] == "lexicon"
     assert d["pain_points"] and set(d["pain_points"][0]) == {"id", "confidence", "evidence"}
     assert set(d["pain_points"][0]["evidence"][0]) == {"text", "start", "end"}
     assert 0 < d["pain_points"][0]["confidence"] <= 1

@@ -49,7 +49,7 @@ def test_valid_lines_give_the_contract_shape_in_order():
     assert [o["id"] for o in out] == ["a", "b", "c", "d"]
     for o in out:
         assert set(o) == RESULT_KEYS
-        assert set(o["sentiment"]) == {"label", "score"}
+        assert set(o["sentiment"]) == {"label", "score", "source"}
         assert o["sentiment"]["label"] in ("negative", "neutral", "positive")
         assert -1.0 <= o["sentiment"]["score"] <= 1.0
         for p in o["pain_points"]:

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.app",),
     ("pipeline.runtime", "pipeline.control", "pipeline.kafka_local"),
     ("pipeline.classify_cli", "pipeline.sentiment_training", "pipeline.verify_olist", "pipeline.demo",
-     "pipeline.deadletters", "pipeline.console"),
+     "pipeline.deadletters", "pipeline.console", "pipeline.selftrain"),
     ("pipeline.cli", "pipeline.__main__"),
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -24,7 +24,9 @@ LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critic
 LOGGER_NAMES = {"log", "logger", "_log", "LOG"}
 # What a log record may carry: coordinates, counts, codes, configuration — never content.
 ALLOWED_EXTRA = {"topic", "partition", "offset", "error", "windows", "actual", "configured", "code", "codes",
-                 "count", "stage", "reason", "seconds", "version"}
+                 "count", "stage", "reason", "seconds", "version",
+                 # self-trained sentiment (issue 20): a language code and the quality gate's figures
+                 "language", "samples", "accepted", "model_balanced_accuracy", "lexicon_balanced_accuracy"}
 PERSONAL = ("text", "customer", "email", "phone", "password", "secret", "value", "payload", "raw", "event", "key")
 
 

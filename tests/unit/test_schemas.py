@@ -310,6 +310,14 @@ CLOSED_OBJECTS = {
 }
 
 BAD_SCHEMA_VERSIONS = [2, 0, -1, "1", 1.5, True, None, [1]]
+# contracts past version 1 (issue 20: enriched events 2, sentiment.source); the bad versions then
+# include 1 instead of 2
+SCHEMA_VERSIONS = {"enriched_event": 2}
+
+
+def bad_schema_versions(name: str) -> list[Any]:
+    version = SCHEMA_VERSIONS.get(name, 1)
+    return [v for v in BAD_SCHEMA_VERSIONS if v != version] + ([1] if version != 1 else [])
 
 
 def _add_unknown(pointer: str) -> Callable[[Any], None]:
@@ -345,7 +353,7 @@ def generic_rules(name: str) -> list[Rule]:
             rules.append(Rule(f"bad_datetime:{ptr}={label}", "bad_datetime", parent_exists(ptr), set_(ptr, value)))
     for ptr in CLOSED_OBJECTS[name]:
         rules.append(Rule(f"unknown_property:{ptr or '/'}", "unknown_property", _is_object_at(ptr), _add_unknown(ptr)))
-    for version in BAD_SCHEMA_VERSIONS:
+    for version in bad_schema_versions(name):
         rules.append(
             Rule(f"schema_version={json.dumps(version)}", "schema_version", always, set_("/schema_version", version))
         )
@@ -624,14 +632,15 @@ def _walk_properties(schema: Any, path: str = ""):
 def test_schema_follows_conventions(name: str) -> None:
     schema = load_schema(name)
     assert schema["$schema"] == DRAFT_2020_12
-    assert schema["$id"] == f"https://feedback-pipeline.dev/schemas/{name}/v1"
+    expected_version = SCHEMA_VERSIONS.get(name, 1)
+    assert schema["$id"] == f"https://feedback-pipeline.dev/schemas/{name}/v{expected_version}"
     assert isinstance(schema["title"], str) and schema["title"]
     assert isinstance(schema["description"], str) and schema["description"]
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert "schema_version" in schema["required"]
     version = schema["properties"]["schema_version"]
-    assert version["type"] == "integer" and version["const"] == 1 and type(version["const"]) is int
+    assert version["type"] == "integer" and version["const"] == expected_version and type(version["const"]) is int
 
     timestamp = schema["$defs"]["timestamp"]
     assert timestamp["type"] == "string"
@@ -677,6 +686,30 @@ def test_example_is_valid(name: str, path: Path) -> None:
     assert py_errors(name, doc) == []
     assert rs_errors(name, doc) == []
     assert rs_validator(name).is_valid(doc)
+
+
+def _v1_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads((SCHEMA_DIR / "v1" / "enriched_event.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+@pytest.mark.parametrize("path", example_paths("enriched_event"), ids=lambda p: p.stem)
+def test_enriched_version_1_is_version_2_without_the_sentiment_source(path: Path) -> None:
+    """Issue 20's contract change: a consumer dispatching on ``schema_version`` reads both versions;
+    the archived version-1 schema accepts a version-2 event with the source removed, not as it is."""
+    doc = load_example(path)
+    v1 = _v1_validator()
+    assert not v1.is_valid(doc)
+    assert doc["classification"]["sentiment"]["source"]
+    old = json.loads(json.dumps(doc))
+    old["schema_version"] = 1
+    del old["classification"]["sentiment"]["source"]
+    assert list(v1.iter_errors(old)) == []
+    new = load_schema("enriched_event")
+    assert {k: v for k, v in new["properties"].items() if k != "classification" and k != "schema_version"} == {
+        k: v for k, v in v1.schema["properties"].items() if k != "classification" and k != "schema_version"}
 
 
 @pytest.mark.parametrize(

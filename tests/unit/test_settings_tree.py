@@ -26,6 +26,7 @@ READS_ENVIRONMENT = {
     "console/settings.py": "the console's settings (ConsoleSettings.from_env, read once by the command)",
     "console/router.py": "the SMTP password, from the variable the routes file names (never in the file)",
     "classify_cli.py": "command line",
+    "selftrain/settings.py": "the trainer's settings (self_train_settings, read once by the command)",
     "ingest/schemas.py": "PIPELINE_SCHEMA_DIR: where the bundled contract lives",
 }
 

@@ -1,0 +1,144 @@
+"""The self-training loop: enriched feedback in, per-language sentiment models out (issue 20).
+
+Reads ``events.enriched`` in the consumer group ``<app_id>-self-train``. Every feedback event with a
+text and a numeric score becomes a training sample (:func:`~pipeline.classify.selftrain.sample_from_enriched`)
+written to the compacted topic ``<app_id>-sentiment-samples`` (key: event id) and acknowledged by
+the broker *before* the enriched offsets are committed; so the samples survive a restart, a
+kill -9 or the enriched topic's retention, and a replayed event replaces its own sample.
+
+Every ``PIPELINE_SELF_TRAIN_INTERVAL_SECONDS`` each language with enough new samples gets a
+candidate model and the quality gate (:func:`~pipeline.classify.selftrain.candidate`, in a thread so
+the loop keeps consuming). An accepted model is published, acknowledged, to the compacted topic
+``<app_id>-sentiment-models`` (key: language) as version ``<language>-<sequence>``; every worker
+follows that topic (:mod:`pipeline.agents.models`). A rejected candidate changes nothing: the
+language keeps the lexicon or its previous model. At start the trainer reads both topics: the
+samples back into memory, the models for the next sequence number.
+
+Run exactly one trainer per app id (a second one would train the same samples twice and publish
+equal-numbered versions, the workers keeping the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from ..classify.classifier import sentiment_example
+from ..classify.learned import Example
+from ..classify.selftrain import (
+    GateResult,
+    ModelRegistry,
+    SampleStore,
+    SelfTrainSettings,
+    TrainingSample,
+    candidate,
+    sample_from_enriched,
+    version_sequence,
+)
+from ..classify.taxonomy import Taxonomy, load_taxonomy
+from ..config import Settings
+from ..kafka_security import aiokafka_kwargs
+from ..summary import read_topic
+from ..topics import MODEL_MAX_BYTES, ensure_topics, topic_specs
+
+log = logging.getLogger("pipeline.selftrain")
+
+
+def decode(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+class Trainer:
+    def __init__(self, settings: Settings, config: SelfTrainSettings, taxonomy: Taxonomy | None = None) -> None:
+        self.settings, self.config = settings, config
+        self.taxonomy = taxonomy or load_taxonomy(settings.taxonomy_file)
+        self.store = SampleStore(self.analyse, config.max_samples)
+        self.models = ModelRegistry()
+        self.verdicts: list[GateResult] = []  # every gate decision of this process, oldest first
+        self._producer: Any = None
+
+    def analyse(self, sample: TrainingSample) -> Example:
+        return sentiment_example(sample.text, sample.label, language=sample.language, taxonomy=self.taxonomy)
+
+    def load(self) -> None:
+        """Blocking, before the loop: the topics exist; samples and published models read back."""
+        wanted = {self.settings.sentiment_samples_topic, self.settings.sentiment_models_topic}
+        ensure_topics(self.settings, [s for s in topic_specs(self.settings) if s.name in wanted])
+        for _, value in read_topic(self.settings, self.settings.sentiment_samples_topic):
+            sample = TrainingSample.from_json(value) if value else None
+            if sample is not None:
+                self.store.add(sample)
+        for key, value in read_topic(self.settings, self.settings.sentiment_models_topic):
+            self.models.apply(key, value)
+        for language in self.models.models:  # samples already behind a published model are not new
+            if language in self.store.languages:
+                self.store.languages[language].new = 0
+        log.info("self-train state read", extra={"samples": sum(self.store.count(x) for x in self.store.languages),
+                                                  "count": len(self.models.models)})
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        await asyncio.to_thread(self.load)
+        self._producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings), acks="all", enable_idempotence=True,
+                                          compression_type="gzip", max_request_size=MODEL_MAX_BYTES)
+        consumer = AIOKafkaConsumer(self.settings.topics.enriched, **aiokafka_kwargs(self.settings),
+                                    enable_auto_commit=False, group_id=f"{self.settings.app_id}-self-train",
+                                    auto_offset_reset="earliest")
+        await self._producer.start()
+        await consumer.start()
+        last_round = time.monotonic()
+        try:
+            while stop is None or not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                await self.take(rec.value for records in batches.values() for rec in records)
+                if batches:
+                    await consumer.commit()  # every sample of these records is acknowledged
+                if time.monotonic() - last_round >= self.config.interval_seconds:
+                    await self.train_due()
+                    last_round = time.monotonic()
+        finally:
+            await consumer.stop()
+            await self._producer.stop()
+
+    async def take(self, values: Any) -> int:
+        """Samples of enriched records into the store and onto the samples topic (acknowledged)."""
+        sends = []
+        for value in values:
+            doc = decode(value)
+            sample = sample_from_enriched(doc) if doc is not None else None
+            if sample is not None and self.store.add(sample):
+                sends.append(await self._producer.send(self.settings.sentiment_samples_topic, sample.to_json(),
+                                                       key=sample.event_id.encode()))
+        for fut in sends:
+            await fut
+        return len(sends)
+
+    async def train_due(self) -> list[GateResult]:
+        """One candidate per due language; an accepted one is published (acknowledged) before returning."""
+        out = []
+        for language in self.store.due(self.config):
+            examples = self.store.take(language)
+            held = self.models.models.get(language)
+            sequence = (version_sequence(held.version) if held else 0) + 1
+            verdict, model = await asyncio.to_thread(candidate, examples, language, sequence, self.config)
+            self.verdicts.append(verdict)
+            out.append(verdict)
+            log.info("sentiment candidate", extra={
+                "language": language, "samples": verdict.samples, "accepted": verdict.accepted,
+                "model_balanced_accuracy": round(verdict.model_balanced_accuracy, 4),
+                "lexicon_balanced_accuracy": round(verdict.lexicon_balanced_accuracy, 4), "reason": verdict.reason})
+            if model is not None:
+                body = orjson.dumps(orjson.loads(model.to_json()))  # compact on the wire
+                await (await self._producer.send(self.settings.sentiment_models_topic, body, key=language.encode()))
+                self.models.apply(language.encode(), body)
+                log.info("sentiment model published", extra={"language": language, "version": model.version})
+        return out

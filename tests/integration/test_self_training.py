@@ -1,0 +1,123 @@
+"""Self-trained sentiment through Kafka (issue 20): scored feedback on two workers feeds the trainer,
+the trainer's gate accepts a model and publishes it, and *both* workers apply it to later
+complaints (enriched ``sentiment.source`` = ``model:en-1``); a restarted trainer reads its samples
+back and publishes nothing new for them.
+
+Feedback texts: real Amazon Alexa reviews with their stars (../shared/data; tests only)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.core.timeparse import format_timestamp
+from pipeline.producers.publish import publish
+from pipeline.runtime import PROJECT_ROOT, settings_env, wait_for_group
+from pipeline.summary import read_topic
+
+pytestmark = pytest.mark.integration
+
+ALEXA = PROJECT_ROOT.parent / "shared" / "data" / "amazon_alexa_reviews" / "reviews_dev.tsv"
+TRAINER_ENV = {"PIPELINE_SELF_TRAIN_MIN_SAMPLES": "300", "PIPELINE_SELF_TRAIN_MIN_NEW_SAMPLES": "100",
+               "PIPELINE_SELF_TRAIN_INTERVAL_SECONDS": "1"}
+LATER = ["The sound keeps cutting out and support never answered", "Setup was easy and the speaker sounds great",
+         "It stopped working after two weeks", "Love it, my kids use it every day"]
+
+
+def reviews() -> list[tuple[str, int]]:
+    if not ALEXA.exists():
+        pytest.skip("../shared/data not present")
+    with ALEXA.open(encoding="utf-8", newline="") as fh:
+        return [((r.get("verified_reviews") or "").strip(), int(r["rating"]))
+                for r in csv.DictReader(fh, delimiter="\t") if (r.get("verified_reviews") or "").strip()]
+
+
+def poll(cond, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.5)
+    return cond()
+
+
+def start_trainer(s, log: Path) -> subprocess.Popen:
+    env = {**os.environ, **settings_env(s), **TRAINER_ENV, "PIPELINE_LOG_LEVEL": "info"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "self-train"], cwd=str(PROJECT_ROOT), env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def models(s) -> dict[str, dict]:
+    return {k.decode(): orjson.loads(v) for k, v in read_topic(s, s.sentiment_models_topic, timeout=10) if k and v}
+
+
+def enriched(s) -> dict[str, dict]:
+    return {d["event_id"]: d for d in (orjson.loads(v) for _, v in read_topic(s, s.topics.enriched))}
+
+
+def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_factory, tmp_path):
+    s = settings
+    w1 = worker_factory(s, PIPELINE_LOG_LEVEL="info")
+    w2 = worker_factory(s, PIPELINE_LOG_LEVEL="info")
+    now = time.time()
+    feedback = [("feedback", {
+        "schema_version": 1, "event_id": f"fb-{i}", "feedback_id": f"f-{i}", "customer_id": f"cust-st-{i % 40}",
+        "source": "review", "score": stars, "scale": {"min": 1, "max": 5}, "text": text, "language": "en",
+        "occurred_at": format_timestamp(now - 3600 + i)}) for i, (text, stars) in enumerate(reviews())]
+    publish(feedback, s, progress=False)
+    wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=180)
+    before = enriched(s)
+    assert {d["classification"]["sentiment"]["source"] for d in before.values()} == {"lexicon"}
+    assert {d["schema_version"] for d in before.values()} == {2}
+
+    trainer = start_trainer(s, tmp_path / "trainer.log")
+    try:
+        assert poll(lambda: "en" in models(s), 180), (tmp_path / "trainer.log").read_text()[-3000:]
+        model = models(s)["en"]
+        gate = model["meta"]["gate"]
+        print(f"\n[self-train] {model['meta']['version']}: {gate['samples']} samples, model "
+              f"{gate['model_balanced_accuracy']} vs lexicon {gate['lexicon_balanced_accuracy']}")
+        assert model["meta"]["version"] == "en-1" and model["languages"] == ["en"] and gate["accepted"]
+        assert gate["samples"] == len(feedback)
+        samples = {k for k, _ in read_topic(s, s.sentiment_samples_topic)}
+        assert samples == {f"fb-{i}".encode() for i in range(len(feedback))}
+
+        # later complaints, no score, on every partition: each worker classifies its own with the model
+        complaints = [("complaint", {
+            "schema_version": 1, "event_id": f"cl-{i}", "complaint_id": f"c-{i}", "customer_id": f"cust-st-{i}",
+            "status": "opened", "channel": "app", "text": LATER[i % len(LATER)], "language": "en",
+            "occurred_at": format_timestamp(time.time())}) for i in range(40)]
+        ids = {e["event_id"] for _, e in complaints}
+
+        def all_modelled() -> bool:
+            docs = enriched(s)
+            return ids <= set(docs) and all(docs[i]["classification"]["sentiment"]["source"] == "model:en-1"
+                                            for i in ids)
+
+        publish(complaints, s, progress=False)
+        assert poll(all_modelled, 120)
+        docs = enriched(s)
+        assert {docs[i]["processing"]["partition"] for i in ids} == set(range(s.partitions))
+        for w in (w1, w2):  # both workers applied the update while running
+            assert poll(lambda w=w: '"version":"en-1"' in w.log_path.read_text(), 30), w.log_path.read_text()[-2000:]
+
+        # a restarted trainer reads its samples and model back: nothing new to train, no en-2
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(timeout=30)
+        trainer = start_trainer(s, tmp_path / "trainer.log")
+        assert poll(lambda: (tmp_path / "trainer.log").read_text().count("self-train state read") == 2, 60)
+        assert not poll(lambda: models(s)["en"]["meta"]["version"] != "en-1", 8)
+    finally:
+        trainer.send_signal(signal.SIGTERM)
+        try:
+            trainer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            trainer.kill()

@@ -230,7 +230,17 @@ def run_eval(args: argparse.Namespace | list[str] | None = None, stdout: IO | No
     per-class P/R/F1, micro-F1, sentiment accuracy and balanced accuracy on ../shared/data
     (all rows, even and odd halves), then a Markdown summary table (bench/eval_classifier.py).
 
+    ``evaluate --self-train [--json] [--data-dir D]``: instead, the self-trained sentiment replayed
+    in stream order, learning curves per data set (bench/self_train_eval.py).
+
     ``args``: a namespace from a parser set up by :func:`add_eval_arguments`, or argv."""
+    if isinstance(args, argparse.Namespace) and getattr(args, "self_train", False):
+        argv = ["--json"] if args.json else []
+        if args.data_dir:
+            argv += ["--data-dir", str(args.data_dir)]
+        return _run_bench_main("self_train_eval", argv, stdout)
+    if isinstance(args, list) and "--self-train" in args:
+        return _run_bench_main("self_train_eval", [a for a in args if a != "--self-train"], stdout)
     if isinstance(args, argparse.Namespace):
         argv = []
         if args.json:
@@ -262,7 +272,7 @@ def add_classify_bench_arguments(p: argparse.ArgumentParser) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--data-dir", default=None, help="labelled data (default ../shared/data)")
     p.add_argument("--sentiment-model", default=None, metavar="FILE",
-                   help="also time English with this train-sentiment model")
+                   help="also time each language the model covers (en, ko) with this sentiment model")
     return p
 
 
@@ -275,6 +285,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--half", default="even", choices=["all", "even", "odd"], help="half whose errors are listed")
     p.add_argument("--max-errors", type=int, default=60)
     p.add_argument("--data-dir", default=None, help="labelled data (default ../shared/data)")
+    p.add_argument("--self-train", action="store_true",
+                   help="instead: replay the scored feedback in stream order and print the self-trained "
+                        "sentiment's learning curves (gate verdict, model / lexicon / applied balanced "
+                        "accuracy on the later half; bench/self_train_eval.py)")
     return p
 
 

@@ -165,3 +165,15 @@ def test_console_in_compose_and_kubernetes_needs_credentials_beyond_loopback():
     assert env["PIPELINE_CONSOLE_TOKEN"]["valueFrom"]["secretKeyRef"].get("optional") is not True
     assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_one_self_trainer_in_compose_and_kubernetes():
+    svc = SERVICES["self-train"]
+    assert svc["command"] == ["self-train"] and svc["build"] == "."
+    assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert "deploy" not in svc or svc["deploy"].get("replicas", 1) == 1
+    dep = yaml.safe_load((ROOT / "deploy/k8s/self-train.yaml").read_text())
+    assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"  # never two trainers, also during a rollout
+    assert dep["spec"]["template"]["spec"]["containers"][0]["args"] == ["self-train"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from typing import Iterable
 
 from . import english, korean
 from .language import (
@@ -21,6 +22,7 @@ from .language import (
     script_profile,
 )
 from .learned import LABELS, Example, ModelLookup, SentimentModel, lexicon_features
+from .painlearn import PainExample
 from .model import Classification, PainPoint, Sentiment
 from .scoring import Aggregate, aggregate, evidence_items, noisy_or, strength_to_confidence
 from .sentiment import combine, label_for, satisfaction_gap, text_sentiment
@@ -201,10 +203,12 @@ def classify(
     lang, tokens, agg = _analyse_cached(work, language, tax)
     pains = pain_points_from(agg, text, tax)
     text_score = text_sentiment(agg.positive, agg.negative)
+    pain_model = sentiment_model.pain_model_for(lang) if sentiment_model is not None and work else None
+    if pain_model is not None:  # operator-labelled pain points (issue 20, scope 2): .painlearn
+        pains = pain_model.decide(_tokens(tokens, work), pains)
     model = sentiment_model.for_language(lang) if sentiment_model is not None and work else None
     if model is not None:
-        toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
-        sentiment = _learned_sentiment(model, toks, agg, text_score, score, scale)
+        sentiment = _learned_sentiment(model, _tokens(tokens, work), agg, text_score, score, scale)
     else:
         sentiment = combine(text_score, agg.positive + agg.negative, score, scale)
     gap = satisfaction_gap(score, expectation_score, scale) if expectation_score is not None else None
@@ -215,6 +219,11 @@ def classify(
         pain_points=pains,
         taxonomy_version=tax.version,
     )
+
+
+def _tokens(tokens: tuple[str, list[str]] | None, work: str) -> list[str]:
+    """The word tokens the learned models see: Kiwi's for Korean, else the English tokenizer's."""
+    return tokens[1] if tokens is not None else english.tokenize(work)[1]
 
 
 def _lexicon_view(agg: Aggregate, text_score: float | None) -> list[tuple[str, float]]:
@@ -239,10 +248,19 @@ def sentiment_example(text: str, label: str, *, language: str | None = None,
     tax = taxonomy or default_taxonomy()
     work = analysed_part(_without_surrogates(text))
     lang, tokens, agg = _analyse(work, language, tax)  # exactly what classify() sees
-    toks = tokens[1] if tokens is not None else english.tokenize(work)[1]
     view = _lexicon_view(agg, text_sentiment(agg.positive, agg.negative))
-    return Example(tuple(toks), tuple(view), LABELS.index(label), lang)
+    return Example(tuple(_tokens(tokens, work)), tuple(view), LABELS.index(label), lang)
 
 
-__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_points_from",
+def pain_example(text: str, categories: Iterable[str], *, language: str | None = None,
+                 taxonomy: Taxonomy | None = None) -> PainExample:
+    """A training example for :func:`.painlearn.pain_candidate`: the tokens and the rules' findings."""
+    tax = taxonomy or default_taxonomy()
+    work = analysed_part(_without_surrogates(text))
+    lang, tokens, agg = _analyse(work, language, tax)
+    found = tuple((p.id, p.confidence) for p in pain_points_from(agg, text, tax))
+    return PainExample(tuple(_tokens(tokens, work)), found, frozenset(categories), lang)
+
+
+__all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_example", "pain_points_from",
            "sentiment_example"]

@@ -84,6 +84,8 @@ class ModelLookup(Protocol):
 
     def for_language(self, language: str) -> "SentimentModel | None": ...
 
+    def pain_model_for(self, language: str) -> Any: ...  # a .painlearn.PainPointModel or None
+
 
 @dataclass(frozen=True)
 class Example:
@@ -106,6 +108,10 @@ class SentimentModel:
     def for_language(self, language: str) -> "SentimentModel | None":
         """This model for texts in ``language``, else ``None`` (the lexicon): see :class:`ModelLookup`."""
         return self if language in self.languages else None
+
+    def pain_model_for(self, language: str) -> None:
+        """A sentiment model file carries no pain-point model (:class:`ModelLookup`)."""
+        return None
 
     @property
     def version(self) -> str:

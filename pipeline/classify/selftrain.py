@@ -33,9 +33,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
+from .painlearn import PainPointModel
 from .learned import LABELS, Example, SentimentModel, SentimentModelError, balanced_accuracy, folds, stars_to_label, train
 
 MAX_SAMPLE_CHARS = 2000  # the classifier analyses at most this much of a text (MAX_ANALYSED_CHARS)
+PAIN_KEY_PREFIX = "pain:"  # models-topic key of a language's pain-point model (.painlearn)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class SelfTrainSettings:
     min_gain: float = 0.02  # cross-validated balanced accuracy over the lexicon's
     interval_seconds: float = 300.0
     l2: float = 0.03
+    # operator-labelled pain points (scope 2; off while the attribute is empty): the event attribute
+    # holding the ticket's label, and label -> taxonomy category id (None: "no pain point")
+    pain_label_attribute: str = ""
+    pain_label_map: tuple[tuple[str, str | None], ...] = ()
+    pain_min_positive: int = 20  # labelled texts of a category before its model is gated
 
 
 @dataclass(frozen=True)
@@ -106,22 +113,23 @@ def sample_from_enriched(doc: Mapping[str, Any]) -> TrainingSample | None:
 
 @dataclass
 class _Language:
-    samples: "OrderedDict[str, tuple[TrainingSample, Example]]" = field(default_factory=OrderedDict)
+    samples: "OrderedDict[str, tuple[Any, Any]]" = field(default_factory=OrderedDict)  # id -> (sample, analysed)
     new: int = 0  # samples added since the last attempt
 
 
 class SampleStore:
-    """The newest ``max_samples`` samples of each language with their analysed form (:class:`Example`).
+    """The newest ``max_samples`` samples of each language with their analysed form.
 
-    ``analyse(sample) -> Example``: the classifier's view of the text (tokens and lexicon features);
-    called once per sample, when it arrives.
+    ``analyse(sample)``: the classifier's view of the text (an :class:`Example` for a
+    :class:`TrainingSample`, a :class:`~.painlearn.PainExample` for a pain-point sample); called
+    once per sample, when it arrives. A sample has ``event_id`` and ``language`` and compares by value.
     """
 
-    def __init__(self, analyse: Callable[[TrainingSample], Example], max_samples: int) -> None:
+    def __init__(self, analyse: Callable[[Any], Any], max_samples: int) -> None:
         self.analyse, self.max_samples = analyse, max_samples
         self.languages: dict[str, _Language] = {}
 
-    def add(self, sample: TrainingSample) -> bool:
+    def add(self, sample: Any) -> bool:
         """Add (or replace, same ``event_id``); ``False`` when the same sample is already there."""
         lang = self.languages.setdefault(sample.language, _Language())
         old = lang.samples.get(sample.event_id)
@@ -143,7 +151,7 @@ class SampleStore:
         return sorted(code for code, lang in self.languages.items()
                       if len(lang.samples) >= settings.min_samples and lang.new >= settings.min_new_samples)
 
-    def take(self, language: str) -> list[Example]:
+    def take(self, language: str) -> list[Any]:
         """The language's examples, oldest first; resets its count of new samples."""
         lang = self.languages[language]
         lang.new = 0
@@ -229,6 +237,10 @@ class ModelRegistry:
     def __init__(self, static: SentimentModel | None = None) -> None:
         self.static = static
         self.models: dict[str, SentimentModel] = {}
+        self.pain_models: dict[str, PainPointModel] = {}  # key "pain:<language>" on the topic (scope 2)
+
+    def pain_model_for(self, language: str) -> PainPointModel | None:
+        return self.pain_models.get(language)
 
     def for_language(self, language: str) -> SentimentModel | None:
         model = self.models.get(language)
@@ -245,6 +257,8 @@ class ModelRegistry:
         if not key:
             return None
         language = key.decode("utf-8", "replace")
+        if language.startswith(PAIN_KEY_PREFIX):
+            return self._apply_pain(language, value)
         if value is None:
             return language if self.models.pop(language, None) is not None else None
         try:
@@ -258,8 +272,25 @@ class ModelRegistry:
         self.models[language] = model
         return language
 
+    def _apply_pain(self, key: str, value: bytes | None) -> str | None:
+        language = key[len(PAIN_KEY_PREFIX):]
+        if value is None:
+            return key if self.pain_models.pop(language, None) is not None else None
+        try:
+            model = PainPointModel.from_json(value, f"pain-point model for {language!r}")
+        except SentimentModelError:
+            return None
+        held = self.pain_models.get(language)
+        if model.language != language or (
+                held is not None and version_sequence(model.version) <= version_sequence(held.version)):
+            return None
+        self.pain_models[language] = model
+        return key
+
     def versions(self) -> dict[str, str]:
-        return {lang: m.version for lang, m in sorted(self.models.items())}
+        out = {lang: m.version for lang, m in self.models.items()}
+        out.update({PAIN_KEY_PREFIX + lang: m.version for lang, m in self.pain_models.items()})
+        return dict(sorted(out.items()))
 
 
 __all__ = ["GateResult", "ModelRegistry", "SampleStore", "SelfTrainSettings", "TrainingSample", "candidate",

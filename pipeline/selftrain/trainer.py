@@ -27,9 +27,11 @@ from typing import Any
 
 import orjson
 
-from ..classify.classifier import sentiment_example
+from ..classify.classifier import pain_example, sentiment_example
 from ..classify.learned import Example
+from ..classify.painlearn import PainExample, PainSample, pain_candidate, pain_sample_from_enriched
 from ..classify.selftrain import (
+    PAIN_KEY_PREFIX,
     GateResult,
     ModelRegistry,
     SampleStore,
@@ -61,6 +63,12 @@ class Trainer:
         self.settings, self.config = settings, config
         self.taxonomy = taxonomy or load_taxonomy(settings.taxonomy_file)
         self.store = SampleStore(self.analyse, config.max_samples)
+        self.pain_store = SampleStore(self.analyse_pain, config.max_samples)  # scope 2, when configured
+        self.label_map = dict(config.pain_label_map)
+        unknown = sorted({c for c in self.label_map.values() if c} - set(self.taxonomy.category_ids))
+        if unknown:
+            raise ValueError(f"PIPELINE_SELF_TRAIN_PAIN_LABEL_MAP maps to {', '.join(unknown)}: not categories of "
+                             f"the taxonomy ({', '.join(self.taxonomy.category_ids)})")
         self.models = ModelRegistry()
         self.verdicts: list[GateResult] = []  # every gate decision of this process, oldest first
         self._producer: Any = None
@@ -68,19 +76,31 @@ class Trainer:
     def analyse(self, sample: TrainingSample) -> Example:
         return sentiment_example(sample.text, sample.label, language=sample.language, taxonomy=self.taxonomy)
 
+    def analyse_pain(self, sample: PainSample) -> PainExample:
+        return pain_example(sample.text, sample.categories, language=sample.language, taxonomy=self.taxonomy)
+
+    def pain_sample(self, doc: dict[str, Any]) -> PainSample | None:
+        if not self.config.pain_label_attribute:
+            return None
+        return pain_sample_from_enriched(doc, self.config.pain_label_attribute, self.label_map)
+
     def load(self) -> None:
         """Blocking, before the loop: the topics exist; samples and published models read back."""
         wanted = {self.settings.sentiment_samples_topic, self.settings.sentiment_models_topic}
         ensure_topics(self.settings, [s for s in topic_specs(self.settings) if s.name in wanted])
         for _, value in read_topic(self.settings, self.settings.sentiment_samples_topic):
             sample = TrainingSample.from_json(value) if value else None
+            pain = PainSample.from_json(value) if value and sample is None else None
             if sample is not None:
                 self.store.add(sample)
+            elif pain is not None and self.config.pain_label_attribute:
+                self.pain_store.add(pain)
         for key, value in read_topic(self.settings, self.settings.sentiment_models_topic):
             self.models.apply(key, value)
-        for language in self.models.models:  # samples already behind a published model are not new
-            if language in self.store.languages:
-                self.store.languages[language].new = 0
+        for store, held in ((self.store, self.models.models), (self.pain_store, self.models.pain_models)):
+            for language in held:  # samples already behind a published model are not new
+                if language in store.languages:
+                    store.languages[language].new = 0
         log.info("self-train state read", extra={"samples": sum(self.store.count(x) for x in self.store.languages),
                                                   "count": len(self.models.models)})
 
@@ -112,12 +132,18 @@ class Trainer:
     async def take(self, values: Any) -> int:
         """Samples of enriched records into the store and onto the samples topic (acknowledged)."""
         sends = []
+        topic = self.settings.sentiment_samples_topic
         for value in values:
             doc = decode(value)
-            sample = sample_from_enriched(doc) if doc is not None else None
+            if doc is None:
+                continue
+            sample = sample_from_enriched(doc)
             if sample is not None and self.store.add(sample):
-                sends.append(await self._producer.send(self.settings.sentiment_samples_topic, sample.to_json(),
-                                                       key=sample.event_id.encode()))
+                sends.append(await self._producer.send(topic, sample.to_json(), key=sample.event_id.encode()))
+            pain = self.pain_sample(doc)
+            if pain is not None and self.pain_store.add(pain):
+                key = (PAIN_KEY_PREFIX + pain.event_id).encode()
+                sends.append(await self._producer.send(topic, pain.to_json(), key=key))
         for fut in sends:
             await fut
         return len(sends)
@@ -141,4 +167,26 @@ class Trainer:
                 await (await self._producer.send(self.settings.sentiment_models_topic, body, key=language.encode()))
                 self.models.apply(language.encode(), body)
                 log.info("sentiment model published", extra={"language": language, "version": model.version})
+        await self.train_pain_due()
         return out
+
+    async def train_pain_due(self) -> None:
+        """Operator-labelled pain points (scope 2): one candidate per due language, gated per category."""
+        cfg = self.config
+        for language in self.pain_store.due(cfg):
+            examples = self.pain_store.take(language)
+            held = self.models.pain_models.get(language)
+            sequence = (version_sequence(held.version) if held else 0) + 1
+            verdicts, model = await asyncio.to_thread(
+                lambda: pain_candidate(examples, language, sequence, k=cfg.folds, min_positive=cfg.pain_min_positive,
+                                       min_gain=cfg.min_gain, l2=cfg.l2))
+            for v in verdicts:
+                log.info("pain-point candidate", extra={"language": language, "category": v.category,
+                                                        "samples": v.positives, "accepted": v.accepted,
+                                                        "model_f1": round(v.model_f1, 4), "rules_f1": round(v.rules_f1, 4)})
+            if model is not None:
+                key = PAIN_KEY_PREFIX + language
+                body = model.to_json()
+                await (await self._producer.send(self.settings.sentiment_models_topic, body, key=key.encode()))
+                self.models.apply(key.encode(), body)
+                log.info("pain-point model published", extra={"language": language, "version": model.version})

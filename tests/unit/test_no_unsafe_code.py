@@ -26,7 +26,8 @@ LOGGER_NAMES = {"log", "logger", "_log", "LOG"}
 ALLOWED_EXTRA = {"topic", "partition", "offset", "error", "windows", "actual", "configured", "code", "codes",
                  "count", "stage", "reason", "seconds", "version",
                  # self-trained sentiment (issue 20): a language code and the quality gate's figures
-                 "language", "samples", "accepted", "model_balanced_accuracy", "lexicon_balanced_accuracy"}
+                 "language", "samples", "accepted", "model_balanced_accuracy", "lexicon_balanced_accuracy",
+                 "category", "model_f1", "rules_f1"}
 PERSONAL = ("text", "customer", "email", "phone", "password", "secret", "value", "payload", "raw", "event", "key")
 
 

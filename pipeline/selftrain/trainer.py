@@ -6,9 +6,10 @@ written to the compacted topic ``<app_id>-sentiment-samples`` (key: event id) an
 the broker *before* the enriched offsets are committed; so the samples survive a restart, a
 kill -9 or the enriched topic's retention, and a replayed event replaces its own sample.
 
-Every ``PIPELINE_SELF_TRAIN_INTERVAL_SECONDS`` each language with enough new samples gets a
-candidate model and the quality gate (:func:`~pipeline.classify.selftrain.candidate`, in a thread so
-the loop keeps consuming). An accepted model is published, acknowledged, to the compacted topic
+Every ``PIPELINE_SELF_TRAIN_INTERVAL_SECONDS``, once the trainer has caught up with the enriched
+topic (:func:`round_due`), each language with enough new samples gets a candidate model and the
+quality gate (:func:`~pipeline.classify.selftrain.candidate`, in a thread: the event loop stays
+responsive; consumption resumes after the round). An accepted model is published, acknowledged, to the compacted topic
 ``<app_id>-sentiment-models`` (key: language) as version ``<language>-<sequence>``; every worker
 follows that topic (:mod:`pipeline.agents.models`). A rejected candidate changes nothing: the
 language keeps the lexicon or its previous model. At start the trainer reads both topics: the
@@ -48,6 +49,15 @@ from ..summary import read_topic
 from ..topics import MODEL_MAX_BYTES, ensure_topics, topic_specs
 
 log = logging.getLogger("pipeline.selftrain")
+POLL_RECORDS = 1000
+BACKLOG_PATIENCE = 10  # intervals a backlog may postpone a round
+
+
+def round_due(since_last: float, interval: float, caught_up: bool) -> bool:
+    """A training round is due once the interval has passed and the last poll came back short (the
+    trainer has caught up with the enriched topic: a restart or a replay trains once, on all it
+    read, not on every part of it), or after :data:`BACKLOG_PATIENCE` intervals in any case."""
+    return since_last >= interval and (caught_up or since_last >= BACKLOG_PATIENCE * interval)
 
 
 def decode(raw: bytes | None) -> dict[str, Any] | None:
@@ -118,11 +128,12 @@ class Trainer:
         last_round = time.monotonic()
         try:
             while stop is None or not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                batches = await consumer.getmany(timeout_ms=500, max_records=POLL_RECORDS)
+                n = sum(len(records) for records in batches.values())
                 await self.take(rec.value for records in batches.values() for rec in records)
                 if batches:
                     await consumer.commit()  # every sample of these records is acknowledged
-                if time.monotonic() - last_round >= self.config.interval_seconds:
+                if round_due(time.monotonic() - last_round, self.config.interval_seconds, n < POLL_RECORDS):
                     await self.train_due()
                     last_round = time.monotonic()
         finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.classify import classify
 from pipeline.core.timeparse import format_timestamp
 from pipeline.producers.publish import publish
 from pipeline.runtime import PROJECT_ROOT, settings_env, wait_for_group
@@ -49,8 +50,8 @@ def poll(cond, timeout: float = 120.0) -> bool:
     return cond()
 
 
-def start_trainer(s, log: Path) -> subprocess.Popen:
-    env = {**os.environ, **settings_env(s), **TRAINER_ENV, "PIPELINE_LOG_LEVEL": "info"}
+def start_trainer(s, log: Path, **extra: str) -> subprocess.Popen:
+    env = {**os.environ, **settings_env(s), **TRAINER_ENV, "PIPELINE_LOG_LEVEL": "info", **extra}
     return subprocess.Popen([sys.executable, "-m", "pipeline", "self-train"], cwd=str(PROJECT_ROOT), env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -115,6 +116,66 @@ def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_fac
         trainer = start_trainer(s, tmp_path / "trainer.log")
         assert poll(lambda: (tmp_path / "trainer.log").read_text().count("self-train state read") == 2, 60)
         assert not poll(lambda: models(s)["en"]["meta"]["version"] != "en-1", 8)
+    finally:
+        trainer.send_signal(signal.SIGTERM)
+        try:
+            trainer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            trainer.kill()
+
+
+BITEXT = PROJECT_ROOT.parent / "shared" / "data" / "bitext_customer_support" / "Bitext_Sample_Customer_Service_Training_Dataset.csv"
+VALIDATION = BITEXT.with_name("Bitext_Sample_Customer_Service_Validation_Dataset.csv")
+LABELS = PROJECT_ROOT / "deploy" / "self-train" / "ticket-labels.yaml"
+
+
+def tickets(limit: int, path: Path = BITEXT) -> list[tuple[str, str]]:
+    import yaml
+
+    if not path.exists():
+        pytest.skip("../shared/data not present")
+    known = yaml.safe_load(LABELS.read_text())
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = [(r["utterance"].strip(), r["intent"]) for r in csv.DictReader(fh) if r["intent"] in known]
+    return rows[::max(1, len(rows) // limit)][:limit]
+
+
+def test_pain_points_learned_from_ticket_labels_reach_the_worker(settings, worker_factory, tmp_path):
+    """Scope 2: complaints labelled by the ticketing system (Bitext intents as categories) teach the
+    trainer that "where is my order" is a delivery pain point; the worker then adds it, with evidence
+    naming the model, to a later unlabelled complaint the rules alone leave without one."""
+    s = settings
+    w = worker_factory(s, PIPELINE_LOG_LEVEL="info")
+    now = time.time()
+    labelled = [("complaint", {
+        "schema_version": 1, "event_id": f"tk-{i}", "complaint_id": f"tk-{i}", "customer_id": f"cust-tk-{i % 20}",
+        "status": "opened", "channel": "email", "text": text, "language": "en", "attributes": {"category": intent},
+        "occurred_at": format_timestamp(now - 3600 + i)}) for i, (text, intent) in enumerate(tickets(3000))]
+    publish(labelled, s, progress=False)
+    wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=180)
+    trainer = start_trainer(s, tmp_path / "trainer.log", PIPELINE_SELF_TRAIN_PAIN_LABEL_ATTRIBUTE="category",
+                            PIPELINE_SELF_TRAIN_PAIN_LABEL_MAP=str(LABELS))
+    try:
+        assert poll(lambda: "pain:en" in models(s), 180), (tmp_path / "trainer.log").read_text()[-3000:]
+        model = models(s)["pain:en"]
+        assert model["meta"]["version"] == "pain-en-1" and "delivery" in model["categories"]
+        assert poll(lambda: '"version":"pain-en-1"' in w.log_path.read_text(), 30)  # the worker follows it
+        # held-out tickets (Bitext's validation file) of the delivery categories, sent unlabelled
+        later = [t for t, intent in tickets(10_000, VALIDATION) if intent in ("track_order", "delivery_period")]
+        publish([("complaint", {"schema_version": 1, "event_id": f"later-{i}", "complaint_id": f"later-{i}",
+                                "customer_id": f"cust-later-{i}", "status": "opened", "channel": "app", "text": text,
+                                "language": "en", "occurred_at": format_timestamp(time.time())})
+                 for i, text in enumerate(later)], s, progress=False)
+        ids = {f"later-{i}" for i in range(len(later))}
+        assert poll(lambda: ids <= set(enriched(s)), 60)
+        docs = enriched(s)
+        learned = [i for i in ids if any(e.get("source") == "model:pain-en-1" for p in docs[i]["classification"]["pain_points"]
+                                         if p["id"] == "delivery" for e in p["evidence"])]
+        by_rules = [t for t in later if "delivery" in {p.id for p in classify(t, language="en").pain_points}]
+        print(f"\n[pain] {len(learned)} of {len(later)} held-out delivery tickets get 'delivery' from the model "
+              f"(the rules alone: {len(by_rules)})")
+        assert len(learned) >= 0.7 * len(later) and len(by_rules) < 0.3 * len(later)
+        assert enriched(s)["tk-0"]["classification"]["pain_points"] is not None  # labelled ones were classified too
     finally:
         trainer.send_signal(signal.SIGTERM)
         try:

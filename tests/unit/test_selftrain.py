@@ -195,3 +195,12 @@ def test_settings_from_the_environment():
         self_train_settings({"PIPELINE_SELF_TRAIN_FOLDS": "1"})
     with pytest.raises(ValueError, match="PIPELINE_SELF_TRAIN_MIN_SAMPLES must be an integer"):
         self_train_settings({"PIPELINE_SELF_TRAIN_MIN_SAMPLES": "many"})
+
+
+def test_a_training_round_waits_for_the_trainer_to_catch_up():
+    from pipeline.selftrain.trainer import BACKLOG_PATIENCE, round_due
+
+    assert not round_due(299, 300, True)
+    assert round_due(300, 300, True)
+    assert not round_due(300, 300, False)  # still reading a backlog: train once, on all of it
+    assert round_due(BACKLOG_PATIENCE * 300, 300, False)  # but a backlog postpones a round only so long

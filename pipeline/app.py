@@ -108,7 +108,7 @@ def build(settings: Settings, stages: StageSettings | None = None) -> Pipeline:
     counters: dict[str, int] = {}
     customers, processor, lookup = ingest.register(app, settings, stages, metrics, counters)
     agg = aggregate.register(app, settings, stages, metrics, counters)
-    models.register(app, settings, processor.sentiment_models)  # self-trained sentiment (issue 20)
+    models.register(app, settings, processor.sentiment_models, metrics)  # self-trained sentiment (issue 20)
     if settings.ack_sla_seconds > 0:
         cases.register(app, settings, metrics, counters)
     web.register(app, metrics, counters, agg, customers, lookup)

@@ -76,6 +76,8 @@ ERROR_STAGES = ("process", "process_retry", "produce", "tick", "aggregate", "dup
 LATE_OUTCOMES = ("counted_in_held_window", "window_no_longer_held")
 REORDER_RELEASES = ("after_wait", "wait_expired", "over_bound", "within_tolerance")  # pipeline_reorder_released_total{how}
 MAX_PAIN_POINTS = 64
+SENTIMENT_SOURCES = ("lexicon", "model")  # pipeline_sentiment_sources_total{source}: model = any learned version
+LEARNED_MODEL_KINDS = ("sentiment", "pain_points")  # pipeline_learned_model_sequence{kind}
 
 # metric label ``dimension`` -> (field of the enriched event's ``segment``, closed value set)
 SEGMENT_VALUES: dict[str, tuple[str, frozenset[str]]] = {
@@ -141,6 +143,16 @@ class Metrics:
                                    ["reason"], registry=r)
         self.classified = Counter("pipeline_classifications_total", "Classified events by language.",
                                   ["language"], registry=r)
+        self.sentiment_sources = Counter(
+            "pipeline_sentiment_sources_total",
+            "Classified texts by language and where their sentiment came from: lexicon, or model (a learned "
+            "model, self-trained or PIPELINE_SENTIMENT_MODEL; the version is on the enriched event).",
+            ["language", "source"], registry=r)
+        self.learned_model_sequence = Gauge(
+            "pipeline_learned_model_sequence",
+            "Sequence number of the self-trained model this worker applies per language and kind "
+            "(<language>-<n>, pain-<language>-<n>); 0 or absent: none (lexicon / rules).",
+            ["language", "kind"], registry=r)
         self.pain_points = Counter("pipeline_pain_points_total",
                                    "Pain points found in enriched events, by taxonomy id and language.",
                                    ["pain_point", "language"], registry=r)
@@ -256,6 +268,16 @@ class Metrics:
             for kind in (*EVENT_KINDS, UNKNOWN):
                 self.produced.labels(t.deadletter, kind)
 
+    def learned_models(self, versions: Mapping[str, str]) -> None:
+        """The self-trained models applied now (:meth:`pipeline.classify.selftrain.ModelRegistry.versions`)."""
+        from .classify.selftrain import PAIN_KEY_PREFIX, version_sequence
+
+        self.learned_model_sequence.clear()
+        for key, version in versions.items():
+            kind = "pain_points" if key.startswith(PAIN_KEY_PREFIX) else "sentiment"
+            lang = bounded(key.removeprefix(PAIN_KEY_PREFIX), LANGUAGES)
+            self.learned_model_sequence.labels(lang, kind).set(version_sequence(version))
+
     def segment_labels(self, segment: Mapping[str, Any]) -> list[tuple[str, str]]:
         """``[(dimension, bounded value)]`` of an enriched event's segment."""
         return [(dim, bounded(segment.get(field) or UNKNOWN, allowed))
@@ -302,6 +324,9 @@ class Metrics:
         if c:
             lang = bounded(c.get("language"), LANGUAGES)
             self._of(self.classified, lang).inc()
+            if lang != "und":
+                src = "lexicon" if (c.get("sentiment") or {}).get("source", "lexicon") == "lexicon" else "model"
+                self._of(self.sentiment_sources, lang, src).inc()
             seg = self.segment_labels(doc.get("segment") or {})
             for pp in c.get("pain_points") or ():
                 pid = self._pain_point(pp["id"])

@@ -99,7 +99,7 @@ def run_worker(settings: Settings) -> None:
     except KafkaAuthError as exc:
         raise SystemExit(f"error: {exc}") from None
     pipe = build(settings)
-    load_models(settings, pipe.processor.sentiment_models)  # the first record already sees the current models
+    load_models(settings, pipe.processor.sentiment_models, pipe.metrics)  # the first record already sees the current models
     pipe.processor.warm()  # before joining the group: ready means the classifier is built
     tune_gc(settings.gc_young_threshold)
     # a table recovery that stopped receiving records restarts the worker (Faust only warns, for ever)

@@ -148,6 +148,18 @@ def build() -> dict[str, Any]:
                      [target(f'sum by (language) (rate(pipeline_classifications_total{{{SEL}}}[{ri}]))',
                              "{{language}}")], "reqps", stack=True), 12, 7)
 
+    L.add(timeseries("Sentiment source: learned model share by language",
+                     [target(f'sum by (language) (rate(pipeline_sentiment_sources_total{{{SEL}, source="model"}}[{ri}]))'
+                             f' / sum by (language) (rate(pipeline_sentiment_sources_total{{{SEL}}}[{ri}]))',
+                             "{{language}}")], "percentunit",
+                     desc="Share of classified texts whose sentiment came from a learned model (self-trained "
+                          "or PIPELINE_SENTIMENT_MODEL) instead of the lexicon."), 12, 7)
+    L.add(timeseries("Self-trained model applied (sequence) by worker",
+                     [target(f'max by (instance, language, kind) (pipeline_learned_model_sequence{{{SEL}}})',
+                             "{{instance}} {{kind}} {{language}}")], "short",
+                     desc="The n of <language>-<n> / pain-<language>-<n> each worker applies: every worker "
+                          "should show the same step."), 12, 7)
+
     L.row("Pain points")
     L.add(timeseries("Pain points per segment ($dimension)",
                      [target(f'sum by (value, pain_point) (rate(pipeline_segment_pain_points_total'

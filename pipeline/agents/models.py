@@ -22,6 +22,7 @@ import faust
 from ..classify.selftrain import ModelRegistry
 from ..config import Settings
 from ..kafka_security import aiokafka_kwargs
+from ..metrics import Metrics
 from ..summary import read_topic
 from ..topics import MODEL_MAX_BYTES
 
@@ -29,8 +30,10 @@ log = logging.getLogger("pipeline.models")
 RETRY_SECONDS = 5.0
 
 
-def apply_record(registry: ModelRegistry, key: bytes | None, value: bytes | None) -> None:
+def apply_record(registry: ModelRegistry, key: bytes | None, value: bytes | None, metrics: Metrics | None = None) -> None:
     language = registry.apply(key, value)
+    if language is not None and metrics is not None:
+        metrics.learned_models(registry.versions())
     if language is not None:
         log.info("sentiment model applied", extra={"language": language,
                                                    "version": registry.versions().get(language, "withdrawn")})
@@ -38,13 +41,14 @@ def apply_record(registry: ModelRegistry, key: bytes | None, value: bytes | None
         log.debug("sentiment model record skipped (stale, duplicate or invalid)")
 
 
-def load_models(settings: Settings, registry: ModelRegistry) -> None:
+def load_models(settings: Settings, registry: ModelRegistry, metrics: Metrics | None = None) -> None:
     """Blocking: every model on the topic now (the worker calls it before it joins the group)."""
     for key, value in read_topic(settings, settings.sentiment_models_topic):
-        apply_record(registry, key, value)
+        apply_record(registry, key, value, metrics)
 
 
-async def follow(settings: Settings, registry: ModelRegistry, stop: asyncio.Event | None = None) -> None:
+async def follow(settings: Settings, registry: ModelRegistry, stop: asyncio.Event | None = None,
+                 metrics: Metrics | None = None) -> None:
     """Apply every later model record until ``stop`` (or the task is cancelled)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -61,7 +65,7 @@ async def follow(settings: Settings, registry: ModelRegistry, stop: asyncio.Even
                 batches = await consumer.getmany(timeout_ms=1000, max_records=100)
                 for records in batches.values():
                     for rec in records:
-                        apply_record(registry, rec.key, rec.value)
+                        apply_record(registry, rec.key, rec.value, metrics)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the broker is away: models only wait, records keep being classified
@@ -71,8 +75,8 @@ async def follow(settings: Settings, registry: ModelRegistry, stop: asyncio.Even
             await consumer.stop()
 
 
-def register(app: faust.App, settings: Settings, registry: ModelRegistry) -> None:
+def register(app: faust.App, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
     @app.task
     async def follow_sentiment_models() -> None:
         """The self-trained sentiment models, on every worker (module docstring)."""
-        await follow(settings, registry)
+        await follow(settings, registry, metrics=metrics)

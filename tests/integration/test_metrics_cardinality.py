@@ -35,7 +35,7 @@ CUSTOMERS, ACTIVITY = 10_000, 15_000  # in two halves: 10,000 profiles + 15,000 
 # Families whose label values come from the data (pain point, language, segment, kind): bounded
 # by closed label sets, but the warm-up need not have hit every combination.
 DATA_LABELLED = {"pipeline_pain_points_total", "pipeline_segment_pain_points_total",
-                 "pipeline_classifications_total", "pipeline_events_produced_total", "pipeline_events_consumed_total"}
+                 "pipeline_classifications_total", "pipeline_sentiment_sources_total", "pipeline_events_produced_total", "pipeline_events_consumed_total"}
 
 
 def scrape(port: int) -> tuple[str, list]:
@@ -46,6 +46,7 @@ def scrape(port: int) -> tuple[str, list]:
 def vocabulary(settings) -> set[str]:
     words = {*m.RECORD_KINDS, *m.DEADLETTER_REASONS, *m.ALERT_TYPES, *m.SEVERITIES, *m.LANGUAGES,
              *m.COMMITMENT_KINDS, *m.COMMITMENT_STATUSES, *m.ERROR_STAGES, *m.LATE_OUTCOMES, *m.REORDER_RELEASES, *m.BATCH_STAGES, m.OTHER,
+             *m.SENTIMENT_SOURCES, *m.LEARNED_MODEL_KINDS,
              "enriched", "customers", "segment_windows", *m.SEGMENT_VALUES}
     for _, allowed in m.SEGMENT_VALUES.values():
         words |= allowed
@@ -64,6 +65,8 @@ def family_bounds(settings) -> dict[str, int]:
         "pipeline_pain_points_total": n_pp * n_lang,
         "pipeline_segment_pain_points_total": n_seg * n_pp,
         "pipeline_classifications_total": n_lang,
+        "pipeline_sentiment_sources_total": n_lang * len(m.SENTIMENT_SOURCES),
+        "pipeline_learned_model_sequence": n_lang * len(m.LEARNED_MODEL_KINDS),
         "pipeline_alerts_total": (len(m.ALERT_TYPES) + 1) * (len(m.SEVERITIES) + 1),
         "pipeline_deadletters_total": len(m.DEADLETTER_REASONS) + 1,
         "pipeline_consumer_lag_records": 8 * settings.partitions,  # topics consumed × partitions

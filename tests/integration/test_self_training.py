@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -107,8 +108,11 @@ def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_fac
         assert poll(all_modelled, 120)
         docs = enriched(s)
         assert {docs[i]["processing"]["partition"] for i in ids} == set(range(s.partitions))
-        for w in (w1, w2):  # both workers applied the update while running
+        for w in (w1, w2):  # both workers applied the update while running, and say so on /metrics
             assert poll(lambda w=w: '"version":"en-1"' in w.log_path.read_text(), 30), w.log_path.read_text()[-2000:]
+            body = urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/metrics", timeout=10).read().decode()
+            assert 'pipeline_learned_model_sequence{kind="sentiment",language="en"} 1.0' in body
+            assert 'pipeline_sentiment_sources_total{language="en",source="model"}' in body
 
         # a restarted trainer reads its samples and model back: nothing new to train, no en-2
         trainer.send_signal(signal.SIGKILL)

@@ -127,6 +127,7 @@ def label_vocabulary(p: Processor) -> set[str]:
 
     words = {*mm.RECORD_KINDS, *mm.DEADLETTER_REASONS, *mm.ALERT_TYPES, *mm.SEVERITIES, *mm.LANGUAGES,
              *mm.COMMITMENT_KINDS, *mm.COMMITMENT_STATUSES, *mm.ERROR_STAGES, *mm.LATE_OUTCOMES, *mm.REORDER_RELEASES, *mm.BATCH_STAGES, mm.OTHER,
+             *mm.SENTIMENT_SOURCES, *mm.LEARNED_MODEL_KINDS,
              "enriched", "customers", "segment_windows", *mm.SEGMENT_VALUES}
     for _, allowed in mm.SEGMENT_VALUES.values():
         words |= allowed

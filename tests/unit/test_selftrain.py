@@ -204,3 +204,19 @@ def test_a_training_round_waits_for_the_trainer_to_catch_up():
     assert round_due(300, 300, True)
     assert not round_due(300, 300, False)  # still reading a backlog: train once, on all of it
     assert round_due(BACKLOG_PATIENCE * 300, 300, False)  # but a backlog postpones a round only so long
+
+
+def test_metrics_count_sentiment_sources_and_show_the_applied_versions():
+    from prometheus_client import generate_latest
+
+    from pipeline.metrics import Metrics
+
+    m = Metrics()
+    m.learned_models({"en": "en-3", "pain:en": "pain-en-2", "xx": "xx-9"})
+    text = generate_latest(m.registry).decode()
+    assert 'pipeline_learned_model_sequence{kind="sentiment",language="en"} 3.0' in text
+    assert 'pipeline_learned_model_sequence{kind="pain_points",language="en"} 2.0' in text
+    assert 'language="other"' in text  # an unknown language code is bounded
+    m.learned_models({"en": "en-4"})  # a withdrawn model disappears
+    text = generate_latest(m.registry).decode()
+    assert "pipeline_learned_model_sequence{kind=\"pain_points\"" not in text and 'language="en"} 4.0' in text

@@ -228,6 +228,15 @@ def version_sequence(version: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def _newer(held: dict[str, Any], language: str, model: Any, fits: bool) -> bool:
+    """Hold ``model`` for ``language`` when it fits the key and is newer than the one held."""
+    old = held.get(language)
+    if not fits or (old is not None and version_sequence(model.version) <= version_sequence(old.version)):
+        return False
+    held[language] = model
+    return True
+
+
 class ModelRegistry:
     """The learned model of each language: the newest published one, else the static file model.
 
@@ -265,12 +274,7 @@ class ModelRegistry:
             model = SentimentModel.from_json(value, f"sentiment model for {language!r}")
         except SentimentModelError:
             return None
-        held = self.models.get(language)
-        if language not in model.languages or (
-                held is not None and version_sequence(model.version) <= version_sequence(held.version)):
-            return None
-        self.models[language] = model
-        return language
+        return language if _newer(self.models, language, model, language in model.languages) else None
 
     def _apply_pain(self, key: str, value: bytes | None) -> str | None:
         language = key[len(PAIN_KEY_PREFIX):]
@@ -280,12 +284,7 @@ class ModelRegistry:
             model = PainPointModel.from_json(value, f"pain-point model for {language!r}")
         except SentimentModelError:
             return None
-        held = self.pain_models.get(language)
-        if model.language != language or (
-                held is not None and version_sequence(model.version) <= version_sequence(held.version)):
-            return None
-        self.pain_models[language] = model
-        return key
+        return key if _newer(self.pain_models, language, model, model.language == language) else None
 
     def versions(self) -> dict[str, str]:
         out = {lang: m.version for lang, m in self.models.items()}

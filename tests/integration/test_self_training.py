@@ -57,6 +57,14 @@ def start_trainer(s, log: Path, **extra: str) -> subprocess.Popen:
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+def stop(trainer: subprocess.Popen) -> None:
+    trainer.send_signal(signal.SIGTERM)
+    try:
+        trainer.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        trainer.kill()
+
+
 def models(s) -> dict[str, dict]:
     return {k.decode(): orjson.loads(v) for k, v in read_topic(s, s.sentiment_models_topic, timeout=10) if k and v}
 
@@ -121,11 +129,7 @@ def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_fac
         assert poll(lambda: (tmp_path / "trainer.log").read_text().count("self-train state read") == 2, 60)
         assert not poll(lambda: models(s)["en"]["meta"]["version"] != "en-1", 8)
     finally:
-        trainer.send_signal(signal.SIGTERM)
-        try:
-            trainer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            trainer.kill()
+        stop(trainer)
 
 
 BITEXT = PROJECT_ROOT.parent / "shared" / "data" / "bitext_customer_support" / "Bitext_Sample_Customer_Service_Training_Dataset.csv"
@@ -181,8 +185,4 @@ def test_pain_points_learned_from_ticket_labels_reach_the_worker(settings, worke
         assert len(learned) >= 0.7 * len(later) and len(by_rules) < 0.3 * len(later)
         assert enriched(s)["tk-0"]["classification"]["pain_points"] is not None  # labelled ones were classified too
     finally:
-        trainer.send_signal(signal.SIGTERM)
-        try:
-            trainer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            trainer.kill()
+        stop(trainer)

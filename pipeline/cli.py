@@ -289,13 +289,19 @@ def cmd_self_train(args: argparse.Namespace) -> int:
     from .selftrain.trainer import Trainer
 
     s = resolve_settings()
+    if args.status:
+        from .selftrain.status import render, status_rows
+        from .summary import read_topic
+
+        print(render(status_rows(read_topic(s, s.sentiment_models_topic, timeout=30))))
+        return 0
     setup(s.log_level, s.log_format)
     try:
-        config = self_train_settings()
+        trainer = Trainer(s, self_train_settings())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(Trainer(s, config).run())
+    asyncio.run(trainer.run())
     return 0
 
 
@@ -548,6 +554,8 @@ def _history_parsers(sub: Any) -> None:
     slf = sub.add_parser("self-train", help="learn sentiment from scored feedback on events.enriched and publish "
                          "per-language models that every worker applies (env PIPELINE_SELF_TRAIN_*; "
                          "docs/classification.md)")
+    slf.add_argument("--status", action="store_true", help="print the models published now (version, samples, "
+                     "the gate's figures) and exit")
     slf.set_defaults(func=cmd_self_train)
 
 

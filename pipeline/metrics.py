@@ -326,7 +326,10 @@ class Metrics:
             self._of(self.classified, lang).inc()
             if lang != "und":
                 src = "lexicon" if (c.get("sentiment") or {}).get("source", "lexicon") == "lexicon" else "model"
-                self._of(self.sentiment_sources, lang, src).inc()
+                for other in SENTIMENT_SOURCES:  # both series of a language seen exist (a share needs both)
+                    child = self._of(self.sentiment_sources, lang, other)
+                    if other == src:
+                        child.inc()
             seg = self.segment_labels(doc.get("segment") or {})
             for pp in c.get("pain_points") or ():
                 pid = self._pain_point(pp["id"])

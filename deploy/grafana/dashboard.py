@@ -155,10 +155,10 @@ def build() -> dict[str, Any]:
                      desc="Share of classified texts whose sentiment came from a learned model (self-trained "
                           "or PIPELINE_SENTIMENT_MODEL) instead of the lexicon."), 12, 7)
     L.add(timeseries("Self-trained model applied (sequence) by worker",
-                     [target(f'max by (instance, language, kind) (pipeline_learned_model_sequence{{{SEL}}})',
-                             "{{instance}} {{kind}} {{language}}")], "short",
+                     [target(f'max by (instance, language, kind) (pipeline_learned_model_sequence{{{SEL}}})'
+                             f' or on() vector(0)', "{{instance}} {{kind}} {{language}}")], "short",
                      desc="The n of <language>-<n> / pain-<language>-<n> each worker applies: every worker "
-                          "should show the same step."), 12, 7)
+                          "should show the same step (0: no self-trained model published yet)."), 12, 7)
 
     L.row("Pain points")
     L.add(timeseries("Pain points per segment ($dimension)",

@@ -97,6 +97,9 @@ def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_fac
               f"{gate['model_balanced_accuracy']} vs lexicon {gate['lexicon_balanced_accuracy']}")
         assert model["meta"]["version"] == "en-1" and model["languages"] == ["en"] and gate["accepted"]
         assert gate["samples"] == len(feedback)
+        status = subprocess.run([sys.executable, "-m", "pipeline", "self-train", "--status"], cwd=str(PROJECT_ROOT),
+                                env={**os.environ, **settings_env(s)}, capture_output=True, text=True, timeout=120)
+        assert status.returncode == 0 and "en-1" in status.stdout and "(lexicon)" in status.stdout, status
         samples = {k for k, _ in read_topic(s, s.sentiment_samples_topic)}
         assert samples == {f"fb-{i}".encode() for i in range(len(feedback))}
 

@@ -74,7 +74,7 @@ def test_every_expression_uses_known_metrics_and_substitutes_all_variables():
     known = metric_names()
     functions = {"sum", "rate", "increase", "histogram_quantile", "topk", "clamp_min", "deriv", "by", "and",
                  "bool", "le", "job", "instance", "topic", "kind", "value", "pain_point", "language", "outcome",
-                 "type", "severity", "status", "partition", "reason", "stage", "table", "dimension"}
+                 "type", "severity", "status", "partition", "reason", "stage", "table", "dimension", "on", "vector"}
     for e in exprs:
         assert "$" not in e.promql and "[[" not in e.promql, e
         for ident in re.findall(r"\b(pipeline_\w+|up)\b", re.sub(r'"[^"]*"', '""', e.promql)):

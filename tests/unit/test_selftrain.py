@@ -220,3 +220,20 @@ def test_metrics_count_sentiment_sources_and_show_the_applied_versions():
     m.learned_models({"en": "en-4"})  # a withdrawn model disappears
     text = generate_latest(m.registry).decode()
     assert "pipeline_learned_model_sequence{kind=\"pain_points\"" not in text and 'language="en"} 4.0' in text
+
+
+def test_status_lists_the_published_models_with_their_gate():
+    from pipeline.selftrain.status import render, status_rows
+
+    sentiment = orjson.dumps({"meta": {"version": "en-2", "examples": 1537, "gate": {
+        "model_balanced_accuracy": 0.66, "lexicon_balanced_accuracy": 0.61}}})
+    pain = orjson.dumps({"meta": {"version": "pain-en-1", "examples": 2891, "gate": [
+        {"category": "delivery", "accepted": True, "model_f1": 0.95, "rules_f1": 0.0},
+        {"category": "product_quality", "accepted": False, "model_f1": 0.0, "rules_f1": 0.0}]}})
+    rows = status_rows([(b"en", b"{old"), (b"en", sentiment), (b"pain:en", pain), (b"ko", None), (None, b"x")])
+    assert [(r["language"], r["kind"], r["version"]) for r in rows] == [
+        ("en", "sentiment", "en-2"), ("ko", "sentiment", "-"), ("en", "pain_points", "pain-en-1")]
+    text = render(rows)
+    assert "0.66 (model) against 0.61 (lexicon)" in text and "delivery: F1 0.95 against rules 0.00" in text
+    assert "product_quality" not in text and "withdrawn" in text
+    assert "no self-trained model" in render([])

@@ -21,7 +21,8 @@ import faust
 import orjson
 from mode import CrashingSupervisor
 
-from ..cases.inbox import json_object, subject_key
+from ..cases.inbox import subject_key
+from ..core.records import json_object
 from ..cases.sla import AckSla, new_state, on_alert, on_case, sweep
 from ..config import Settings
 from ..core.keys import partition_meta_key

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-import orjson
 
 from ..core.timeparse import parse_timestamp
 from .lifecycle import Case, new_case, status_at
@@ -48,15 +47,6 @@ class Entry:
 
     def segments(self) -> list[str]:
         return alert_segments(self.alert)
-
-
-def json_object(value: bytes | None) -> dict[str, Any] | None:
-    """A record value decoded as a JSON object, or ``None`` (empty, not JSON, not an object)."""
-    try:
-        doc = orjson.loads(value) if value else None
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def subject_key(alert: Mapping[str, Any]) -> str | None:

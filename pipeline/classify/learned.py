@@ -147,7 +147,8 @@ class SentimentModel:
         return LABELS[best], (e2 - e0) / total
 
     # -- file ------------------------------------------------------------------------------------
-    def to_json(self) -> bytes:
+    def to_json(self, compact: bool = False) -> bytes:
+        """The model file; ``compact``: without indentation (on the wire)."""
         doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -157,7 +158,7 @@ class SentimentModel:
             "meta": self.meta,
             "weights": {k: [round(x, 5) for x in v] for k, v in sorted(self.weights.items())},
         }
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        return orjson.dumps(doc) if compact else orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     @classmethod
     def from_json(cls, raw: bytes | str, where: str = "sentiment model") -> "SentimentModel":

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
+from ..core.records import json_object
 from .learned import Example, SentimentModelError, folds, train
 from .model import PainPoint
 
@@ -58,11 +59,8 @@ class PainSample:
 
     @classmethod
     def from_json(cls, raw: bytes) -> "PainSample | None":
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(doc, dict) or doc.get("kind") != "pain_points":
+        doc = json_object(raw)
+        if doc is None or doc.get("kind") != "pain_points":
             return None
         vals = [doc.get(k) for k in ("event_id", "language", "text")]
         cats = doc.get("categories")
@@ -133,6 +131,10 @@ class PainPointModel:
     def version(self) -> str:
         v = self.meta.get("version")
         return v if isinstance(v, str) and v else "file"
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset({self.language})
 
     def decide(self, tokens: Sequence[str], found: list[PainPoint]) -> list[PainPoint]:
         """The pain points after the model (module docstring, *Applied*)."""

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
+from ..core.records import json_object
 from .painlearn import PainPointModel
 from .learned import LABELS, Example, SentimentModel, SentimentModelError, balanced_accuracy, folds, stars_to_label, train
 
@@ -71,11 +72,8 @@ class TrainingSample:
     @classmethod
     def from_json(cls, raw: bytes) -> "TrainingSample | None":
         """The sample of a training-topic value; ``None`` for anything else (never raises)."""
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(doc, dict):
+        doc = json_object(raw)
+        if doc is None:
             return None
         vals = [doc.get(k) for k in ("event_id", "language", "text", "label")]
         if not all(isinstance(v, str) and v for v in vals) or vals[3] not in LABELS:
@@ -228,15 +226,6 @@ def version_sequence(version: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _newer(held: dict[str, Any], language: str, model: Any, fits: bool) -> bool:
-    """Hold ``model`` for ``language`` when it fits the key and is newer than the one held."""
-    old = held.get(language)
-    if not fits or (old is not None and version_sequence(model.version) <= version_sequence(old.version)):
-        return False
-    held[language] = model
-    return True
-
-
 class ModelRegistry:
     """The learned model of each language: the newest published one, else the static file model.
 
@@ -257,34 +246,42 @@ class ModelRegistry:
             return model
         return self.static.for_language(language) if self.static is not None else None
 
-    def apply(self, key: bytes | None, value: bytes | None) -> str | None:
-        """One record of the models topic (key: language; value: model JSON; ``None``: withdrawn).
+    def _held(self, key: str) -> tuple[dict[str, Any], str, Any]:
+        """(the models of the key's kind, its language, that kind's model class)."""
+        if key.startswith(PAIN_KEY_PREFIX):
+            return self.pain_models, key[len(PAIN_KEY_PREFIX):], PainPointModel
+        return self.models, key, SentimentModel
 
-        Returns the language changed, or ``None`` when the record changes nothing: a bad record,
-        or a version not newer than the one held (a re-read or a stale duplicate). Raises nothing.
+    def next_sequence(self, key: str) -> int:
+        """The sequence number the next model published under ``key`` gets."""
+        held, language, _ = self._held(key)
+        model = held.get(language)
+        return (version_sequence(model.version) if model is not None else 0) + 1
+
+    def apply(self, key: bytes | None, value: bytes | None) -> str | None:
+        """One record of the models topic (key: ``<language>`` for sentiment, ``pain:<language>`` for pain
+        points; value: model JSON; ``None``: withdrawn).
+
+        Returns the key changed, or ``None`` when the record changes nothing: a bad record, a model
+        for another language than its key, or a version not newer than the one held (a re-read or a
+        stale duplicate). Raises nothing.
         """
         if not key:
             return None
-        language = key.decode("utf-8", "replace")
-        if language.startswith(PAIN_KEY_PREFIX):
-            return self._apply_pain(language, value)
+        name = key.decode("utf-8", "replace")
+        held, language, kind = self._held(name)
         if value is None:
-            return language if self.models.pop(language, None) is not None else None
+            return name if held.pop(language, None) is not None else None
         try:
-            model = SentimentModel.from_json(value, f"sentiment model for {language!r}")
+            model = kind.from_json(value, f"model {name!r}")
         except SentimentModelError:
             return None
-        return language if _newer(self.models, language, model, language in model.languages) else None
-
-    def _apply_pain(self, key: str, value: bytes | None) -> str | None:
-        language = key[len(PAIN_KEY_PREFIX):]
-        if value is None:
-            return key if self.pain_models.pop(language, None) is not None else None
-        try:
-            model = PainPointModel.from_json(value, f"pain-point model for {language!r}")
-        except SentimentModelError:
+        old = held.get(language)
+        if language not in model.languages or (
+                old is not None and version_sequence(model.version) <= version_sequence(old.version)):
             return None
-        return key if _newer(self.pain_models, language, model, model.language == language) else None
+        held[language] = model
+        return name
 
     def versions(self) -> dict[str, str]:
         out = {lang: m.version for lang, m in self.models.items()}

@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 
-from ..cases.inbox import Inbox, json_object
+from ..cases.inbox import Inbox
+from ..core.records import json_object
 from ..cases.lifecycle import case_of
 from ..cases.trends import Trends
 from ..config import Settings

@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from ..cases.inbox import json_object
+from ..core.records import json_object
 from ..cases.routes import Route, Routes, backoff, email_message, notification_id, slack_message
 from ..config import Settings
 from ..core.timeparse import format_timestamp

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -18,3 +21,12 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # Kafka record time, epoch seconds
+
+
+def json_object(value: bytes | None) -> dict[str, Any] | None:
+    """A record value decoded as a JSON object, or ``None`` (empty, not JSON, not an object)."""
+    try:
+        doc = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -26,8 +26,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
-
 from ..classify.classifier import pain_example, sentiment_example
 from ..classify.learned import Example
 from ..classify.painlearn import PainExample, PainSample, pain_candidate, pain_sample_from_enriched
@@ -40,10 +38,10 @@ from ..classify.selftrain import (
     TrainingSample,
     candidate,
     sample_from_enriched,
-    version_sequence,
 )
 from ..classify.taxonomy import Taxonomy, load_taxonomy
 from ..config import Settings
+from ..core.records import json_object
 from ..kafka_security import aiokafka_kwargs
 from ..summary import read_topic
 from ..topics import MODEL_MAX_BYTES, ensure_topics, topic_specs
@@ -60,14 +58,6 @@ def round_due(since_last: float, interval: float, caught_up: bool) -> bool:
     return since_last >= interval and (caught_up or since_last >= BACKLOG_PATIENCE * interval)
 
 
-def decode(raw: bytes | None) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 class Trainer:
     def __init__(self, settings: Settings, config: SelfTrainSettings, taxonomy: Taxonomy | None = None) -> None:
         self.settings, self.config = settings, config
@@ -80,7 +70,6 @@ class Trainer:
             raise ValueError(f"PIPELINE_SELF_TRAIN_PAIN_LABEL_MAP maps to {', '.join(unknown)}: not categories of "
                              f"the taxonomy ({', '.join(self.taxonomy.category_ids)})")
         self.models = ModelRegistry()
-        self.verdicts: list[GateResult] = []  # every gate decision of this process, oldest first
         self._producer: Any = None
 
     def analyse(self, sample: TrainingSample) -> Example:
@@ -145,7 +134,7 @@ class Trainer:
         sends = []
         topic = self.settings.sentiment_samples_topic
         for value in values:
-            doc = decode(value)
+            doc = json_object(value)
             if doc is None:
                 continue
             sample = sample_from_enriched(doc)
@@ -164,20 +153,15 @@ class Trainer:
         out = []
         for language in self.store.due(self.config):
             examples = self.store.take(language)
-            held = self.models.models.get(language)
-            sequence = (version_sequence(held.version) if held else 0) + 1
+            sequence = self.models.next_sequence(language)
             verdict, model = await asyncio.to_thread(candidate, examples, language, sequence, self.config)
-            self.verdicts.append(verdict)
             out.append(verdict)
             log.info("sentiment candidate", extra={
                 "language": language, "samples": verdict.samples, "accepted": verdict.accepted,
                 "model_balanced_accuracy": round(verdict.model_balanced_accuracy, 4),
                 "lexicon_balanced_accuracy": round(verdict.lexicon_balanced_accuracy, 4), "reason": verdict.reason})
             if model is not None:
-                body = orjson.dumps(orjson.loads(model.to_json()))  # compact on the wire
-                await (await self._producer.send(self.settings.sentiment_models_topic, body, key=language.encode()))
-                self.models.apply(language.encode(), body)
-                log.info("sentiment model published", extra={"language": language, "version": model.version})
+                await self.publish(language, model.to_json(compact=True), model.version)
         await self.train_pain_due()
         return out
 
@@ -186,8 +170,7 @@ class Trainer:
         cfg = self.config
         for language in self.pain_store.due(cfg):
             examples = self.pain_store.take(language)
-            held = self.models.pain_models.get(language)
-            sequence = (version_sequence(held.version) if held else 0) + 1
+            sequence = self.models.next_sequence(PAIN_KEY_PREFIX + language)
             verdicts, model = await asyncio.to_thread(
                 lambda: pain_candidate(examples, language, sequence, k=cfg.folds, min_positive=cfg.pain_min_positive,
                                        min_gain=cfg.min_gain, l2=cfg.l2))
@@ -196,8 +179,11 @@ class Trainer:
                                                         "samples": v.positives, "accepted": v.accepted,
                                                         "model_f1": round(v.model_f1, 4), "rules_f1": round(v.rules_f1, 4)})
             if model is not None:
-                key = PAIN_KEY_PREFIX + language
-                body = model.to_json()
-                await (await self._producer.send(self.settings.sentiment_models_topic, body, key=key.encode()))
-                self.models.apply(key.encode(), body)
-                log.info("pain-point model published", extra={"language": language, "version": model.version})
+                await self.publish(PAIN_KEY_PREFIX + language, model.to_json(), model.version)
+
+    async def publish(self, name: str, body: bytes, version: str) -> None:
+        """A model onto the models topic under ``name`` (its key: ``<language>`` or ``pain:<language>``),
+        acknowledged, and held as this trainer's newest."""
+        await (await self._producer.send(self.settings.sentiment_models_topic, body, key=name.encode()))
+        self.models.apply(name.encode(), body)
+        log.info("model published", extra={"language": name, "version": version})

@@ -24,31 +24,15 @@ from pipeline.core.timeparse import format_timestamp
 from pipeline.producers.publish import publish
 from pipeline.runtime import PROJECT_ROOT, settings_env, wait_for_group
 from pipeline.summary import read_topic
+from tests.integration.test_router import poll
+from tests.unit.test_learned_sentiment import _alexa_rows
 
 pytestmark = pytest.mark.integration
 
-ALEXA = PROJECT_ROOT.parent / "shared" / "data" / "amazon_alexa_reviews" / "reviews_dev.tsv"
 TRAINER_ENV = {"PIPELINE_SELF_TRAIN_MIN_SAMPLES": "300", "PIPELINE_SELF_TRAIN_MIN_NEW_SAMPLES": "100",
                "PIPELINE_SELF_TRAIN_INTERVAL_SECONDS": "1"}
 LATER = ["The sound keeps cutting out and support never answered", "Setup was easy and the speaker sounds great",
          "It stopped working after two weeks", "Love it, my kids use it every day"]
-
-
-def reviews() -> list[tuple[str, int]]:
-    if not ALEXA.exists():
-        pytest.skip("../shared/data not present")
-    with ALEXA.open(encoding="utf-8", newline="") as fh:
-        return [((r.get("verified_reviews") or "").strip(), int(r["rating"]))
-                for r in csv.DictReader(fh, delimiter="\t") if (r.get("verified_reviews") or "").strip()]
-
-
-def poll(cond, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.5)
-    return cond()
 
 
 def start_trainer(s, log: Path, **extra: str) -> subprocess.Popen:
@@ -81,7 +65,7 @@ def test_a_model_learned_from_feedback_reaches_both_workers(settings, worker_fac
     feedback = [("feedback", {
         "schema_version": 1, "event_id": f"fb-{i}", "feedback_id": f"f-{i}", "customer_id": f"cust-st-{i % 40}",
         "source": "review", "score": stars, "scale": {"min": 1, "max": 5}, "text": text, "language": "en",
-        "occurred_at": format_timestamp(now - 3600 + i)}) for i, (text, stars) in enumerate(reviews())]
+        "occurred_at": format_timestamp(now - 3600 + i)}) for i, (text, stars) in enumerate(_alexa_rows())]
     publish(feedback, s, progress=False)
     wait_for_group(s, s.app_id, [*s.topics.inputs, s.topics.rekeyed], timeout=180)
     before = enriched(s)

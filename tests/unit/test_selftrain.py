@@ -6,7 +6,6 @@ Real reviews from ../shared/data (evaluation and tests only; models live in memo
 from __future__ import annotations
 
 import copy
-import csv
 import random
 from pathlib import Path
 
@@ -27,18 +26,14 @@ from pipeline.classify.selftrain import (
     version_sequence,
 )
 from pipeline.selftrain.settings import self_train_settings
+from tests.unit.test_learned_sentiment import _alexa_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-ALEXA = ROOT.parent / "shared" / "data" / "amazon_alexa_reviews" / "reviews_dev.tsv"
 FEEDBACK = orjson.loads((ROOT / "schemas/examples/enriched_event/feedback_nps_at_risk.json").read_bytes())
 
 
 def _alexa(limit: int | None = None) -> list[tuple[str, int]]:
-    if not ALEXA.exists():
-        pytest.skip("../shared/data not present")
-    with ALEXA.open(encoding="utf-8", newline="") as fh:
-        rows = [((r.get("verified_reviews") or "").strip(), int(r["rating"]))
-                for r in csv.DictReader(fh, delimiter="\t") if (r.get("verified_reviews") or "").strip()]
+    rows = _alexa_rows()
     return rows[:limit] if limit else rows
 
 

@@ -305,8 +305,9 @@ class Metrics:
         """Everything one processed record (a :class:`pipeline.process.Step`) contributes."""
         now = time.time()
         self._of(self.consumed, topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS)).inc()
-        for code in {p.code for p in step.problems}:
-            self._of(self.deadletters, bounded(code, DEADLETTER_REASONS)).inc()
+        if step.problems:
+            for code in {p.code for p in step.problems}:
+                self._of(self.deadletters, bounded(code, DEADLETTER_REASONS)).inc()
         for alert in step.alerts:
             self.record_alert(alert)
         if step.churn_score is not None:
@@ -326,16 +327,17 @@ class Metrics:
             self._of(self.classified, lang).inc()
             if lang != "und":
                 src = "lexicon" if (c.get("sentiment") or {}).get("source", "lexicon") == "lexicon" else "model"
-                for other in SENTIMENT_SOURCES:  # both series of a language seen exist (a share needs both)
-                    child = self._of(self.sentiment_sources, lang, other)
-                    if other == src:
-                        child.inc()
-            seg = self.segment_labels(doc.get("segment") or {})
-            for pp in c.get("pain_points") or ():
-                pid = self._pain_point(pp["id"])
-                self._of(self.pain_points, pid, lang).inc()
-                for dim, value in seg:
-                    self._of(self.segment_pain_points, dim, value, pid).inc()
+                # both series of a language seen exist (a share needs both)
+                children = [self._of(self.sentiment_sources, lang, other) for other in SENTIMENT_SOURCES]
+                children[SENTIMENT_SOURCES.index(src)].inc()
+            pains = c.get("pain_points")
+            if pains:
+                seg = self.segment_labels(doc.get("segment") or {})
+                for pp in pains:
+                    pid = self._pain_point(pp["id"])
+                    self._of(self.pain_points, pid, lang).inc()
+                    for dim, value in seg:
+                        self._of(self.segment_pain_points, dim, value, pid).inc()
 
     def observe_advance(self, step: Any) -> None:
         """What one clock-driven step (:meth:`pipeline.process.Processor.advance`) adds besides its alerts

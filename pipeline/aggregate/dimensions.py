@@ -59,9 +59,27 @@ def bound_value(value: Any) -> str | None:
 
     ``None``, booleans, containers and blank strings give ``None`` (not counted).
     """
+    if type(value) is str and len(value) <= _BOUND_STR_LEN:  # the common case, recurring: remembered
+        known = _BOUND_STR.get(value, _MISSING)
+        if known is not _MISSING:
+            return known  # type: ignore[return-value]
+        if len(_BOUND_STR) >= _BOUND_STR_MAX:
+            _BOUND_STR.clear()
+        known = _BOUND_STR[value] = _bound_text(value.strip())
+        return known
     if value is None or isinstance(value, (bool, dict, list, tuple, set)):
         return None
-    text = str(value).strip()
+    return _bound_text(str(value).strip())
+
+
+_MISSING = object()
+_BOUND_STR: dict[str, str | None] = {}  # str value -> bound_value(value); cleared when full
+_BOUND_STR_MAX = 8192
+_BOUND_STR_LEN = 256  # longer values are not remembered (the memory stays small)
+
+
+def _bound_text(text: str) -> str | None:
+    """:func:`bound_value` of a stripped text."""
     if not text:
         return None
     if len(text) > MAX_VALUE_LEN:

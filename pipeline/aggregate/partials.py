@@ -61,11 +61,15 @@ def min_confidence_from_env(env: Mapping[str, str] | None = None) -> float:
 
 def new_bucket(size: int, start: int) -> Bucket:
     """An empty window bucket ``[start, start + size)``."""
-    bucket: Bucket = {"size": int(size), "start": int(start)}
-    bucket.update({name: 0 for name in COUNTERS})
-    bucket["pain"] = {}
-    bucket["evidence"] = {}
+    bucket: Bucket = dict(_EMPTY_BUCKET)
+    bucket["size"], bucket["start"] = int(size), int(start)
+    bucket["pain"], bucket["evidence"] = {}, {}
     return bucket
+
+
+# key order as before: size, start, the counters, pain, evidence (the encoded partial is unchanged)
+_EMPTY_BUCKET: dict[str, Any] = {"size": 0, "start": 0, **{name: 0 for name in COUNTERS}, "pain": None,
+                                 "evidence": None}
 
 
 def merge_bucket(into: Bucket, other: Mapping[str, Any], evidence_limit: int = EVIDENCE_LIMIT) -> Bucket:
@@ -120,6 +124,16 @@ def _pain_ids(enriched: Mapping[str, Any], min_confidence: float) -> list[str]:
     return out
 
 
+def _add_pains(bucket: Bucket, pains: list[str], event_id: str | None) -> None:
+    """Count ``pains`` in ``bucket``, with ``event_id`` as evidence while there is room."""
+    pain, evidence = bucket["pain"], bucket["evidence"]
+    for pid in pains:
+        pain[pid] = pain.get(pid, 0) + 1
+        ids = evidence.setdefault(pid, [])
+        if event_id is not None and len(ids) < EVIDENCE_LIMIT:
+            ids.append(event_id)
+
+
 class PartialsBuilder:
     """Accumulates enriched events into partials; :meth:`partials` returns them.
 
@@ -153,31 +167,37 @@ class PartialsBuilder:
             self._seen.add(event_id)
         counts = [(name, n) for name, n in _contribution(enriched).items() if n]  # zeros add nothing
         pains = _pain_ids(enriched, self.min_confidence)
-        # the event's window per spec depends on its time only: computed once, not per dimension
-        windows = [(spec.size_seconds, start, window_key(spec.name, start))
-                   for spec in self.windows for start in (window_start(t, spec.size_seconds),)]
+        evidence_id = event_id if isinstance(event_id, str) else None
+        # the event's window per spec depends on its time only: computed once, not per dimension, with
+        # the bucket it makes where it is the first event of that window (copied per dimension)
+        fresh: list[tuple[str, Bucket]] = []
+        for spec in self.windows:
+            start = window_start(t, spec.size_seconds)
+            first = new_bucket(spec.size_seconds, start)
+            for name, n in counts:
+                first[name] = n
+            fresh.append((window_key(spec.name, start), first))
+        partials = self._partials
         for dimension, value in dimensions_of(enriched):
             key = group_key(dimension, value)
             if accept is not None and not accept(key):
                 continue
-            partial = self._partials.get(key)
+            partial = partials.get(key)
             if partial is None:
-                partial = {"dimension": dimension, "value": value, "windows": {}, "max_event_time": t}
-                self._partials[key] = partial
+                partial = partials[key] = {"dimension": dimension, "value": value, "windows": {}, "max_event_time": t}
             elif t > partial["max_event_time"]:
                 partial["max_event_time"] = t
             buckets = partial["windows"]
-            for size, start, wkey in windows:
+            for wkey, first in fresh:
                 bucket = buckets.get(wkey)
                 if bucket is None:
-                    bucket = buckets[wkey] = new_bucket(size, start)
-                for name, n in counts:
-                    bucket[name] += n
-                for pid in pains:
-                    bucket["pain"][pid] = bucket["pain"].get(pid, 0) + 1
-                    ids = bucket["evidence"].setdefault(pid, [])
-                    if isinstance(event_id, str) and len(ids) < EVIDENCE_LIMIT:
-                        ids.append(event_id)
+                    bucket = buckets[wkey] = dict(first)
+                    bucket["pain"], bucket["evidence"] = {}, {}
+                else:
+                    for name, n in counts:
+                        bucket[name] += n
+                if pains:
+                    _add_pains(bucket, pains, evidence_id)
         return True
 
     def partials(self) -> dict[str, Partial]:

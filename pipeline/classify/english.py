@@ -320,6 +320,8 @@ class LatinMatcher:
         self.phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
         self.patterns: list[tuple[re.Pattern[str], str | None, float, bool, int]] = []  # ..., event kind
         self.word_anchors: list[tuple[str, int]] = []
+        # the same anchors by first character ("" for an empty one): a token checks only its own bucket
+        self._anchors_by_initial: dict[str, list[tuple[str, int]]] = {}
         self.sub_anchors_ascii: list[tuple[str, int]] = []
         self.sub_anchors_other: list[tuple[str, int]] = []
         self.always: tuple[int, ...] = ()
@@ -371,6 +373,8 @@ class LatinMatcher:
             return
         words, subs = anchors
         self.word_anchors.extend((w, idx) for w in words)
+        for w in words:
+            self._anchors_by_initial.setdefault(w[:1], []).append((w, idx))
         for s in subs:
             (self.sub_anchors_ascii if s.isascii() else self.sub_anchors_other).append((s, idx))
 
@@ -389,6 +393,16 @@ class LatinMatcher:
             return None
         return e
 
+    def _triggers(self, tok: str) -> tuple[int, ...]:
+        """Indices of the patterns with a word anchor ``tok`` starts with, ascending (as a scan of
+        :attr:`word_anchors` in order would list them)."""
+        by_initial = self._anchors_by_initial
+        found = [i for w, i in by_initial.get(tok[:1], ()) if tok.startswith(w)]
+        if tok and "" in by_initial:
+            found.extend(i for _, i in by_initial[""])
+            found.sort()
+        return tuple(found)
+
     def lookup(self, tok: str) -> Tok | None:
         """Facts about a token (cached); None when it plays no part."""
         if tok in PUNCT:
@@ -401,7 +415,7 @@ class LatinMatcher:
             if entry is None and "-" in tok:
                 entry = self._compound_head(tok)
             phrases = self.phrases.get(key)
-            trig = tuple(i for w, i in self.word_anchors if tok.startswith(w))
+            trig = self._triggers(tok)
             info = Tok(key, entry, phrases, trig) if (entry or phrases or trig) else None
         if len(self.word_cache) >= WORD_CACHE_MAX:
             self.word_cache.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 from faust.serializers import codecs
@@ -18,9 +20,15 @@ STATE = {
 
 def test_round_trip_and_smaller_than_json():
     data = codec.encode_state(STATE)
-    assert data[:1] == codec.STATE_V1
+    assert data[:1] == codec.STATE_V2
     assert codec.decode_state(data) == STATE
     assert len(data) < len(orjson.dumps(STATE)) / 2
+
+
+def test_the_previous_zlib_form_is_read_as_it_is():
+    """Version 1 (zlib), written before version 2: an existing changelog is read without a step."""
+    data = codec.STATE_V1 + zlib.compress(orjson.dumps(STATE), 1)
+    assert codec.decode_state(data) == STATE
 
 
 def test_the_old_plain_json_form_is_read_as_it_is():
@@ -32,11 +40,11 @@ def test_the_old_plain_json_form_is_read_as_it_is():
 
 def test_an_unknown_version_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="unknown encoding"):
-        codec.decode_state(b"\x02" + b"anything")
+        codec.decode_state(b"\x03" + b"anything")
 
 
 def test_the_faust_codec_is_registered_and_used_both_ways():
     codec.register()
     c = codecs.get_codec("state")
     data = c.dumps(STATE)
-    assert data[:1] == codec.STATE_V1 and c.loads(data) == STATE and c.loads(orjson.dumps(STATE)) == STATE
+    assert data[:1] == codec.STATE_V2 and c.loads(data) == STATE and c.loads(orjson.dumps(STATE)) == STATE

@@ -68,6 +68,16 @@
    the orders' state never reached the changelog).  Here every changelog send's future is
    kept (:data:`CHANGELOG_SENT`) and the agents await them (``Sender.store``) before a
    batch is acknowledged; a failed changelog write stops the worker like any failed output.
+
+6. **A record handed over without four tasks** (:func:`direct_handover`, issue 17).  Faust's
+   fetch loop hands each record to the agents' buffers with ``wait_first(callback(message),
+   suspend_flow.wait())``: four tasks (the callback, the suspend flag, the stopped and crashed
+   flags) and an ``asyncio.wait`` per record, ~25 µs here, though the callback almost never
+   waits (it decodes the record and puts it into a buffer with room).  Here the callback runs
+   directly in the fetch loop until it first waits; only a callback that waits (a full buffer:
+   the agent is behind) continues as a task under Faust's own ``wait_first``, so a rebalance
+   (``suspend_flow``), a stop or a crash still interrupts it exactly as before.  With the flow
+   suspended, or the consumer stopped or crashed, every record takes Faust's path.
 """
 
 from __future__ import annotations
@@ -81,7 +91,8 @@ _APPLIED: set[str] = set()
 
 def apply() -> None:
     """Idempotent: each correction is installed once per process."""
-    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race, commit_after_hole, changelog_futures):
+    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race, commit_after_hole, changelog_futures,
+                direct_handover):
         if fix.__name__ not in _APPLIED:
             fix()
             _APPLIED.add(fix.__name__)
@@ -300,3 +311,49 @@ def changelog_futures() -> None:
         return fut
 
     Collection.send_changelog = send_changelog  # type: ignore[method-assign]
+
+
+def direct_handover() -> None:
+    from faust.transport.consumer import Consumer
+    from mode.services import WaitResults
+
+    original = Consumer.wait_first
+
+    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        # the fetch loop's call: wait_first(callback(message), self.suspend_flow.wait())
+        if (len(coros) != 2 or timeout is not None or not all(asyncio.iscoroutine(c) for c in coros)
+                or self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set()):
+            return await original(self, *coros, timeout=timeout)
+        work, suspended = coros
+        try:
+            waits_on = work.send(None)
+        except StopIteration as done:
+            suspended.close()  # never started: closing it is all it needs
+            return WaitResults([work], [done.value], False)
+        except BaseException:
+            suspended.close()
+            raise  # as Faust's wait_first propagates the callback's exception
+        return await original(self, asyncio.ensure_future(resume(work, waits_on)), suspended)
+
+    Consumer.wait_first = wait_first  # type: ignore[method-assign]
+
+
+async def resume(coro: Any, waits_on: Any) -> Any:
+    """Run ``coro`` to its end as an asyncio task would, from where it first waited: ``waits_on`` is
+    what it yielded (the future it waits for, or ``None`` for a bare yield such as ``sleep(0)``)."""
+    while True:
+        try:
+            if waits_on is None:
+                await asyncio.sleep(0)
+            else:
+                waits_on._asyncio_future_blocking = False  # as a task does before it resumes the coroutine
+                await asyncio.wait([waits_on])  # done or failed: the coroutine reads the outcome itself
+        except asyncio.CancelledError:
+            if waits_on is not None:
+                waits_on.cancel()
+            coro.throw(asyncio.CancelledError())  # a task cancelled while waiting throws into its coroutine
+            raise  # (unreachable unless the coroutine swallowed it and yielded again: stop anyway)
+        try:
+            waits_on = coro.send(None)
+        except StopIteration as done:
+            return done.value

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .alerts import AlertState, ChurnPolicy
-from .score import FACTORS, MAX_PRESSURE, Weights
+from .score import FACTORS, MAX_PRESSURE, RELEVANT, Weights, decay
 from .state import DAY, State, cadence_days
 
 RAMP_POINTS = 8  # points examined per ramp: a ramp's rescoring step is its length / RAMP_POINTS
@@ -225,14 +225,36 @@ def _pressure_bound(name: str, s: State, t: float, weights: Weights, rising: lis
         hl = fw.get("half_life_days")
         return max(now, 0.5 ** (max(0.0, t - silence.start) / (hl * DAY)))
     if name == "satisfaction_gap_trend":
-        gaps = sorted(s.get("gaps") or [], key=lambda g: g[0])
-        best = 0.0
-        for k in range(len(gaps)):  # gaps leave the window oldest first: every suffix may come
-            raw = FACTORS[name]({"gaps": gaps[k:]}, t, fw, weights, False)
-            best = max(best, raw.pressure if raw is not None else 0.0)
-        return best
+        return gap_trend_bound(s.get("gaps") or [], t, fw)
     raw = raws[name] = FACTORS[name](s, t, fw, weights, False)  # decays with time
     return raw.pressure if raw is not None else 0.0
+
+
+def gap_trend_bound(gaps: list[Any], t: float, fw: Any) -> float:
+    """The highest ``satisfaction_gap_trend`` pressure at ``t`` over every suffix of ``gaps`` (gaps
+    leave the window oldest first: every suffix may come).  The same arithmetic, term by term and in
+    the same order, as the factor applied to each suffix, in one pass: an item's decay depends on its
+    own time only, and the items still counted at ``t`` are the newest ones, so a suffix's items are
+    a suffix of the counted ones and its sums are sums of list tails."""
+    items = sorted(gaps, key=lambda g: g[0])
+    hl = fw.get("half_life_days")
+    weights = [decay(t - it[0], hl) for it in items]
+    first = next((i for i, d in enumerate(weights) if d >= RELEVANT), len(items))
+    if first == len(items):
+        return 0.0
+    gd = [it[1] * d for it, d in zip(items, weights)]
+    level_full, fall_full = fw.get("level_full"), fw.get("fall_full")
+    newest_gap = items[-1][1]
+    best = 0.0
+    for j in range(first, len(items)):
+        mean = sum(gd[j:]) / sum(weights[j:])
+        level = max(0.0, -mean) / level_full
+        drop = 0.0
+        if len(items) - j >= 2:
+            drop = max(0.0, sum(gd[j:-1]) / sum(weights[j:-1]) - newest_gap)
+        pressure = min(1.0, max(level, drop / fall_full))
+        best = max(best, pressure if pressure > 0 else 0.0)
+    return best
 
 
 def _active(weights: Weights, name: str) -> Any:

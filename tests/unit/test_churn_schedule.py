@@ -365,3 +365,24 @@ def test_the_due_hint_is_a_lower_bound_of_the_exact_due_time():
                 after, hint = run.p.next_due(run.store[cid]), run.p.due_hint(run.store[cid])
                 assert after is None or (hint is not None and hint <= after)
     assert checked > 2000 and bounded > 0
+
+
+def test_the_gap_trend_bound_equals_the_factor_over_every_suffix():
+    """One pass over the suffixes (issue 17) gives exactly what applying the factor to each did."""
+    import random
+
+    from pipeline.churn.schedule import gap_trend_bound
+    from pipeline.churn.score import FACTORS
+
+    fw = W.factors["satisfaction_gap_trend"]
+    rng = random.Random(17)
+    for _ in range(400):
+        n = rng.randint(0, 12)
+        gaps = sorted([[T0 + rng.uniform(-400, 40) * DAY, rng.choice([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]),
+                        f"e{i}"] for i in range(n)])
+        t = T0 + rng.uniform(-10, 60) * DAY
+        expected = 0.0
+        for k in range(len(gaps)):
+            raw = FACTORS["satisfaction_gap_trend"]({"gaps": gaps[k:]}, t, fw, W, False)
+            expected = max(expected, raw.pressure if raw is not None else 0.0)
+        assert gap_trend_bound(gaps, t, fw) == expected

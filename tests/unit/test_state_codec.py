@@ -48,3 +48,11 @@ def test_the_faust_codec_is_registered_and_used_both_ways():
     c = codecs.get_codec("state")
     data = c.dumps(STATE)
     assert data[:1] == codec.STATE_V2 and c.loads(data) == STATE and c.loads(orjson.dumps(STATE)) == STATE
+
+
+def test_non_string_keys_still_become_strings():
+    """The fast path (no OPT_NON_STR_KEYS) falls back for a value with such keys: same bytes as before."""
+    value = {1: {"a": 2}, "b": [{3: 4}]}
+    assert codec.dumps(value) == orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    assert codec.decode_state(codec.encode_state(value)) == {"1": {"a": 2}, "b": [{"3": 4}]}
+    assert codec.dumps(STATE) == orjson.dumps(STATE, option=orjson.OPT_NON_STR_KEYS)

@@ -50,11 +50,16 @@ class Sender:
         self._pending.append((topic, fut))
         self.metrics.record_produced(topic, kind)
 
-    async def confirm(self) -> None:
-        """Wait until every record sent since the last call is acknowledged by the brokers; fail-stop if not."""
+    def sent(self) -> list[tuple[str, Any]]:
+        """The records sent and not confirmed yet (a snapshot, for :meth:`confirm`)."""
+        return list(self._pending)
+
+    async def confirm(self, pending: list[tuple[str, Any]] | None = None) -> None:
+        """Wait until every record sent since the last call (or those of ``pending``, a :meth:`sent`
+        snapshot) is acknowledged by the brokers; fail-stop if not."""
         # a snapshot, removed only once confirmed: a concurrent caller (the tick timer and the agent
         # share this sender) must wait for the same futures, not find the list already emptied
-        pending = list(self._pending)
+        pending = list(self._pending) if pending is None else pending
         if not pending:
             return
         await self._await(pending)

@@ -5,9 +5,9 @@ Sources, co-partitioned by customer id: ``events.orders``, ``events.complaints``
 Per batch the edge keeps the input gap-free (:class:`~pipeline.agents.common.InputGuard`), reads
 back what a previous owner sent (:mod:`pipeline.agents.readback`), lets the driver apply the batch
 and sends its outputs.  On a commit (at most every ``PIPELINE_COMMIT_INTERVAL_SECONDS``:
-:mod:`pipeline.drivers.stage1`, "Commits") it confirms every send since the last one, writes the
-states, and acknowledges the records the driver applied once the states are confirmed, in the
-background (:mod:`pipeline.agents.commits`).  Clocks
+:mod:`pipeline.drivers.stage1`, "Commits") it confirms every send since the last one, then writes the
+states, then acknowledges the records the driver applied once the states are confirmed, all in the
+background while the next batches run (:mod:`pipeline.agents.commits`).  Clocks
 (``PIPELINE_CLOCK``, idleness, ``advance_to`` ticks): docs/semantics.md.
 """
 
@@ -47,7 +47,7 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
     gaps = InputGuard(settings, metrics, "ingest", settings.gap_wait_seconds,
                       consumer=lambda: app.consumer, starved=lambda: fetch_loop_blocked(app))
     view = ConsumerView(app, gaps)
-    commits = Commits(app, sender, customers, metrics)
+    commits = Commits(app, sender, customers, metrics, stored=driver.stored)
     record_topics = driver.record_topics
     DEBUG_STATE["reorder"] = lambda: driver.reorder_state(view)
 

@@ -14,12 +14,13 @@ from ..stage_settings import StageSettings
 def customer_lookup(driver: Stage1, customers: Any, settings: Settings,
                     stages: StageSettings) -> Callable[..., dict[str, Any] | None]:
     """``GET /customers/<id>[/commitments/<commitment_id>]`` on the worker that owns the customer: its
-    state as of the last batch (pending writes first, then the table) at its partition's clock;
+    state as of the last batch (pending writes, then a commit in flight, then the table) at its
+    partition's clock;
     ``None`` when unknown."""
     cfg = ViewConfig(settings.segment, stages.churn.weights)
 
     def lookup(customer_id: str, commitment_id: str | None = None) -> dict[str, Any] | None:
-        state = driver.pending.writes.get(customer_id) or customers.get(customer_id)
+        state = driver.state(customer_id)
         if state is None:
             return None
         if commitment_id is not None:

@@ -191,15 +191,19 @@ class _Pending:
 class _Batch:
     """One batch's working set: its sends, and the pending changes it adds to."""
 
-    def __init__(self, table: Mapping[str, Any], pending: _Pending) -> None:
+    def __init__(self, table: Mapping[str, Any], pending: _Pending, committing: Mapping[str, Any]) -> None:
         self.table = table
         self.fx = Effects(committing=False)
         self.pending = pending
         self.partials = pending.partials
+        self.committing = committing
 
     def get_state(self, key: str) -> Any:
         writes = self.pending.writes
-        return writes[key] if key in writes else self.table.get(key)
+        if key in writes:
+            return writes[key]
+        committing = self.committing
+        return committing[key] if key in committing else self.table.get(key)
 
     def write(self, key: str, value: Any) -> None:
         self.pending.writes[key] = value
@@ -235,6 +239,9 @@ class Stage1:
         self.frontier_max: dict[int, dict[str, int]] = {}
         self.enriched_written: dict[int, set[str]] = {}
         self.pending = _Pending()
+        # states handed to a commit whose outputs are still being confirmed: not in the table yet, read
+        # before it (the edge stores them after the confirmation: :meth:`stored`)
+        self.committing: dict[str, Any] = {}
         self.revocations: dict[int, int] = {}  # partition -> times revoked (a batch spanning one drops it)
         self._reported = {"released_after_wait": 0, "released_wait_expired": 0, "released_over_bound": 0,
                           "released_within_tolerance": 0}
@@ -265,6 +272,8 @@ class Stage1:
         for topic in self.record_topics:
             self.positions.pop((topic, p), None)
         self.pending.drop(p, self.cfg.partitions)
+        n = self.cfg.partitions  # the edge drained the commit in flight first: normally nothing is left here
+        self.committing = {k: v for k, v in self.committing.items() if partition_of(k, n) != p}
         self.revocations[p] = self.revocations.get(p, 0) + 1
         self.index.drop(p)
         self.sketches.pop(p, None)
@@ -298,7 +307,7 @@ class Stage1:
         ``seen``: partitions the batch delivered records of, admitted or not (their clocks are
         swept and stored too)."""
         wall = time.time() if wall is None else wall
-        b = _Batch(self.table, self.pending)
+        b = _Batch(self.table, self.pending, self.committing)
         revocations = dict(self.revocations)
         ticked: set[int] = set()
         ordering = self.cfg.ordering
@@ -350,6 +359,18 @@ class Stage1:
             self._commit(b.fx)
         return b.fx
 
+    def stored(self, writes: Mapping[str, Any]) -> None:
+        """The edge wrote ``writes`` (a commit's states) to the table: the table answers for them now
+        (a key written again since stays in the pending writes, which are read first)."""
+        committing = self.committing
+        for key, value in writes.items():
+            if committing.get(key) is value:
+                del committing[key]
+
+    def state(self, key: str) -> Any:
+        """A customer's state as of the last batch: pending writes, then a commit in flight, then the table."""
+        return _Batch(self.table, self.pending, self.committing).get_state(key)
+
     def _applied(self, rec: In) -> None:
         """``rec`` is applied: acknowledged on the next commit."""
         self.pending.done.append((rec.partition, rec.token))
@@ -371,6 +392,7 @@ class Stage1:
         for p in pending.touched:
             pending.writes[self.meta_keys[p]] = self.clocks.snapshot(p)
         fx.writes = pending.writes
+        self.committing.update(pending.writes)
         fx.done = [token for _, token in pending.done]
         fx.committing = True
 

@@ -394,3 +394,22 @@ def test_value_tiers_by_rank_and_the_sketch_rebuilt_from_the_table(settings, pro
     view2.ends = dict(view.ends)
     b = enriched(settings, run(d2, more, view2, dict(table)))
     assert a["o5-10-placed"]["segment"]["value_tier"] == b["o5-10-placed"]["segment"]["value_tier"] == "key"
+
+
+def test_a_commit_in_flight_is_read_until_the_edge_stored_it(settings, processor):
+    """The edge confirms a commit's outputs before it writes the states (pipeline/agents/commits.py),
+    while the next batches run: they read the commit's states from the driver, not the older table."""
+    view, table = View(), {}
+    log = Log(settings, view)
+    d = interval_driver(settings, processor, table)
+    wall = T0 + 400 * DAY
+    at(d, [log.order(placed("c9", "m1", T0 + DAY))], view, wall)
+    fx = at(d, [], view, wall + 1.0)
+    assert fx.committing and fx.writes["c9"]["seg"]["orders"] == 1 and "c9" not in table
+    assert d.state("c9") is fx.writes["c9"]  # not stored yet: the driver answers
+    fx2 = at(d, [log.order(placed("c9", "m2", T0 + 2 * DAY))], view, wall + 1.2)
+    assert enriched(settings, fx2)["m2-placed"]["segment"]["orders_count"] == 2  # counted the first
+    table.update(fx.writes)
+    d.stored(fx.writes)
+    assert "c9" not in d.committing  # the table answers now; the newer pending state still comes first
+    assert d.state("c9")["seg"]["orders"] == 2

@@ -30,7 +30,9 @@ records accumulate across batches and are returned together by the first batch a
 later batches see them.  The edge sends :attr:`Effects.sends` in order; on a commit it confirms
 every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
 acknowledges :attr:`Effects.done` (records and ticks applied) — a stored state implies its outputs
-are in Kafka, and a committed tick implies the clock controls it caused are.  A crash before a
+are in Kafka, and a committed tick implies the clock controls it caused are.  The edge does this
+in the background while later batches run; until it calls :meth:`Stage1.stored` the driver reads
+the commit's states from its own overlay (:attr:`Stage1.committing`), not the older table.  A crash before a
 commit loses nothing: the records are read again, and what was already sent is found by
 :meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A revoked partition's
 pending part is dropped (its records were never acknowledged).

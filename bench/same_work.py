@@ -118,6 +118,7 @@ def run(settings: Any, recs: list[In], batch: int) -> dict[str, float]:
                 view.ends[(r.topic, p)] = r.offset + 1
             fx = loop.run_until_complete(s1.batch(chunk, view, seen={p}))
             customers.update(fx.writes)
+            s1.stored(fx.writes)  # the table answers for them now (the worker's edge does this after confirming)
             for s in fx.sends:
                 if s.topic == settings.partials_topic:
                     partials.append(s)
@@ -206,6 +207,7 @@ async def _over_kafka(settings: Any, sink: str, expected: int, batch: int, timeo
                 for key, value in fx.writes.items():  # the changelog records of the table writes
                     futures.append(await producer.send(sink, encode_state(value), key=key.encode()))
                 customers.update(fx.writes)
+                s1.stored(fx.writes)
                 if partials:
                     fx2 = s2.batch(partials, time.time())
                     for snd in fx2.sends:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping, NoReturn
+from typing import Any, Awaitable, Callable, Iterable, Mapping, NoReturn
 
 
 from ..core.keys import is_meta_key, partition_meta_key, partition_of  # noqa: F401  (the agents' names)
@@ -49,6 +49,12 @@ class Sender:
             self._failed(topic, exc)
         self._pending.append((topic, fut))
         self.metrics.record_produced(topic, kind)
+
+    async def send_all(self, sends: Iterable[Any]) -> None:
+        """:meth:`send` each of ``sends`` in order (objects with ``topic``, ``key``, ``value``,
+        ``partition`` and ``kind``: :class:`~pipeline.drivers.stage1.Send`)."""
+        for s in sends:
+            await self.send(s.topic, s.key, s.value, s.partition, kind=s.kind)
 
     def sent(self) -> list[tuple[str, Any]]:
         """The records sent and not confirmed yet (a snapshot, for :meth:`confirm`)."""

@@ -85,11 +85,10 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
                 continue
             hold_back([event])  # acknowledged on the commit after it is applied (driver: Effects.done)
             admitted.append(In(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp, event))
-        fx = await driver.batch(admitted, view, time.time(), seen)
+        fx = await driver.batch(admitted, view, time.time(), seen, flush=sender.send_all)
         HELD_FOR_ORDER.clear()
         HELD_FOR_ORDER.update(driver.held_for_order())
-        for s in fx.sends:
-            await sender.send(s.topic, s.key, s.value, s.partition, kind=s.kind)
+        await sender.send_all(fx.sends)
         metrics.batch_size.observe(len(events))
         if fx.committing:  # else enriched events and alerts are on their way; the commit comes later
             await commits.commit(fx)

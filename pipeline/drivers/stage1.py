@@ -11,7 +11,9 @@ A batch (:meth:`Stage1.batch`), in order:
 2. records are held in event-time order across a partition's topics
    (:class:`~pipeline.ingest.order.ReorderBuffer`, Kafka Streams' ``max.task.idle.ms``) and
    applied as they are released, each through :class:`~pipeline.process.Processor` (bounded
-   retries, then a dead letter).  A record the stored state already includes (re-read after a
+   retries, then a dead letter); the partitions are interleaved in the order the batch delivered
+   their records, and the outputs so far are handed to the edge every :data:`FLUSH_EVERY` records
+   (a record's enriched event does not wait for the rest of a long batch).  A record the stored state already includes (re-read after a
    crash) is skipped; an enriched event already on ``events.enriched`` past the committed offsets
    is not written twice; an alert id already on an alert topic is not sent twice (nor a dead letter
    whose id :class:`Recovery` carries, read back from the dead-letter topic);
@@ -27,8 +29,8 @@ records accumulate across batches and are returned together by the first batch a
 :attr:`Stage1Config.commit_interval` seconds after the oldest of them, holding
 :attr:`Stage1Config.commit_max_records` records, or carrying a tick (``commit_interval`` 0: every batch):
 :attr:`Effects.committing` is then true.  Until then states are read from the pending writes, so
-later batches see them.  The edge sends :attr:`Effects.sends` in order; on a commit it confirms
-every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
+later batches see them.  The edge sends what ``flush`` was handed, then :attr:`Effects.sends`, in
+order; on a commit it confirms every send since the last commit, writes :attr:`Effects.writes`, confirms those, and only then
 acknowledges :attr:`Effects.done` (records and ticks applied) — a stored state implies its outputs
 are in Kafka, and a committed tick implies the clock controls it caused are.  The edge does this
 in the background while later batches run; until it calls :meth:`Stage1.stored` the driver reads
@@ -41,10 +43,11 @@ pending part is dropped (its records were never acknowledged).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
 import orjson
 
@@ -65,6 +68,9 @@ log = logging.getLogger("pipeline.agent")
 
 HANDED_OVER_WAIT_SECONDS = 5.0
 """The wait for a gap the consumer has fetched past with every record already on the stream."""
+
+FLUSH_EVERY = 64
+"""Records applied between two hand-overs of a batch's outputs to :meth:`Stage1.batch`'s ``flush``."""
 
 Frontier = dict[str, dict[str, int]]  # key -> topic -> last offset the partials topic counted
 
@@ -117,6 +123,10 @@ class Send:
     value: bytes
     partition: int | None = None
     kind: str | None = None  # metrics label: the input kind that caused it (None: internal)
+
+
+Flush = Callable[[list[Send]], Awaitable[None]]
+"""The edge's hand-over of sends made so far in a batch (:meth:`Stage1.batch`), in order."""
 
 
 @dataclass
@@ -304,15 +314,18 @@ class Stage1:
 
     # -- a batch -----------------------------------------------------------------------------------
     async def batch(self, records: Iterable[In], view: KafkaView, wall: float | None = None,
-                    seen: Iterable[int] = ()) -> Effects:
+                    seen: Iterable[int] = (), flush: Flush | None = None) -> Effects:
         """Apply ``records`` (admitted by the gap guard, in offset order per topic-partition).
         ``seen``: partitions the batch delivered records of, admitted or not (their clocks are
-        swept and stored too)."""
+        swept and stored too).  ``flush``: handed the enriched events, alerts and dead letters made
+        so far every :data:`FLUSH_EVERY` records applied (they then leave :attr:`Effects.sends`), so
+        the first records of a long batch are not delayed by the rest of it."""
         wall = time.time() if wall is None else wall
         b = _Batch(self.table, self.pending, self.committing)
         revocations = dict(self.revocations)
         ticked: set[int] = set()
         ordering = self.cfg.ordering
+        arrival: dict[int, int] = {}
         for p in seen:
             self._ensure_index(p)
             b.fx.touched.add(p)
@@ -335,14 +348,12 @@ class Stage1:
                 at = None  # out of range: dead-lettered, so it takes no place in event-time order
             # equal event times: a profile, then an order, then what is said about it; then what the
             # producer wrote first (an order placed and reviewed in the same second)
+            arrival[id(rec)] = len(arrival)
             self.reorder.add(p, rec.topic, rec.offset, at, rec, wall,
                              (self.tie_rank.get(rec.topic, 3), rec.timestamp or 0.0))
-        for p in sorted(b.fx.touched | set(self.reorder.partitions())):
-            for i, rec in enumerate(self.reorder.release(p, wall, self.undelivered(p, view))):
-                await self._apply(rec, b, view)
-                self._applied(rec)
-                if i % 200 == 199:
-                    await asyncio.sleep(0)  # a long release (held records) must not starve /health
+        released = [self.reorder.release(p, wall, self.undelivered(p, view))
+                    for p in sorted(b.fx.touched | set(self.reorder.partitions()))]
+        await self._apply_released(released, arrival, b, view, flush)
         self._note_reorder()
         self._apply_advances(b, view)
         self._sweep(b, view)
@@ -360,6 +371,20 @@ class Stage1:
         if self._commit_due(wall) or (ticked and pending.since is not None):
             self._commit(b.fx)
         return b.fx
+
+    async def _apply_released(self, released: list[list[In]], arrival: Mapping[int, int], b: _Batch,
+                              view: KafkaView, flush: Flush | None) -> None:
+        """Apply what the reorder buffer released, the partitions interleaved in the order the batch
+        delivered their records (each partition's own order kept, records held from earlier batches
+        first): a record waits only for those that arrived before it."""
+        for i, rec in enumerate(heapq.merge(*released, key=lambda r: arrival.get(id(r), -1))):
+            await self._apply(rec, b, view)
+            self._applied(rec)
+            if i % FLUSH_EVERY == FLUSH_EVERY - 1:
+                if flush is not None and b.fx.sends:
+                    sends, b.fx.sends = b.fx.sends, []
+                    await flush(sends)
+                await asyncio.sleep(0)  # a long batch must not starve /health (nor the producer's sends)
 
     def stored(self, writes: Mapping[str, Any]) -> None:
         """The edge wrote ``writes`` (a commit's states) to the table: the table answers for them now

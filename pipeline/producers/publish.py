@@ -14,7 +14,7 @@ producer is flushed and closed at the end, and a failed delivery raises
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 from kafka import KafkaProducer
@@ -62,21 +62,32 @@ def make_producer(settings: Settings, linger_ms: int = 20) -> Any:
 
 
 class _Pacer:
-    """Sleep so that the i-th send happens no earlier than ``i / rate`` s after start."""
+    """Sleep so that the i-th send happens no earlier than ``i / rate`` s after start.
 
-    def __init__(self, rate: float | None) -> None:
+    A cap, not a schedule to catch up with: a sender that fell more than :data:`PACER_SLACK_SECONDS`
+    behind (a send blocked on metadata, a pause of the process) resumes at ``rate`` from where it
+    is instead of sending the missed records in one burst."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be > 0 events/s")
-        self.rate = rate
-        self.start = time.monotonic()
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.start = clock()
         self.sent = 0
 
     def wait(self) -> None:
         if self.rate is not None:
-            ahead = self.start + self.sent / self.rate - time.monotonic()
+            ahead = self.start + self.sent / self.rate - self.clock()
             if ahead > 0:
-                time.sleep(ahead)
+                self.sleep(ahead)
+            elif ahead < -PACER_SLACK_SECONDS:
+                self.start -= ahead + PACER_SLACK_SECONDS  # behind: the schedule moves, no burst
         self.sent += 1
+
+
+PACER_SLACK_SECONDS = 0.2
+"""How far a paced sender may fall behind its schedule and still catch up (sleep and scheduling jitter)."""
 
 
 class _Errors:
@@ -119,6 +130,9 @@ def publish(
     producer = make_producer(settings) if rate is None else make_producer(settings, linger_ms=PACED_LINGER_MS)
     errors = _Errors()
     counts: dict[str, int] = {}
+    if rate is not None:  # each topic's first send would wait for its metadata, behind the pace
+        for topic in settings.topics.inputs:
+            producer.partitions_for(topic)
     pacer = _Pacer(rate)
     try:
         with tqdm(total=total, desc=desc or "publish", unit="ev", disable=not progress) as bar:

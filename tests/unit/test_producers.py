@@ -461,12 +461,17 @@ class FakeFuture:
 class FakeProducer:
     def __init__(self, fail_topic: str | None = None) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.metadata: list[str] = []
         self.fail_topic = fail_topic
         self.flushed = self.closed = False
 
     def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> FakeFuture:
         self.sent.append((topic, key, value))
         return FakeFuture(topic == self.fail_topic)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        self.metadata.append(topic)
+        return {0}
 
     def flush(self) -> None:
         self.flushed = True
@@ -500,6 +505,7 @@ def test_publish_rate_limit_sleeps(fake: FakeProducer, simulated: list[tuple[str
     started = time.monotonic()
     pub.publish(simulated[:21], SETTINGS, rate=200.0, progress=False)
     assert time.monotonic() - started >= 0.09  # 20 intervals of 5 ms
+    assert set(fake.metadata) == set(SETTINGS.topics.inputs)  # metadata fetched before the pace starts
     with pytest.raises(ValueError):
         pub.publish([], SETTINGS, rate=0, progress=False)
 
@@ -535,3 +541,23 @@ def test_make_producer_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert captured["bootstrap_servers"] == ["h1:9092", "h2:9092"]
     assert (captured["acks"], captured["linger_ms"], captured["batch_size"], captured["compression_type"]) == (
         "all", 20, 256 * 1024, None)
+
+
+def test_pacer_caps_the_rate_and_does_not_burst_after_a_stall() -> None:
+    """A sender that fell behind (a send blocked 1 s) resumes at the rate: no burst of the missed sends."""
+    now = [0.0]
+    sends: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = pub._Pacer(100.0, clock=lambda: now[0], sleep=sleep)
+    for i in range(300):
+        if i == 50:
+            now[0] += 1.0  # stalled
+        pacer.wait()
+        sends.append(now[0])
+    after = sends[50:]
+    window = [sum(1 for t in after if start <= t < start + 0.1) for start in after]
+    assert max(window) <= 31  # 100 ev/s: 10 per 0.1 s, plus the 0.2 s slack caught up at most
+    assert sends[-1] - sends[0] >= 2.9 + 1.0 - 0.2 - 0.01

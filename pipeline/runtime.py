@@ -238,8 +238,9 @@ class WorkerProcess:
         import subprocess
         import sys
 
-        env = {**os.environ, **settings_env(self.settings), "PIPELINE_WEB_PORT": str(self.web_port),
-               **self.extra_env}
+        # Faust's data directory (empty with the memory store) beside the log, not in the checkout
+        env = {"APP_DATADIR": str(self.log_path.parent / f"faust-data-{self.web_port}"), **os.environ,
+               **settings_env(self.settings), "PIPELINE_WEB_PORT": str(self.web_port), **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(

@@ -558,11 +558,11 @@ def latency_phase(ns: Namespace, rate: float, seconds: float, timeout: float) ->
     dead = len(read_topics(s, [t.deadletter], start, want_ids=False))  # 0 unless the stream is broken
     lat = match_latencies(produced, written)
     # trend: a backlog that grows during the paced run shows as early << late
-    by_time = [float(written[k] - t) for k, t in sorted(produced.items(), key=lambda kv: kv[1]) if k in written]
+    timed = [[t, float(written[k] - t)] for k, t in sorted(produced.items(), key=lambda kv: kv[1]) if k in written]
+    by_time = [latency for _, latency in timed]
     fifth = max(1, len(by_time) // 5)
     if os.environ.get("BENCH_LATENCY_DUMP"):  # each record's [produce time ms, latency ms], to see where a tail comes from
-        Path(os.environ["BENCH_LATENCY_DUMP"]).write_text(json.dumps(
-            [[t, float(written[k] - t)] for k, t in sorted(produced.items(), key=lambda kv: kv[1]) if k in written]))
+        Path(os.environ["BENCH_LATENCY_DUMP"]).write_text(json.dumps(timed))
     return {"rate": rate, "sent": m, "publish_s": pub_s, "achieved_rate": m / pub_s if pub_s else math.nan,
             "catchup_s": catchup_s, "produced": len(produced), "deadletters": dead,
             "p50_first_fifth_ms": round(percentile(by_time[:fifth], 50), 1),

@@ -15,8 +15,9 @@ A batch (:meth:`Stage1.batch`), in order:
    their records, and the outputs so far are handed to the edge every :data:`FLUSH_EVERY` records
    (a record's enriched event does not wait for the rest of a long batch).  A record the stored
    state already includes (re-read after a crash) is skipped; an enriched event already on
-   ``events.enriched`` past the committed offsets is not written twice; an alert id already on an alert topic is not sent twice (nor a dead letter
-   whose id :class:`Recovery` carries, read back from the dead-letter topic);
+   ``events.enriched`` past the committed offsets is not written twice; an alert id already on an
+   alert topic is not sent twice (nor a dead letter whose id :class:`Recovery` carries, read back
+   from the dead-letter topic);
 3. the batch's enriched events become one partial per ``dimension=value`` (leaving out what the
    partials topic already counted before a crash), then advances, the silence sweep (due
    deadlines and rescorings: :class:`~pipeline.scheduling.DueIndex`) and the clock announcement
@@ -32,10 +33,10 @@ records accumulate across batches and are returned together by the first batch a
 later batches see them.  The edge sends what ``flush`` was handed, then :attr:`Effects.sends`, in
 order; on a commit it confirms every send since the last commit, writes :attr:`Effects.writes`,
 confirms those, and only then acknowledges :attr:`Effects.done` (records and ticks applied) — a
-stored state implies its outputs are in Kafka, and a committed tick implies the clock controls it caused are.  The edge does this
-in the background while later batches run; until it calls :meth:`Stage1.stored` the driver reads
-the commit's states from its own overlay (:attr:`Stage1.committing`), not the older table.  A crash before a
-commit loses nothing: the records are read again, and what was already sent is found by
+stored state implies its outputs are in Kafka, and a committed tick implies the clock controls it
+caused are.  The edge does this in the background while later batches run; until it calls
+:meth:`Stage1.stored` the driver reads the commit's states from its own overlay
+(:attr:`Stage1.committing`), not the older table.  A crash before a commit loses nothing: the records are read again, and what was already sent is found by
 :meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A revoked partition's
 pending part is dropped (its records were never acknowledged).
 """

@@ -36,9 +36,10 @@ confirms those, and only then acknowledges :attr:`Effects.done` (records and tic
 stored state implies its outputs are in Kafka, and a committed tick implies the clock controls it
 caused are.  The edge does this in the background while later batches run; until it calls
 :meth:`Stage1.stored` the driver reads the commit's states from its own overlay
-(:attr:`Stage1.committing`), not the older table.  A crash before a commit loses nothing: the records are read again, and what was already sent is found by
-:meth:`Stage1.recover` (enriched ids, alert ids, the partials' frontier).  A revoked partition's
-pending part is dropped (its records were never acknowledged).
+(:attr:`Stage1.committing`), not the older table.  A crash before a commit loses nothing: the
+records are read again, and what was already sent is found by :meth:`Stage1.recover` (enriched
+ids, alert ids, the partials' frontier).  A revoked partition's pending part is dropped (its
+records were never acknowledged).
 """
 
 from __future__ import annotations

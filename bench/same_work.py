@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.codec import decode_state, encode_state  # noqa: E402
+from pipeline.codec import encode_state  # noqa: E402
 from pipeline.config import load_settings  # noqa: E402
 from pipeline.core.keys import partition_of  # noqa: E402
 from pipeline.drivers.stage1 import In, Recovery, Stage1, Stage1Config  # noqa: E402
@@ -66,11 +66,15 @@ class CaughtUp:
 
 
 class CodecTable(dict):
-    """A table whose values pass through the changelog's state codec on every write."""
+    """A table whose values are encoded for the changelog on every write, as in the worker (whose
+    in-memory store keeps the value itself and decodes only on recovery)."""
+
+    encoded_bytes = 0
 
     def update(self, writes: Any = (), **kw: Any) -> None:  # type: ignore[override]
         for k, v in dict(writes).items():
-            super().__setitem__(k, decode_state(encode_state(v)))
+            self.encoded_bytes += len(encode_state(v))
+            super().__setitem__(k, v)
 
 
 def records(settings: Any, n: int, seed: int, customers: int) -> list[In]:

@@ -23,8 +23,9 @@ age 0.  The factors and their parameters are documented in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,19 @@ class FactorWeight:
     params: Mapping[str, float]
 
     def get(self, name: str, default: float | None = None) -> float:
-        value = self.params.get(name, default)
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self.params.get(name, default)
         if value is None:
             raise KeyError(f"churn weights: missing parameter {name!r}")
         return float(value)
+
+    @cached_property
+    def _values(self) -> dict[str, float]:
+        """The numeric ``params`` as floats, converted once (:meth:`get` runs about a dozen times per
+        score); any other value takes :meth:`get`'s general path, with its error."""
+        return {name: float(value) for name, value in self.params.items() if isinstance(value, (int, float))}
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,12 @@ class Weights:
     default_cadence_days: float = 90.0
     min_cadence_days: float = 7.0
     source: str = ""
+
+    @cached_property
+    def active(self) -> tuple[tuple[str, FactorWeight, Callable[..., _Raw | None]], ...]:
+        """``(name, configuration, factor function)`` of every factor with a positive weight, in the
+        configuration's order (looked up once, not per score)."""
+        return tuple((name, fw, FACTORS[name]) for name, fw in self.factors.items() if fw.weight > 0)
 
 
 @dataclass(frozen=True)
@@ -119,16 +135,17 @@ class RiskScore:
         return self if self.explain is None else self.explain()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Raw:
     """A factor's measurement.  Evaluated with ``explain=False`` (the silence schedule's bounds and
-    totals) only ``pressure`` and ``value`` are set: evidence, description and details stay empty."""
+    totals) only ``pressure`` and ``value`` are set: evidence, description and details stay empty
+    (``details`` ``None``).  Neither frozen nor with default factories: built once per factor and score."""
 
     pressure: float
     value: float
-    evidence: list[str] = field(default_factory=list)
+    evidence: Sequence[str] = ()
     description: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- weights
@@ -190,31 +207,30 @@ def score(state: State | None, now: float, weights: Weights, explain: bool = Tru
     ``explain=False``: no factor evidence, description or details until :meth:`RiskScore.explained`
     (an enriched event's snapshot needs none; only an alert does)."""
     s = state or {}
-    raws: list[tuple[str, FactorWeight, _Raw]] = []
-    for name, fw in weights.factors.items():
-        if fw.weight <= 0:
-            continue
-        raw = FACTORS[name](s, now, fw, weights, explain)
+    found: list[tuple[str, _Raw]] = []
+    logs: list[float] = []
+    for name, fw, measure in weights.active:
+        raw = measure(s, now, fw, weights, explain)
         if raw is not None and raw.pressure > 0:
-            raws.append((name, fw, raw))
-    logs = [-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)) for _, fw, raw in raws]
+            found.append((name, raw))
+            logs.append(-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)))
     total_log = sum(logs)
     total = 100.0 * (1.0 - math.exp(-total_log))
     factors = [
-        Factor(
-            name=name,
-            value=round(raw.value, 3),
-            contribution=round(total * lg / total_log, 2) if total_log > 0 else 0.0,
-            evidence=tuple(raw.evidence[:MAX_FACTOR_EVIDENCE]),
-            description=raw.description,
-            pressure=round(raw.pressure, 4),
-            details=raw.details,
-        )
-        for (name, _, raw), lg in zip(raws, logs)
+        Factor(name, round(raw.value, 3), round(total * lg / total_log, 2) if total_log > 0 else 0.0,
+               tuple(raw.evidence[:MAX_FACTOR_EVIDENCE]), raw.description, round(raw.pressure, 4),
+               {} if raw.details is None else raw.details)
+        for (name, raw), lg in zip(found, logs)
     ]
-    factors.sort(key=lambda f: (-f.contribution, f.name))
-    later = None if explain else (lambda: score(state, now, weights))
-    return RiskScore(score=round(total, 2), factors=tuple(factors), at=now, explain=later)
+    if len(factors) > 1:
+        factors.sort(key=_rank)
+    later = None if explain else partial(score, state, now, weights)
+    return RiskScore(round(total, 2), tuple(factors), now, later)
+
+
+def _rank(f: Factor) -> tuple[float, str]:
+    """Sort key of a score's factors: largest contribution first, then by name."""
+    return -f.contribution, f.name
 
 
 def decay(age_seconds: float, half_life_days: float) -> float:
@@ -236,12 +252,18 @@ def _plural(n: int, word: str) -> str:
 
 
 def _broken_commitments(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    hl = fw.get("half_life_days")
-    items = [(b, decay(now - b["last"], hl)) for b in (s.get("breaches") or {}).values()]
-    items = sorted(((b, d) for b, d in items if d >= RELEVANT), key=lambda x: -x[0]["last"])
+    scale = fw.get("half_life_days") * DAY
+    items: list[tuple[dict[str, Any], float]] = []
+    for b in (s.get("breaches") or {}).values():
+        age = now - b["last"]
+        d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)  # decay(), inlined: the hottest loop of a score
+        if d >= RELEVANT:
+            items.append((b, d))
     if not items:
         return None
-    value = sum(d for _, d in items)
+    if len(items) > 1:
+        items.sort(key=_by_last)
+    value = sum([d for _, d in items])
     if not explain:
         return _Raw(min(1.0, value / fw.get("full")), value)
     kinds = list(dict.fromkeys(b["kind"] for b, _ in items))
@@ -258,7 +280,7 @@ def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights, explain
         return None
     base, age_full = fw.get("base"), fw.get("age_full_days")
     ages = [max(0.0, now - (c["reopened_at"] or c["opened_at"])) / DAY for c in open_]
-    total = sum(base + (1 - base) * min(1.0, a / age_full) for a in ages)
+    total = sum([base + (1 - base) * min(1.0, a / age_full) for a in ages])
     if not explain:
         return _Raw(min(1.0, total / fw.get("full")), float(len(open_)))
     open_.sort(key=lambda c: -(c["reopened_at"] or c["opened_at"]))
@@ -270,13 +292,19 @@ def _open_complaints(s: State, now: float, fw: FactorWeight, w: Weights, explain
 
 
 def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    hl = fw.get("half_life_days")
-    items = [(c, decay(now - c["reopened_at"], hl)) for c in (s.get("complaints") or {}).values()
-             if c["reopened"] > 0 and c["reopened_at"] is not None]
-    items = sorted(((c, d) for c, d in items if d >= RELEVANT), key=lambda x: -x[0]["reopened_at"])
+    scale = fw.get("half_life_days") * DAY
+    items: list[tuple[dict[str, Any], float]] = []
+    for c in (s.get("complaints") or {}).values():
+        if c["reopened"] > 0 and c["reopened_at"] is not None:
+            age = now - c["reopened_at"]
+            d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
+            if d >= RELEVANT:
+                items.append((c, d))
     if not items:
         return None
-    value = sum(c["reopened"] * d for c, d in items)
+    if len(items) > 1:
+        items.sort(key=_by_reopened_at)
+    value = sum([c["reopened"] * d for c, d in items])
     if not explain:
         return _Raw(min(1.0, value / fw.get("full")), value)
     times = sum(c["reopened"] for c, _ in items)
@@ -287,12 +315,18 @@ def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights, exp
 
 
 def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    hl = fw.get("half_life_days")
-    items = [(t, eid, m, decay(now - t, hl)) for t, eid, m in s.get("negative") or []]
-    items = sorted((x for x in items if x[3] >= RELEVANT), key=lambda x: -x[0])
+    scale = fw.get("half_life_days") * DAY
+    items: list[tuple[float, str, float, float]] = []
+    for t, eid, m in s.get("negative") or []:
+        age = now - t
+        d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
+        if d >= RELEVANT:
+            items.append((t, eid, m, d))
     if not items:
         return None
-    value = sum(m * d for _, _, m, d in items)
+    if len(items) > 1:
+        items.sort(key=_by_time_desc)
+    value = sum([m * d for _, _, m, d in items])
     if not explain:
         return _Raw(min(1.0, value / fw.get("full")), value)
     strongest = max(m for _, _, m, _ in items)
@@ -303,17 +337,23 @@ def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, expla
 
 
 def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    hl = fw.get("half_life_days")
-    items = [(t, g, eid, decay(now - t, hl)) for t, g, eid in s.get("gaps") or []]
-    items = sorted((x for x in items if x[3] >= RELEVANT), key=lambda x: x[0])
+    scale = fw.get("half_life_days") * DAY
+    items: list[tuple[float, float, str, float]] = []
+    for t, g, eid in s.get("gaps") or []:
+        age = now - t
+        d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
+        if d >= RELEVANT:
+            items.append((t, g, eid, d))
     if not items:
         return None
-    mean = sum(g * d for _, g, _, d in items) / sum(d for *_, d in items)
+    if len(items) > 1:
+        items.sort(key=_by_time)
+    mean = sum([g * d for _, g, _, d in items]) / sum([x[3] for x in items])
     level = max(0.0, -mean) / fw.get("level_full")
     drop = 0.0
     if len(items) >= 2:
         earlier = items[:-1]
-        earlier_mean = sum(g * d for _, g, _, d in earlier) / sum(d for *_, d in earlier)
+        earlier_mean = sum([g * d for _, g, _, d in earlier]) / sum([x[3] for x in earlier])
         drop = max(0.0, earlier_mean - items[-1][1])
     pressure = min(1.0, max(level, drop / fw.get("fall_full")))
     if pressure <= 0:
@@ -355,7 +395,7 @@ def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool
     hl, at = fw.get("half_life_days"), resolved["at"]
     after = [(t, eid, m, decay(now - t, hl)) for t, eid, m in s.get("negative") or [] if t > at]
     after = [x for x in after if x[3] >= RELEVANT]
-    p_neg = min(1.0, sum(m * d for _, _, m, d in after) / fw.get("full"))
+    p_neg = min(1.0, sum([m * d for _, _, m, d in after]) / fw.get("full"))
     p_silence = 0.0
     cadence = cadence_days(s, w.default_cadence_days, w.min_cadence_days)
     last_order = s.get("last_order_at")
@@ -382,24 +422,26 @@ def _follow_up(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool
 
 def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
     hl, start, full = fw.get("half_life_days"), fw.get("start", 0.0), fw.get("full")
+    scale = hl * DAY
     per_id: dict[str, float] = {}
     seen: dict[str, list[tuple[float, str]]] = {}
     for pid, p in (s.get("pain_points") or {}).items():
         for t, eid in p["seen"]:
-            d = decay(now - t, hl)
+            age = now - t
+            d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
             if d >= RELEVANT:
                 per_id[pid] = per_id.get(pid, 0.0) + d
                 if explain:
                     seen.setdefault(pid, []).append((t, eid))
     if not per_id:
         return None
-    ranked = sorted(per_id, key=lambda k: (-per_id[k], k))
-    value = per_id[ranked[0]]
+    value = max(per_id.values())  # the most-mentioned pain point's (ties have the same value)
     pressure = min(1.0, max(0.0, (value - start) / (full - start))) if full > start else float(value > start)
     if pressure <= 0:
         return None
     if not explain:
         return _Raw(pressure, value)
+    ranked = sorted(per_id, key=lambda k: (-per_id[k], k))
     desc = "recurring pain points: " + ", ".join(f"{k} ({len(seen[k])} mentions)" for k in ranked)
     evidence = [eid for _, eid in sorted(seen[ranked[0]], key=lambda x: -x[0])]
     return _Raw(pressure, value, _unique(evidence), desc,
@@ -408,6 +450,23 @@ def _pain_points_recent(s: State, now: float, fw: FactorWeight, w: Weights, expl
 
 def _unique(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
+
+
+# sort keys of the factors' items (module functions: no closure built per call)
+def _by_last(item: tuple[dict[str, Any], float]) -> float:
+    return -item[0]["last"]
+
+
+def _by_reopened_at(item: tuple[dict[str, Any], float]) -> float:
+    return -item[0]["reopened_at"]
+
+
+def _by_time_desc(item: tuple[Any, ...]) -> float:
+    return -item[0]
+
+
+def _by_time(item: tuple[Any, ...]) -> float:
+    return item[0]
 
 
 FACTORS: dict[str, Callable[..., _Raw | None]] = {  # (state, now, weight, weights, explain=True)

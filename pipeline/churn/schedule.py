@@ -64,41 +64,57 @@ class Ramp:
 
     def first(self) -> float:
         """The earliest of :meth:`points`."""
-        return self.start if self.end <= self.start else self.start + (self.end - self.start) / RAMP_POINTS
+        return _first(self.start, self.end)
 
     def points(self) -> list[float]:
         """The ramp's :data:`RAMP_POINTS` evenly spaced points after ``start`` (``end`` included)."""
-        if self.end <= self.start:
-            return [self.start]
-        step = (self.end - self.start) / RAMP_POINTS
-        return [self.start + step * k for k in range(1, RAMP_POINTS + 1)]
+        return _points(self.start, self.end)
+
+
+def _first(start: float, end: float) -> float:
+    return start if end <= start else start + (end - start) / RAMP_POINTS
+
+
+def _points(start: float, end: float) -> list[float]:
+    if end <= start:
+        return [start]
+    step = (end - start) / RAMP_POINTS
+    return [start + step * k for k in range(1, RAMP_POINTS + 1)]
 
 
 def ramps(state: State | None, weights: Weights) -> list[Ramp]:
     """The rising ramps of ``state`` (see the module docstring); empty for a customer without any."""
+    return [Ramp(*span) for span in _spans(state, weights)]
+
+
+def _spans(state: State | None, weights: Weights) -> list[tuple[str, float, float]]:
+    """:func:`ramps` as ``(factor, start, end)``: most searches end before they need a :class:`Ramp`."""
     s = state or {}
-    out: list[Ramp] = []
+    out: list[tuple[str, float, float]] = []
     cadence = cadence_days(s, weights.default_cadence_days, weights.min_cadence_days) * DAY
     last_order = _time(s.get("last_order_at"))
-    fw = _active(weights, "recency_vs_cadence")
+    positive = weights.positive
+    fw = positive.get("recency_vs_cadence")
     if fw is not None and s.get("orders") and last_order is not None:
         start, full = fw.get("start_ratio"), fw.get("full")
-        out.append(Ramp("recency_vs_cadence", last_order + start * cadence, last_order + max(start, full) * cadence))
-    fw = _active(weights, "follow_up")
+        out.append(("recency_vs_cadence", last_order + start * cadence, last_order + max(start, full) * cadence))
+    fw = positive.get("follow_up")
     resolved = s.get("last_resolved")
-    if fw is not None and isinstance(resolved, Mapping) and _time(resolved.get("at")) is not None:
+    is_mapping = resolved is not None and (type(resolved) is dict or isinstance(resolved, Mapping))  # ABC check last
+    if fw is not None and is_mapping and _time(resolved.get("at")) is not None:
         at = float(resolved["at"])
         complaint = (s.get("complaints") or {}).get(resolved.get("complaint_id"))
         still_resolved = complaint is None or complaint.get("status") == "resolved"
         if still_resolved and s.get("orders") and last_order is not None and last_order <= at:
-            out.append(Ramp("follow_up", at + cadence, at + cadence * (1.0 + fw.get("silence_ramp"))))
-    fw = _active(weights, "open_complaints")
+            out.append(("follow_up", at + cadence, at + cadence * (1.0 + fw.get("silence_ramp"))))
+    fw = positive.get("open_complaints")
     if fw is not None:
         age_full = fw.get("age_full_days") * DAY
         for c in (s.get("complaints") or {}).values():
-            since = _time(c.get("reopened_at")) or _time(c.get("opened_at"))
-            if c.get("status") == "open" and since is not None:
-                out.append(Ramp("open_complaints", since, since + age_full))
+            if c.get("status") == "open":
+                since = _time(c.get("reopened_at")) or _time(c.get("opened_at"))
+                if since is not None:
+                    out.append(("open_complaints", since, since + age_full))
     return out
 
 
@@ -114,7 +130,8 @@ def next_rescore(churn: State | None, alert: AlertState | None, weights: Weights
     plan = _plan(churn, alert, weights, policy, until)
     if plan is None:
         return None
-    rising, points = plan
+    spans, points = plan
+    rising = [Ramp(*span) for span in spans]
     assert churn is not None  # a plan needs a state
     examined = sorted(points)[:MAX_POINTS]
     for t in examined:
@@ -135,14 +152,22 @@ def earliest_rescore(churn: State | None, alert: AlertState | None, weights: Wei
     Whenever ``next_rescore`` returns a time, this returns one at or before it.  The stage-1 due
     index holds this bound after an event and asks for the exact time only when the clock reaches
     it (most customers send their next event first)."""
-    plan = _plan(churn, alert, weights, policy)
-    return None if plan is None or not plan[1] else min(plan[1])
+    search = _search(churn, alert, weights)
+    if search is None:
+        return None
+    spans, after, last_alert = search
+    if last_alert is not None and last_alert + policy.cooldown_days * DAY > after:
+        return last_alert + policy.cooldown_days * DAY  # :func:`_plan` adds the cool-down's end, nothing before
+    # the minimum of _plan's points without building them all: a ramp's points rise, its first one after
+    # ``after`` is its earliest
+    firsts = [next((t for t in _points(start, end) if t > after), None) for _, start, end in spans]
+    return min([t for t in firsts if t is not None], default=None)
 
 
-def _plan(churn: State | None, alert: AlertState | None, weights: Weights, policy: ChurnPolicy,
-          until: float | None = None) -> tuple[list[Ramp], set[float]] | None:
-    """(rising ramps, the points to examine) of a rescoring search, or ``None`` when there is none
-    (with ``until``: also when no point can be due by then, the cheap "anything due yet?" case)."""
+def _search(churn: State | None, alert: AlertState | None,
+            weights: Weights) -> tuple[list[tuple[str, float, float]], float, float | None] | None:
+    """(ramp spans, the time the search starts after, the last alert's time) of a rescoring search,
+    or ``None`` when there is none (no state, disarmed, no time to start from, no ramp)."""
     if not churn:
         return None
     a = alert or {}
@@ -154,17 +179,30 @@ def _plan(churn: State | None, alert: AlertState | None, weights: Weights, polic
     if after is None:
         return None
     last_alert = _time(a.get("last_alert_at"))
-    rising = ramps(churn, weights)
-    if not rising:
+    spans = _spans(churn, weights)
+    return (spans, after, last_alert) if spans else None
+
+
+def _plan(churn: State | None, alert: AlertState | None, weights: Weights, policy: ChurnPolicy,
+          until: float | None = None) -> tuple[list[tuple[str, float, float]], set[float]] | None:
+    """(rising ramps' spans, the points to examine) of a rescoring search, or ``None`` when there is
+    none (with ``until``: also when no point can be due by then, the cheap "anything due yet?" case)."""
+    search = _search(churn, alert, weights)
+    if search is None:
         return None
-    if until is not None and last_alert is None and all(r.first() > until for r in rising):
-        return None  # the common case of "anything due by this event?": nothing yet, no scoring
-    points = {t for r in rising for t in r.points() if t > after}
+    spans, after, last_alert = search
+    if until is not None and last_alert is None:
+        for _, start, end in spans:
+            if not _first(start, end) > until:
+                break
+        else:
+            return None  # the common case of "anything due by this event?": nothing yet, no scoring
+    points = {t for _, start, end in spans for t in _points(start, end) if t > after}
     if last_alert is not None and last_alert + policy.cooldown_days * DAY > after:
         not_before = last_alert + policy.cooldown_days * DAY  # no alert before the cool-down ends
         # a crossing during the cool-down (or a score still up after the last ramp) alerts when it ends
         points = {t for t in points if t >= not_before} | {not_before}
-    return rising, points
+    return spans, points
 
 
 def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | None = None,
@@ -179,9 +217,7 @@ def upper_bound(churn: State, t: float, weights: Weights, rising: list[Ramp] | N
     rising = ramps(churn, weights) if rising is None else rising
     raws = {} if raws is None else raws
     total = 0.0
-    for name, fw in weights.factors.items():
-        if fw.weight <= 0:
-            continue
+    for name, fw, _ in weights.active:
         p = _pressure_bound(name, churn, t, weights, rising, raws)
         if p > 0:
             total += -math.log1p(-min(MAX_PRESSURE, fw.weight * p))
@@ -197,10 +233,8 @@ def _reaches(churn: State, t: float, weights: Weights, rising: list[Ramp], thres
     if upper_bound(churn, t, weights, rising, raws) < threshold:
         return None
     logs = []
-    for name, fw in weights.factors.items():
-        if fw.weight <= 0:
-            continue
-        raw = raws[name] if name in raws else FACTORS[name](churn, t, fw, weights, False)
+    for name, fw, measure in weights.active:
+        raw = raws[name] if name in raws else measure(churn, t, fw, weights, False)
         if raw is not None and raw.pressure > 0:
             logs.append(-math.log1p(-min(MAX_PRESSURE, fw.weight * raw.pressure)))
     total_log = sum(logs)
@@ -257,12 +291,9 @@ def gap_trend_bound(gaps: list[Any], t: float, fw: Any) -> float:
     return best
 
 
-def _active(weights: Weights, name: str) -> Any:
-    fw = weights.factors.get(name)
-    return fw if fw is not None and fw.weight > 0 else None
-
-
 def _time(value: Any) -> float | None:
+    if type(value) is float:  # how times are stored: the common case first
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)

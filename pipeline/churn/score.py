@@ -89,6 +89,11 @@ class Weights:
         configuration's order (looked up once, not per score)."""
         return tuple((name, fw, FACTORS[name]) for name, fw in self.factors.items() if fw.weight > 0)
 
+    @cached_property
+    def positive(self) -> Mapping[str, FactorWeight]:
+        """The factors with a positive weight, by name."""
+        return {name: fw for name, fw in self.factors.items() if fw.weight > 0}
+
 
 @dataclass(frozen=True)
 class Factor:

@@ -34,7 +34,7 @@ from .churn import alerts as churn_alerts
 from .churn.schedule import earliest_rescore, next_rescore
 from .churn.score import score as churn_score
 from .churn.snapshot import risk_snapshot
-from .churn.state import apply_commitment_transition, apply_event as churn_apply
+from .churn.state import apply_commitment_transition, apply_event as churn_apply, changes_churn
 from .classify.events import classify_event
 from .classify.learned import SentimentModel
 from .classify.selftrain import ModelRegistry
@@ -259,6 +259,8 @@ class Processor:
             step.alerts.append(alert)
         churn = state.get("churn")
         for tr in transitions:
+            if churn and not changes_churn(tr.type, tr.detail):
+                continue  # apply_commitment_transition returns the state as it is: no copy of the transition
             churn = apply_commitment_transition(churn, tr.to_dict())
         rs = churn_score(churn, clock, self.churn_weights, explain=False)  # explained only for an alert
         ca, churn_alert_docs = churn_alerts.evaluate(
@@ -282,10 +284,8 @@ class Processor:
         """When the customer's stored ``state`` next needs :meth:`advance` (event time), or ``None``:
         the earlier of its next commitment deadline and its next churn rescoring on silence."""
         s = state or {}
-        times = [t for t in (tracker.due_soonest(s.get("cm")),
-                             next_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
-                 if t is not None]
-        return min(times) if times else None
+        return _earlier(tracker.due_soonest(s.get("cm")),
+                        next_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
 
     def due_hint(self, state: Mapping[str, Any] | None) -> float | None:
         """A lower bound of :meth:`next_due` that scores nothing (``None`` only when ``next_due`` is
@@ -293,10 +293,8 @@ class Processor:
         the clock reaches it.  The exact rescoring search cost a sixth of stage 1's time per event
         (issue 17); most customers send their next event before the bound comes."""
         s = state or {}
-        times = [t for t in (tracker.due_soonest(s.get("cm")),
-                             earliest_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
-                 if t is not None]
-        return min(times) if times else None
+        return _earlier(tracker.due_soonest(s.get("cm")),
+                        earliest_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
 
     def _rescore_silence(self, step: Step, customer_id: str, state: dict[str, Any], upto: float, clock: float,
                          now: float) -> dict[str, Any]:
@@ -337,6 +335,13 @@ class Processor:
                             kind=kind or "unknown")],
             outcome="deadletter", kind=kind, problems=list(problems),
         )
+
+
+def _earlier(a: float | None, b: float | None) -> float | None:
+    """``min(a, b)`` of the ones that are not ``None`` (``None`` when neither is a time)."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _bad_rekey_source(kind: Any, topic: Any, partition: Any, offset: Any, timestamp: Any) -> str | None:

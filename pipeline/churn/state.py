@@ -55,6 +55,7 @@ What is recorded
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..core.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
@@ -104,6 +105,8 @@ def new_state() -> State:
 # building a new state for every call
 _SHAPE: tuple[tuple[str, type | None], ...] = tuple(
     (key, type(value) if isinstance(value, (list, dict)) else None) for key, value in new_state().items())
+_KEYS = frozenset(key for key, _ in _SHAPE)
+_CONTAINERS = tuple((key, kind) for key, kind in _SHAPE if kind is not None)
 
 
 def apply_event(
@@ -117,7 +120,7 @@ def apply_event(
     s = repair(dict(state)) if state else new_state()  # copy on write: nested values are replaced, never changed
     if ev.event_id in s["recent_ids"]:
         return s
-    s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
+    s["recent_ids"] = s["recent_ids"][-(RECENT_IDS - 1):] + [ev.event_id]  # the newest RECENT_IDS, one copy
     t = ev.occurred_at
     s["last_event_at"] = t if s["last_event_at"] is None else max(s["last_event_at"], t)
     if segment is not None:
@@ -151,7 +154,7 @@ def apply_commitment_transition(state: State | None, transition: dict[str, Any])
     it is (never changed in place; a new state when it is ``None``).
     """
     retracted = (transition.get("detail") or {}).get("breach_retracted")
-    if not retracted and transition.get("type") not in BROKEN_TYPES:
+    if not changes_churn(transition.get("type"), transition.get("detail")):
         return state if state else new_state()
     s = repair(dict(state)) if state else new_state()
     key = str(transition["commitment_id"])
@@ -192,27 +195,52 @@ def apply_commitment_transition(state: State | None, transition: dict[str, Any])
     return s
 
 
+def changes_churn(transition_type: Any, detail: dict[str, Any] | None) -> bool:
+    """Whether a commitment transition of this type and ``detail`` changes a churn state in
+    :func:`apply_commitment_transition` (a broken commitment or a retracted breach)."""
+    return bool((detail or {}).get("breach_retracted")) or transition_type in BROKEN_TYPES
+
+
 def repair(state: State) -> State:
     """``state`` (a fresh copy, changed in place) with usable top-level numbers: missing keys get
     their defaults, a non-finite / non-numeric ``spend`` becomes 0 (clamped to ``0..MAX_SPEND``),
     non-finite times and cadence become ``None``; never raises on a state of an older version."""
     if not isinstance(state, dict):
         return new_state()
-    defaults: State | None = None
-    for key, kind in _SHAPE:
-        if key not in state or (kind is not None and not isinstance(state[key], kind)):
-            defaults = new_state() if defaults is None else defaults
-            state[key] = defaults[key]
-    state["spend"] = finite(state["spend"], 0.0, 0.0, MAX_SPEND)
+    # runs on every event: the checks below pass a state of this version without a change, and
+    # take the general path for anything else
+    if _KEYS <= state.keys():
+        for key, kind in _CONTAINERS:
+            if not isinstance(state[key], kind):
+                state[key] = new_state()[key]
+    else:
+        _add_missing(state)
+    spend = state["spend"]
+    if not (type(spend) is float and 0.0 < spend < MAX_SPEND):
+        state["spend"] = finite(spend, 0.0, 0.0, MAX_SPEND)
     orders = state["orders"]
     if isinstance(orders, bool) or not isinstance(orders, int) or orders < 0:
         state["orders"] = int(finite(orders, 0.0, 0.0))
     for name in ("first_order_at", "last_order_at", "last_event_at"):
-        if not is_finite_number(state[name]):
+        value = state[name]
+        if value is not None and not _finite_float(value) and not is_finite_number(value):
             state[name] = None
     gap = state["gap_mean_days"]
-    state["gap_mean_days"] = float(gap) if is_finite_number(gap) and gap >= 0 else None
+    if gap is not None and not (_finite_float(gap) and gap >= 0):
+        state["gap_mean_days"] = float(gap) if is_finite_number(gap) and gap >= 0 else None
     return state
+
+
+def _add_missing(state: State) -> None:
+    """Give ``state`` the default of every missing or mistyped key, in :func:`new_state`'s order."""
+    defaults = new_state()
+    for key, kind in _SHAPE:
+        if key not in state or (kind is not None and not isinstance(state[key], kind)):
+            state[key] = defaults[key]
+
+
+def _finite_float(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
 
 
 def cadence_days(state: State, default_days: float, min_days: float) -> float:

@@ -34,7 +34,7 @@ drill-down) only — never use them as metric labels (Prometheus/Grafana).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 MAX_VALUE_LEN = 64
@@ -101,9 +101,17 @@ def split_group_key(key: str) -> tuple[str, str]:
     return dimension, value
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one.  A plain dict (the usual case) and ``None``
+    are answered first: ``isinstance(..., Mapping)`` is an ABC check, several times slower."""
+    if type(value) is dict:
+        return value
+    return value if value is not None and isinstance(value, Mapping) else {}
+
+
 def _attr(event: Mapping[str, Any], *names: str) -> Any:
     attrs = event.get("attributes")
-    if isinstance(attrs, Mapping):
+    if attrs is not None and isinstance(attrs, Mapping):
         for name in names:
             if attrs.get(name) not in (None, ""):
                 return attrs[name]
@@ -116,23 +124,32 @@ def dimensions_of(enriched: Mapping[str, Any]) -> list[tuple[str, str]]:
     Order: ``all``, the segment dimensions, then categories (sorted), seller,
     carrier.  Never raises on missing or malformed fields.
     """
-    return list(_iter_dimensions(enriched))
+    segment = _mapping(enriched.get("segment"))
+    out = [(ALL, ALL)]
+    for dim, field in _SEGMENT_FIELDS:
+        out.append((dim, bound_value(segment.get(field)) or UNKNOWN))
+    event = _mapping(enriched.get("event"))
+    order = _mapping(enriched.get("order"))
+    for value in sorted(_categories(event, order)):
+        out.append(("category", value))
+    for dim, field in (("seller", "seller_id"), ("carrier", "carrier")):
+        # the event's own field, else its attribute, else the named order's
+        value = bound_value(event.get(field)) or bound_value(_attr(event, field)) or bound_value(order.get(field))
+        if value:
+            out.append((dim, value))
+    return out
 
 
-def _iter_dimensions(enriched: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    yield ALL, ALL
-    segment = enriched.get("segment")
-    segment = segment if isinstance(segment, Mapping) else {}
-    for dim, field in SEGMENT_DIMENSIONS.items():
-        yield dim, bound_value(segment.get(field)) or UNKNOWN
+_SEGMENT_FIELDS: tuple[tuple[str, str], ...] = tuple(SEGMENT_DIMENSIONS.items())
 
-    event = enriched.get("event")
-    event = event if isinstance(event, Mapping) else {}
+
+def _categories(event: Mapping[str, Any], order: Mapping[str, Any]) -> set[str]:
+    """The bounded categories of the event's items, else of its attributes, else of the named order."""
     categories: set[str] = set()
     items = event.get("items")
     if isinstance(items, list):
         for item in items:
-            if isinstance(item, Mapping):
+            if type(item) is dict or isinstance(item, Mapping):
                 value = bound_value(item.get("category"))
                 if value:
                     categories.add(value)
@@ -140,18 +157,6 @@ def _iter_dimensions(enriched: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         value = bound_value(_attr(event, "category", "product_category"))
         if value:
             categories.add(value)
-    order = enriched.get("order")
-    order = order if isinstance(order, Mapping) else {}
     if not categories and isinstance(order.get("categories"), list):
         categories.update(v for v in map(bound_value, order["categories"]) if v)
-    for value in sorted(categories):
-        yield "category", value
-
-    seller = (bound_value(event.get("seller_id")) or bound_value(_attr(event, "seller_id"))
-              or bound_value(order.get("seller_id")))
-    if seller:
-        yield "seller", seller
-    carrier = (bound_value(event.get("carrier")) or bound_value(_attr(event, "carrier"))
-               or bound_value(order.get("carrier")))
-    if carrier:
-        yield "carrier", carrier
+    return categories

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from ..core.bounds import MAX_TIME, MIN_TIME
-from ..ingest.internal import (DIMENSION, EVENT_ID, MAX_COUNT, MAX_PAIN_IDS, MAX_PARTITIONS, MAX_WINDOW_SECONDS,
-                               MAX_WINDOWS, PAIN_ID, WINDOW_NAME, _Bad, _esc, _int, _keys, _offsets, _run, _str,
-                               _time)
+from ..ingest.internal import (DIMENSION, EVENT_ID, MAX_COUNT, MAX_OFFSET, MAX_PAIN_IDS, MAX_PARTITIONS, MAX_TOPICS,
+                               MAX_WINDOW_SECONDS, MAX_WINDOWS, PAIN_ID, TOPIC, WINDOW_NAME, _Bad, _esc, _int, _keys,
+                               _offsets, _run, _str, _time)
 from ..ingest.validate import Problem
 from .dimensions import MAX_VALUE_LEN
 from .partials import COUNTERS, EVIDENCE_LIMIT
@@ -139,26 +139,95 @@ def _str_ok(value: Any, pattern: re.Pattern[str]) -> bool:
     return type(value) is str and 1 <= len(value) <= 128 and pattern.match(value) is not None
 
 
+# The fast checks below answer "does the full check accept this?" for the common, well-formed
+# record without building a JSON-pointer path or calling a helper per field.  They return True
+# only for what the full check accepts; anything else goes through the full check, which raises
+# the same problem as before (or accepts a value the fast check is too strict for).
+_BUCKET_FIELDS = frozenset(("size", "start", *COUNTERS, "pain", "evidence"))
+_PARTIAL_FIELDS = frozenset(("dimension", "value", "windows", "max_event_time", "src", "upto"))
+_PARTIAL_REQUIRED = frozenset(("dimension", "value", "windows", "max_event_time"))
+_MIN_START, _MAX_START = int(MIN_TIME), int(MAX_TIME)
+
+
+def _bucket_ok(b: Any, start: int) -> bool:
+    """``True`` only if :func:`_bucket` accepts ``b`` as the bucket of a window starting at ``start``."""
+    if type(b) is not dict or not _BUCKET_FIELDS.issuperset(b):
+        return False
+    size, own = b.get("size"), b.get("start")
+    if not (type(size) is int and 1 <= size <= MAX_WINDOW_SECONDS and type(own) is int and own == start
+            and _MIN_START <= start <= _MAX_START and not start % size):
+        return False
+    for counter in COUNTERS:
+        n = b.get(counter, 0)
+        if type(n) is not int or not 0 <= n <= MAX_COUNT:
+            return False
+    pain, evidence = b.get("pain", {}), b.get("evidence", {})
+    if type(pain) is not dict or type(evidence) is not dict \
+            or len(pain) > MAX_PAIN_IDS or len(evidence) > MAX_PAIN_IDS:
+        return False
+    for pid, n in pain.items():
+        if not (type(n) is int and 0 <= n <= MAX_COUNT and _str_ok(pid, PAIN_ID)):
+            return False
+    for pid, ids in evidence.items():
+        if not (_str_ok(pid, PAIN_ID) and type(ids) is list and len(ids) <= EVIDENCE_LIMIT):
+            return False
+        for eid in ids:
+            if not _str_ok(eid, EVENT_ID):
+                return False
+    return True
+
+
+def _upto_ok(value: Any) -> bool:
+    """``True`` only if :func:`_offsets` (lowest offset -1) accepts ``value`` unchanged."""
+    if type(value) is not dict or len(value) > MAX_TOPICS:
+        return False
+    for topic, off in value.items():
+        if not (type(topic) is str and 1 <= len(topic) <= 249 and TOPIC.match(topic) is not None
+                and type(off) is int and -1 <= off <= MAX_OFFSET):
+            return False
+    return True
+
+
+_WINDOW_STARTS: dict[str, int] = {}  # window key -> its start, for keys already found well-formed
+_WINDOW_STARTS_MAX = 4096  # cleared when full (the keys recur: a few windows per size are live)
+
+
+def _window_start(wkey: str) -> int:
+    """The start of a well-formed window key ``"<name>:<start>"``; raises :class:`_Bad` otherwise."""
+    start = _WINDOW_STARTS.get(wkey)
+    if start is not None:
+        return start
+    name, sep, digits = wkey.rpartition(":")
+    if not sep or not WINDOW_NAME.match(name) or not WINDOW_START.fullmatch(digits):
+        raise _Bad("invalid_format", f"window key {wkey[:64]!r} is not <name>:<start>", f"/windows/{_esc(wkey)}")
+    if len(_WINDOW_STARTS) >= _WINDOW_STARTS_MAX:
+        _WINDOW_STARTS.clear()
+    start = _WINDOW_STARTS[wkey] = int(digits)
+    return start
+
+
 def _partial(doc: dict[str, Any]) -> Partial:
     if "control" in doc:
         raise _Bad("invalid_value", "a control record, not a partial", "/control")
-    _keys(doc, ("dimension", "value", "windows", "max_event_time"), ("src", "upto"))
+    if not (_PARTIAL_FIELDS.issuperset(doc) and _PARTIAL_REQUIRED <= doc.keys()):
+        _keys(doc, ("dimension", "value", "windows", "max_event_time"), ("src", "upto"))
     dimension = _str(doc["dimension"], "/dimension", DIMENSION, 32)
     value = _str(doc["value"], "/value", None, MAX_VALUE_LEN)
     max_event_time = _time(doc["max_event_time"], "/max_event_time")
     src = None if doc.get("src") is None else _int(doc["src"], "/src", 0, MAX_PARTITIONS - 1)
-    upto = _offsets(doc["upto"], "/upto", -1) if "upto" in doc else {}
+    if "upto" not in doc:
+        upto: dict[str, int] = {}
+    else:
+        upto = dict(doc["upto"]) if _upto_ok(doc["upto"]) else _offsets(doc["upto"], "/upto", -1)
     windows = doc["windows"]
     if not isinstance(windows, dict):
         raise _Bad("wrong_type", "windows must be an object", "/windows")
     if len(windows) > MAX_WINDOWS:
         raise _Bad("out_of_range", f"{len(windows)} windows, limit {MAX_WINDOWS}", "/windows")
     for wkey, bucket in windows.items():
-        path = f"/windows/{_esc(wkey)}"
-        name, sep, start = wkey.rpartition(":")
-        if not sep or not WINDOW_NAME.match(name) or not WINDOW_START.fullmatch(start):
-            raise _Bad("invalid_format", f"window key {wkey[:64]!r} is not <name>:<start>", path)
-        _bucket(bucket, path, name, int(start))
+        start = _window_start(wkey)
+        if not _bucket_ok(bucket, start):
+            _bucket(bucket, f"/windows/{_esc(wkey)}", wkey.rpartition(":")[0], start)
     return Partial(dimension, value, max_event_time, src, upto, doc)
 
 

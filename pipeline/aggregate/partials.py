@@ -94,20 +94,28 @@ def merge_bucket(into: Bucket, other: Mapping[str, Any], evidence_limit: int = E
     return into
 
 
-def _contribution(enriched: Mapping[str, Any]) -> dict[str, int]:
-    """The counters (:data:`COUNTERS`) one event adds to each of its buckets."""
+def _contribution(enriched: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The counters (:data:`COUNTERS`) one event adds to each of its buckets, zeros left out."""
     kind = enriched.get("kind")
-    event = enriched.get("event") if isinstance(enriched.get("event"), Mapping) else {}
+    event = enriched.get("event")
     classification = enriched.get("classification") or {}
-    is_feedback = kind in ("feedback", "complaint")
     sentiment = (classification.get("sentiment") or {}).get("label")
-    return {
-        "events": 1,
-        "orders": int(kind == "order" and event.get("type") == "placed"),
-        "feedback": int(is_feedback),
-        "complaints": int(kind == "complaint"),
-        "negative_feedback": int(is_feedback and sentiment == "negative"),
-    }
+    if kind == "order":
+        placed = (type(event) is dict or isinstance(event, Mapping)) and event.get("type") == "placed"
+        return _PLACED_ORDER if placed else _ANY_EVENT
+    if kind in ("feedback", "complaint"):
+        return _FEEDBACK[(kind == "complaint", sentiment == "negative")]
+    return _ANY_EVENT
+
+
+# the few counter combinations an event can add (shared tuples: they key PartialsBuilder's fresh buckets)
+_ANY_EVENT: tuple[tuple[str, int], ...] = (("events", 1),)
+_PLACED_ORDER = (("events", 1), ("orders", 1))
+_FEEDBACK = {
+    (complaint, negative): (("events", 1), ("feedback", 1))
+    + ((("complaints", 1),) if complaint else ()) + ((("negative_feedback", 1),) if negative else ())
+    for complaint in (False, True) for negative in (False, True)
+}
 
 
 def _pain_ids(enriched: Mapping[str, Any], min_confidence: float) -> list[str]:
@@ -147,6 +155,10 @@ class PartialsBuilder:
         self.duplicates = 0  # repeated event_id within this builder
         self._seen: set[str] = set()
         self._partials: dict[str, Partial] = {}
+        # the same partials by (dimension, value): found without building the key string per event
+        self._by_pair: dict[tuple[str, str], Partial] = {}
+        # (spec index, window start, counts) -> (window key, the bucket an event with those counts starts)
+        self._fresh_buckets: dict[tuple[int, int, tuple[tuple[str, int], ...]], tuple[str, Bucket]] = {}
 
     def add(self, enriched: Mapping[str, Any], accept: Callable[[str], bool] | None = None) -> bool:
         """Count one enriched event; ``False`` if it was skipped or a duplicate.
@@ -165,40 +177,49 @@ class PartialsBuilder:
                 self.duplicates += 1
                 return False
             self._seen.add(event_id)
-        counts = [(name, n) for name, n in _contribution(enriched).items() if n]  # zeros add nothing
+        counts = _contribution(enriched)
         pains = _pain_ids(enriched, self.min_confidence)
         evidence_id = event_id if isinstance(event_id, str) else None
-        # the event's window per spec depends on its time only: computed once, not per dimension, with
-        # the bucket it makes where it is the first event of that window (copied per dimension)
-        fresh: list[tuple[str, Bucket]] = []
-        for spec in self.windows:
-            start = window_start(t, spec.size_seconds)
-            first = new_bucket(spec.size_seconds, start)
-            for name, n in counts:
-                first[name] = n
-            fresh.append((window_key(spec.name, start), first))
-        partials = self._partials
-        for dimension, value in dimensions_of(enriched):
-            key = group_key(dimension, value)
-            if accept is not None and not accept(key):
+        fresh = self._fresh(t, counts)
+        by_pair = self._by_pair
+        for pair in dimensions_of(enriched):
+            if accept is not None and not accept(group_key(*pair)):
                 continue
-            partial = partials.get(key)
+            partial = by_pair.get(pair)
             if partial is None:
-                partial = partials[key] = {"dimension": dimension, "value": value, "windows": {}, "max_event_time": t}
+                dimension, value = pair
+                partial = by_pair[pair] = self._partials[group_key(dimension, value)] = {
+                    "dimension": dimension, "value": value, "windows": {}, "max_event_time": t}
             elif t > partial["max_event_time"]:
                 partial["max_event_time"] = t
             buckets = partial["windows"]
             for wkey, first in fresh:
                 bucket = buckets.get(wkey)
                 if bucket is None:
-                    bucket = buckets[wkey] = dict(first)
-                    bucket["pain"], bucket["evidence"] = {}, {}
+                    bucket = buckets[wkey] = {**first, "pain": {}, "evidence": {}}
                 else:
                     for name, n in counts:
                         bucket[name] += n
                 if pains:
                     _add_pains(bucket, pains, evidence_id)
         return True
+
+    def _fresh(self, t: float, counts: tuple[tuple[str, int], ...]) -> list[tuple[str, Bucket]]:
+        """Per window spec: the key of the window holding event time ``t``, and the bucket the event
+        makes where it is the first of that window (never changed: each dimension takes a copy with
+        ``pain`` and ``evidence`` of its own).  Remembered per window and counts for the batch."""
+        fresh: list[tuple[str, Bucket]] = []
+        known = self._fresh_buckets
+        for i, spec in enumerate(self.windows):
+            start = window_start(t, spec.size_seconds)
+            entry = known.get((i, start, counts))
+            if entry is None:
+                first = new_bucket(spec.size_seconds, start)
+                for name, n in counts:
+                    first[name] = n
+                entry = known[(i, start, counts)] = (window_key(spec.name, start), first)
+            fresh.append(entry)
+        return fresh
 
     def partials(self) -> dict[str, Partial]:
         """``{"dimension=value": partial}`` accumulated so far."""

@@ -152,10 +152,15 @@ class Stage2:
     def batch(self, records: Iterable[In], now: float) -> Effects:
         """Apply ``records`` (already admitted by the gap guard, in offset order per partition)."""
         fx = Effects()
+        merged: dict[tuple[int, str], None] = {}  # (partition, key) of the states partials changed
         for rec in records:
             self._ensure_index(rec.partition)
             fx.touched.add(rec.partition)
-            self._record(rec, fx, now)
+            self._record(rec, fx, now, merged)
+        # a key's next close is looked up once per batch, not after each of its partials: the index
+        # keeps only the last due time set anyway, and nothing reads it before the closes below
+        for p, key in merged:
+            self.index.set(p, key, next_close_time(fx.writes[key]))
         for p in sorted(fx.touched):
             self._close_due(p, fx, now)
         for p in fx.touched:
@@ -170,7 +175,7 @@ class Stage2:
         state = self.table.get(key)
         return None if state is None else working_copy(state)
 
-    def _record(self, rec: In, fx: Effects, now: float) -> None:
+    def _record(self, rec: In, fx: Effects, now: float, merged: dict[tuple[int, str], None]) -> None:
         p = rec.partition
         record = parse_stage2(rec.value)  # internal topics are validated like inputs
         if isinstance(record, Partial) and rec.key is None:
@@ -204,7 +209,7 @@ class Stage2:
             per_src[src] = max(per_src.get(src, float("-inf")), float(src_time))
             wm.observe(min(per_src.values()))
         fx.writes[key] = state
-        self.index.set(p, key, next_close_time(state))
+        merged[(p, key)] = None
 
     def _control(self, p: int, record: Control) -> None:
         if record.kind == "advance":

@@ -15,6 +15,7 @@ instead of failing every later event of the customer.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..core.bounds import MAX_AMOUNT, MAX_SPEND, finite, is_finite_number
@@ -59,20 +60,28 @@ def _time_or_none(value: Any) -> float | None:
 def repair(state: dict[str, Any] | None) -> dict[str, Any]:
     """A shallow copy of ``state`` whose numbers are usable: missing keys get their defaults,
     a non-finite or non-numeric ``spend`` becomes 0 (clamped to ``0..MAX_SPEND``), non-finite times
-    and cadence become ``None``; never raises on a state written by an older version."""
+    and cadence become ``None``; never raises on a state written by an older version.
+
+    This runs on every event, so a value that is already right (``None`` or a plain float in range,
+    as this version writes them) is left as it is without the general checks."""
     s = {**new_state(), **state} if isinstance(state, dict) else new_state()
-    s["spend"] = finite(s["spend"], 0.0, 0.0, MAX_SPEND)
+    spend = s["spend"]
+    if not (type(spend) is float and 0.0 < spend < MAX_SPEND):
+        s["spend"] = finite(spend, 0.0, 0.0, MAX_SPEND)
     orders = s["orders"]
     s["orders"] = int(finite(orders, 0.0, 0.0)) if not isinstance(orders, int) or orders < 0 else orders
     for name in ("first_order_at", "last_order_at"):
-        s[name] = _time_or_none(s[name])
+        value = s[name]
+        if value is not None and not (type(value) is float and math.isfinite(value)):
+            s[name] = _time_or_none(value)
     if s["first_order_at"] is None:
         s["first_order_at"] = s["last_order_at"]
     if s["last_order_at"] is None:
         s["last_order_at"] = s["first_order_at"]
     for name in ("gap_mean_days", "last_gap_days", "cadence_before_last", "dspend"):
         value = s[name]
-        s[name] = float(value) if is_finite_number(value) and value >= 0 else None
+        if value is not None and not (type(value) is float and value >= 0 and math.isfinite(value)):
+            s[name] = float(value) if is_finite_number(value) and value >= 0 else None
     if s["rank_tier"] not in ("key", "regular", "general"):
         s["rank_tier"] = None
     if not isinstance(s["orders_ctx"], dict):

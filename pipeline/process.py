@@ -128,15 +128,17 @@ class Processor:
     # -- records ---------------------------------------------------------------------------------
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None,
-        ranks: Ranks | None = None,
+        ranks: Ranks | None = None, due_of: Callable[[str], float | None] | None = None,
     ) -> Step:
         """``ranks``: the sketch of decayed spend of the record's partition (value tiers by rank:
-        :mod:`pipeline.segment.tiers`); without it tiers come from the fixed spend thresholds."""
+        :mod:`pipeline.segment.tiers`); without it tiers come from the fixed spend thresholds.
+        ``due_of``: the customer's time in the driver's due index, a lower bound of its state's
+        :meth:`next_due` (``None``: not known); an event before it has no rescoring due first."""
         now = time.time() if now is None else now
         if rec.timestamp is not None and not time_in_range(rec.timestamp):
             rec = replace(rec, timestamp=None)  # a producer-set record time beyond 1970..2100 is not a time
         if rec.topic == self.topics.rekeyed:
-            return self._process_rekeyed(rec, get_state, now, ranks)
+            return self._process_rekeyed(rec, get_state, now, ranks, due_of)
         kind = self.topics.kind_of(rec.topic)
         if kind is None:
             return self.dead(rec, [Problem("invalid_value", f"no event kind for topic {rec.topic}")], None, now)
@@ -157,10 +159,11 @@ class Processor:
             out = Output(self.topics.rekeyed, cid.encode(), orjson.dumps(wrapper), kind=kind)
             return Step(outputs=[out], outcome="rekeyed", kind=kind)
         return self._apply(kind, decoded.event, rec.topic, rec.partition, rec.offset, rec.timestamp, False,
-                           get_state, now, ranks)
+                           get_state, now, ranks, due_of)
 
     def _process_rekeyed(
-        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float, ranks: Ranks | None
+        self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float, ranks: Ranks | None,
+        due_of: Callable[[str], float | None] | None = None,
     ) -> Step:
         try:
             wrapper = orjson.loads(rec.value or b"")
@@ -177,12 +180,12 @@ class Processor:
             return self.dead(rec, decoded.problems, kind, now)
         if rec.key != event["customer_id"].encode():
             return self.dead(rec, [Problem("invalid_value", "re-key record key is not its customer_id")], kind, now)
-        return self._apply(kind, event, topic, partition, offset, ts, True, get_state, now, ranks)
+        return self._apply(kind, event, topic, partition, offset, ts, True, get_state, now, ranks, due_of)
 
     def _apply(
         self, kind: str, event: dict[str, Any], topic: str, partition: int, offset: int,
         timestamp: float | None, rekeyed: bool, get_state: Callable[[str], dict[str, Any] | None], now: float,
-        ranks: Ranks | None = None,
+        ranks: Ranks | None = None, due_of: Callable[[str], float | None] | None = None,
     ) -> Step:
         ev = normalise(kind, event, fallback_time=timestamp)
         prior = get_state(ev.customer_id) or {}
@@ -196,8 +199,11 @@ class Processor:
             step.state = {**prior, "seg": seg} if changed else None
             step.next_due = self.due_hint(prior)
             return step
-        # silence first: a rescoring due before this event happens at its own time (as a sweep would)
-        prior = self._rescore_silence(step, ev.customer_id, prior, ev.occurred_at, ev.occurred_at, now)
+        # silence first: a rescoring due before this event happens at its own time (as a sweep would);
+        # none can be when the due index's lower bound is later than the event (most events)
+        due = None if due_of is None else due_of(ev.customer_id)
+        if due is None or due <= ev.occurred_at:
+            prior = self._rescore_silence(step, ev.customer_id, prior, ev.occurred_at, ev.occurred_at, now)
         segment = derive_segment(seg, ev.occurred_at, self.settings.segment, repaired=True)
         promised = promised_delivery(prior.get("seg"), event["order_id"]) if kind == "order" else None
         classification = classify_event(ev, self.taxonomy, promised, self.sentiment_models)

@@ -38,6 +38,11 @@ class DueIndex:
         dues[key] = due
         heapq.heappush(heap, (due, key))
 
+    def due(self, partition: int, key: str) -> float | None:
+        """``key``'s due time as last set (``None``: none set, popped, or the partition unknown)."""
+        dues = self._due.get(partition)
+        return None if dues is None else dues.get(key)
+
     def pop_due(self, partition: int, now: float) -> list[str]:
         """Keys whose due time is ``<= now`` (each once; they are removed until set again)."""
         heap = self._heaps.get(partition)

@@ -453,9 +453,10 @@ class Stage1:
             self.metrics.errors.labels("process_retry").inc()
             log.warning("processing failed, retrying", extra={"error": type(exc).__name__, "count": n})
 
-        ranks = self.sketches.get(rec.partition)
-        return await attempt(lambda: self.processor.process(rec, get_state, ranks=ranks), self.cfg.retry, give_up,
-                             retrying)
+        ranks, p, index = self.sketches.get(rec.partition), rec.partition, self.index
+        return await attempt(lambda: self.processor.process(rec, get_state, ranks=ranks,
+                                                            due_of=lambda key: index.due(p, key)),
+                             self.cfg.retry, give_up, retrying)
 
     async def _apply(self, rec: In, b: _Batch, view: KafkaView) -> None:
         """Process one record (in event-time order across the partition's topics)."""

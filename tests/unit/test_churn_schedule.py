@@ -76,26 +76,32 @@ def last_order(weeks: int = 8) -> float:
 class Run:
     """A Processor with an in-memory table, driven by events and clock advances (as the agent does)."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, index: DueIndex | None = None) -> None:
+        """``index``: kept as the stage-1 driver keeps its due index, and handed to the processor."""
         self.p = Processor(S, env=env or {})
         self.store: dict[str, Any] = {}
         self.offset = 0
         self.alerts: list[dict[str, Any]] = []
         self.rescored = 0
+        self.index = index
 
     def _keep(self, step: Any) -> Any:
         if step.state is not None:
             self.store[step.state_key] = orjson.loads(orjson.dumps(step.state))  # what the table holds
+        if self.index is not None and step.state_key is not None:
+            self.index.set(0, step.state_key, step.next_due)
         self.alerts += step.alerts
         self.rescored += step.rescored
         return step
 
     def send(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         topics = {"order": T.orders, "complaint": T.complaints, "feedback": T.feedback}
+        index = self.index
+        due_of = None if index is None else (lambda key: index.due(0, key))
         for kind, ev in events:
             self.offset += 1
             rec = Record(topics[kind], 0, self.offset, ev["customer_id"].encode(), orjson.dumps(ev), 1.7e9)
-            step = self._keep(self.p.process(rec, self.store.get, now=time.time()))
+            step = self._keep(self.p.process(rec, self.store.get, now=time.time(), due_of=due_of))
             assert step.outcome == "enriched", step.problems
 
     def advance(self, cid: str, clock: float) -> Any:
@@ -244,6 +250,33 @@ def test_an_event_after_the_due_time_gets_the_silence_alert_first_at_its_time():
     assert parse_timestamp(alert["event_time"]) == pytest.approx(due)
     assert alert["details"]["factors"][0]["name"] == "recency_vs_cadence"
     assert run.rescored == 1
+
+
+def test_the_due_index_spares_the_silence_search_and_changes_nothing(monkeypatch):
+    """With the driver's due index (a lower bound of each customer's next due time) an event before
+    it skips the search for rescorings due first; the alerts and states are the same as without."""
+    searched = {"n": 0}
+    search = Processor._rescore_silence
+
+    def counted(self: Processor, *args: Any) -> Any:
+        searched["n"] += 1
+        return search(self, *args)
+
+    monkeypatch.setattr(Processor, "_rescore_silence", counted)
+    env = {"PIPELINE_CHURN_THRESHOLD": "30", "PIPELINE_CHURN_LOWER_THRESHOLD": "20"}
+    runs = []
+    for index in (None, DueIndex()):
+        run, searched["n"] = Run(env, index), 0
+        run.send(weekly_then_silent("w"))
+        due = run.p.next_due(run.store["w"])
+        assert due is not None
+        run.send([placed("w", 99, due + 10 * DAY)])
+        runs.append((run, searched["n"]))
+    (plain, plain_searches), (indexed, indexed_searches) = runs
+    assert indexed.store == plain.store and indexed.rescored == plain.rescored == 1
+    assert [(a["alert_id"], a["event_time"]) for a in indexed.alerts] == \
+        [(a["alert_id"], a["event_time"]) for a in plain.alerts]
+    assert indexed.churn("w") and indexed_searches < plain_searches
 
 
 def test_default_settings_no_extra_churn_work_for_a_regular_customer():

@@ -294,8 +294,8 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    def record_produced(self, topic: str, kind: str | None) -> None:
-        self._of(self.produced, topic, bounded(kind or "internal", RECORD_KINDS)).inc()
+    def record_produced(self, topic: str, kind: str | None, n: int = 1) -> None:
+        self._of(self.produced, topic, bounded(kind or "internal", RECORD_KINDS)).inc(n)
 
     def record_alert(self, alert: Mapping[str, Any]) -> None:
         self._of(self.alerts, bounded(alert.get("type"), ALERT_TYPES),

@@ -231,6 +231,47 @@ def test_confirm_returns_when_every_send_succeeded(no_exit):
     assert no_exit == [] and s.app.producer.flushed == 1
 
 
+def test_send_all_sends_in_order_and_counts_each_topic_and_kind(no_exit):
+    from types import SimpleNamespace as Send
+
+    sends = [Send(topic=t, key=b"k", value=b"v", partition=None, kind=k)
+             for t, k in [("a", "order"), ("b", None), ("a", "order"), ("a", "feedback")] * 100]
+    metrics = Metrics()
+
+    async def go():
+        s = common.Sender(App(Producer()), metrics, {}, "ingest")
+        await s.send_all(sends)
+        await s.confirm()
+        return s
+
+    s = asyncio.run(go())
+    assert s.app.producer.sent == [x.topic for x in sends] and s.sent() == []
+    produced = {(labels["topic"], labels["kind"]): sample for labels, sample in
+                ((m.labels, m.value) for metric in metrics.produced.collect() for m in metric.samples
+                 if m.name.endswith("_total"))}
+    assert produced == {("a", "order"): 200, ("b", "internal"): 100, ("a", "feedback"): 100}
+
+
+def test_send_all_of_a_frozen_worker_restarts_before_writing(no_exit, monkeypatch):
+    from types import SimpleNamespace as Send
+
+    monkeypatch.setattr(failstop, "FREEZE", failstop.FreezeWatch(limit=5.0))
+    failstop.FREEZE.tick(0.0)
+    monkeypatch.setattr(failstop.time, "monotonic", lambda: 30.0)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    producer = Producer()
+    app = App(producer)
+    app.should_stop = False
+
+    async def go():
+        await common.Sender(app, Metrics(), {}, "ingest").send_all([Send(topic="a", key=b"k", value=b"v",
+                                                                         partition=None, kind=None)])
+
+    with pytest.raises(Exit):
+        asyncio.run(go())
+    assert no_exit and no_exit[-1][0] == "exec" and producer.sent == []
+
+
 @pytest.mark.parametrize("producer", [Producer(fail_topic="bad"), Producer(refuse_topic="bad")],
                          ids=["failed-after-send", "refused-at-send"])
 def test_a_failed_send_stops_the_worker(no_exit, producer):

@@ -150,7 +150,7 @@ class Settings:
     # stage 1 commits (partials, state writes, input offsets) at most this often; enriched events
     # and alerts go out with every batch (Kafka Streams' commit.interval.ms; docs/configuration.md)
     commit_interval_seconds: float = 1.0
-    commit_max_records: int = 1000
+    commit_max_records: int = 2500
     clock: str = "event"  # event | wall
     session_timeout_seconds: float = 10.0
     tick_interval_seconds: float = 2.0

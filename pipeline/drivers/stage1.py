@@ -148,7 +148,7 @@ class Stage1Config:
     retry: RetryPolicy
     settings: Settings  # topics, clock mode, time limits, reorder settings, partials topic
     commit_interval: float = 0.0  # seconds (see the module docstring); 0: commit every batch
-    commit_max_records: int = 1000  # applied records that make a commit due sooner
+    commit_max_records: int = 2500  # applied records that make a commit due sooner
 
     @property
     def ordering(self) -> bool:

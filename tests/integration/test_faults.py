@@ -285,7 +285,11 @@ def test_kill9_three_rounds_exact(settings, worker_factory, tmp_path):
     rounds: list[dict] = []
 
     def start_on(port: int) -> WorkerProcess:
-        w = WorkerProcess(s, port, tmp_path / f"round-{len(workers)}.log", extra_env=WORKER_ENV).start()
+        # commits every 1,000 records (not the default 2,500): the burst is committed in steps, so each
+        # kill finds some of it committed and some in flight (with 2,500 a fast worker committed it all
+        # between reaching 25 % and the first kill)
+        env = {**WORKER_ENV, "PIPELINE_COMMIT_MAX_RECORDS": "1000"}
+        w = WorkerProcess(s, port, tmp_path / f"round-{len(workers)}.log", extra_env=env).start()
         mine.append(w)
         workers.append(w)
         w.wait_ready()

@@ -276,6 +276,19 @@ class WorkerProcess:
         except Exception:
             return None
 
+    def _health_as_served(self) -> str:
+        """``/health`` with its status, a 503 ("stuck") included: :meth:`health` answers None both for
+        a worker that does not answer and for one that answers "stuck" (a stalled partition read as
+        "not answering" in a failed SIGSTOP run)."""
+        import urllib.error
+
+        try:
+            return f"200 {self._page('/health').decode('utf-8', 'replace')}"
+        except urllib.error.HTTPError as exc:
+            return f"{exc.code} {exc.read().decode('utf-8', 'replace')}"
+        except Exception as exc:  # noqa: BLE001
+            return f"unreachable: {exc!r}"
+
     DIAGNOSTIC_METRICS = ("pipeline_reorder_", "pipeline_consumer_lag_records", "pipeline_errors_total",
                           "pipeline_assigned_partitions", "pipeline_schedule_overdue_keys")
 
@@ -283,7 +296,7 @@ class WorkerProcess:
         """The worker's ``/health`` and the metric lines that explain a worker not catching up (the
         reorder buffer's holds and releases, lag, errors): attached to a group-wait timeout so a
         failed test says which wait it met."""
-        lines = [f"worker on port {self.web_port} (log {self.log_path}): health {self.health()}"]
+        lines = [f"worker on port {self.web_port} (log {self.log_path}): health {self._health_as_served()}"]
         try:
             text = self._page("/metrics").decode("utf-8", "replace")
         except Exception as exc:  # noqa: BLE001

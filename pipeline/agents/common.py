@@ -197,6 +197,17 @@ class InputGuard:
     def start(self, topic: str, partition: int, offset: int | None) -> None:
         self.check.start(topic, partition, offset)
 
+    def delivered(self, topic: str, partition: int, offset: int) -> None:
+        """A record of a partition that is tail-watched but not gap-checked (stage 1's ticks) was
+        delivered: a wait on that partition at or below ``offset`` is over (what :meth:`admit` does
+        for a gap-checked record it processes)."""
+        tp = (topic, partition)
+        waited = self._waiting.get(tp)
+        if waited is not None and offset >= waited[0]:
+            del self._waiting[tp]
+            self._rewound_at.pop(tp, None)
+            self._held_at.pop(tp, None)
+
     def forget(self, topic: str, partition: int) -> None:
         self.check.forget(topic, partition)
         self._waiting.pop((topic, partition), None)
@@ -356,7 +367,8 @@ class InputGuard:
             self.metrics.errors.labels("consumer_unresponsive").inc()
             restart_from_committed("consumer_unresponsive", stage=self.stage, seconds=now - self._unanswered_since)
 
-    async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
+    async def watch_tail(self, ends: Mapping[tuple[str, int], tuple[int | None, int | None]],
+                         slack: Mapping[str, int] | None = None) -> None:
         """A missing range at the end of a partition: records exist past the next expected offset,
         but the agent has been idle (no batch) for ``rewind_seconds`` — nothing later would reveal it.
 
@@ -366,6 +378,10 @@ class InputGuard:
         ``rewind_seconds`` apart is treated like a held-back gap (rewind, then restart); one check
         alone would take a record produced a moment before it (stage 1's clock controls reach every
         partials partition on each tick) for a stall and re-read for nothing.
+
+        ``slack[topic]``: records a partition of that topic may have past its next expected offset
+        without counting as stalled (stage 1's ticks: the last tick of a partition can wait for its
+        commit while no new tick comes — a frozen leader sends none).
         """
         now = self.clock()
         if not self.idle():
@@ -376,7 +392,8 @@ class InputGuard:
             if assigned is not None and tp not in assigned:
                 continue  # revoked while the ends were asked
             want = self.check.expected.get(tp, committed)
-            if end is None or want is None or end <= want or tp in self._waiting:
+            allowed = (slack or {}).get(tp[0], 0)
+            if end is None or want is None or end - want <= allowed or tp in self._waiting:
                 self._suspect.pop(tp, None)
                 continue
             # a record produced just before the check is not a stall: the same next expected offset
@@ -516,9 +533,10 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
                 guard.note_batch(False)
 
 
-async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
+async def watch_input(app: Any, guard: InputGuard, topics: Any, slack: Mapping[str, int] | None = None) -> None:
     """The agents' 2-second gap watch: rewind / restart where a held-back range never came, or where
-    records at a partition's end are not delivered while the worker is idle."""
+    records at a partition's end are not delivered while the worker is idle (``slack``:
+    :meth:`InputGuard.watch_tail`)."""
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         guard.note_batch(False)  # a rebalance counts as activity: the first fetch after it takes a moment
         guard.note_ends(None)
@@ -528,7 +546,7 @@ async def watch_input(app: Any, guard: InputGuard, topics: Any) -> None:
         guard.note_ends(ends is not None)
         if ends is None or app.rebalancing:  # a rebalance began meanwhile: the ends may name revoked partitions
             return
-        await guard.watch_tail(ends)
+        await guard.watch_tail(ends, slack)
     else:
         guard.note_ends(None)  # not asked (a batch in progress): "in a row" starts over
         await guard.restart_if_overdue()

@@ -79,7 +79,9 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
         admitted: list[In] = []
         for event in events:
             msg = event.message
-            if msg.topic != t.ticks and not await gaps.admit(msg.topic, msg.partition, msg.offset, event):
+            if msg.topic == t.ticks:
+                gaps.delivered(msg.topic, msg.partition, msg.offset)  # ticks are tail-watched, not gap-checked
+            elif not await gaps.admit(msg.topic, msg.partition, msg.offset, event):
                 if driver.holds_earlier(msg.partition, msg.topic, msg.offset):
                     hold_back([event])  # a copy of a record still held: only the held one is acknowledged
                 continue
@@ -97,8 +99,9 @@ def register(app: faust.App, settings: Settings, stages: StageSettings, metrics:
 
     @app.timer(2.0)
     async def ingest_gap_watch() -> None:
-        """See :func:`~pipeline.agents.common.watch_input`."""
-        await watch_input(app, gaps, set(record_topics))
+        """See :func:`~pipeline.agents.common.watch_input`; the ticks too, one per partition may wait for
+        its commit (docs/reliability.md, "A ticks partition never fetched")."""
+        await watch_input(app, gaps, {*record_topics, t.ticks}, slack={t.ticks: 1})
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:

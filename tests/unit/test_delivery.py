@@ -449,6 +449,36 @@ def test_a_record_produced_just_before_the_check_is_not_a_stall(no_exit, monkeyp
     assert consumer.seeks == 0 and no_exit == []
 
 
+def test_an_unfetched_ticks_partition_is_rewound_and_its_delivery_ends_the_wait(no_exit, monkeypatch):
+    """Stage 1's ticks are tail-watched without a gap check: the committed offset stands in for the
+    next expected one, one tick may wait for its commit (slack), a partition Faust never fetches is
+    re-read (resumed, sought to its committed offset), and a tick delivered ends the wait — no
+    restart while ticks flow again (the SIGSTOP test's stall: ticks assigned, never fetched)."""
+    now = [0.0]
+    consumer = FakeConsumer()
+    guard = common.InputGuard(settings=None, metrics=Metrics(), stage="ingest", wait_seconds=20,
+                              clock=lambda: now[0], consumer=lambda: consumer, rewind_seconds=3)
+    monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
+    slack = {"ticks": 1}
+    for t in (10.0, 14.0, 18.0):  # the last tick waits for its commit, no new tick (a frozen leader)
+        now[0] = t
+        asyncio.run(guard.watch_tail({("ticks", 0): (11, 10)}, slack))
+    assert consumer.seeks == 0 and not guard._waiting
+    now[0] = 20.0
+    asyncio.run(guard.watch_tail({("ticks", 0): (40, 10)}, slack))  # ticks pile up, none committed
+    now[0] = 23.5
+    asyncio.run(guard.watch_tail({("ticks", 0): (42, 10)}, slack))
+    assert consumer.seeks == 1 and consumer.targets[-1] == {("ticks", 0): 10}  # from the committed offset
+    assert consumer.resumed == {("ticks", 0)}
+    guard.delivered("ticks", 0, 10)  # fetched again
+    assert not guard._waiting
+    now[0] = 50.0  # past wait_seconds: the wait was over, no restart
+    asyncio.run(guard.restart_if_overdue())
+    assert no_exit == []
+    guard.delivered("ticks", 1, 3)  # a partition not waited on: nothing to do
+    assert not guard._waiting
+
+
 def test_faust_fixes_install_once_and_ignore_unverified_gaps():
     import faust.transport.consumer as fc
 
@@ -954,4 +984,4 @@ def test_a_group_wait_timeout_says_what_each_running_worker_reports(monkeypatch,
         runtime.wait_for_group(settings, "g", ["t"], timeout=0.05, poll=0.01)
     text = str(err.value)
     assert "still 7 records behind" in text
-    assert f"worker on port {w.web_port}" in text and "health None" in text and "metrics unavailable" in text
+    assert f"worker on port {w.web_port}" in text and "health unreachable" in text and "metrics unavailable" in text

@@ -105,6 +105,10 @@ CHAINED_DIGITS = re.compile(r"\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d
 PHONE_TAIL = re.compile(r"\d\d\d[ .-]?\d{4}(?![0-9])")
 CNPJ_SLASH = re.compile(r"/[\dA-Z]{4}-?\d{2}")
 IBAN_HINT = re.compile(r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]")  # a leading digit: the search skips to digits
+# The same conditions on an ASCII text, cheaper: its shape (digit "0", letter "a", [ .-] ".", other "x")
+# searched with ``in`` (the phone's condition without "not followed by a digit": weaker, still necessary).
+_SHAPES = str.maketrans({chr(c): "0" if chr(c).isdigit() else "a" if chr(c).isalpha() else "." if chr(c) in " .-"
+                         else "x" for c in range(128)})
 # IBAN: country code + 2 check digits; the rest (the country's length) is read by _iban_at.
 IBAN_START = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2}[0-9]{2}(?=[ ]?[0-9A-Za-z])")
 # IBAN lengths by country (SWIFT IBAN registry); other country codes are not IBANs.
@@ -212,9 +216,21 @@ def _looks_like_timestamp(digits: str) -> bool:
             and hh < 24 and mm < 60 and ss < 60)
 
 
-def _ids(text: str, kinds: frozenset[str], chained: bool = True) -> list[tuple[int, int, str]]:
-    """RRN, CPF, CNPJ and IBAN spans (the enabled ones).  ``chained``: whether ``text`` has
-    :data:`CHAINED_DIGITS` (without them there is no RRN, CPF nor slash-less CNPJ)."""
+def _number_hints(text: str) -> tuple[bool, bool, bool]:
+    """Whether ``text`` may hold (chained digits, a phone's tail, an IBAN's start): :data:`CHAINED_DIGITS`,
+    :data:`PHONE_TAIL` and :data:`IBAN_HINT`, or for an ASCII text the same read from its shape."""
+    if text.isascii():
+        shape = text.translate(_SHAPES)
+        # single separators dropped, longer runs of them break a chain
+        chained = "00000000000" in shape.replace("..", "x").replace(".", "")
+        return chained, "0000000" in shape or "000.0000" in shape, "aa00" in shape
+    return (CHAINED_DIGITS.search(text) is not None, PHONE_TAIL.search(text) is not None,
+            IBAN_HINT.search(text) is not None)
+
+
+def _ids(text: str, kinds: frozenset[str], chained: bool = True, iban: bool = True) -> list[tuple[int, int, str]]:
+    """RRN, CPF, CNPJ and IBAN spans (the enabled ones).  ``chained``, ``iban``: what :func:`_number_hints`
+    says (without chained digits there is no RRN, CPF nor slash-less CNPJ; without its start no IBAN)."""
     out: list[tuple[int, int, str]] = []
     if "rrn" in kinds and chained:
         out += [(m.start(1), m.end(1), "rrn") for m in RRN.finditer(text) if rrn_ok(m.group(2) + m.group(3))]
@@ -230,7 +246,7 @@ def _ids(text: str, kinds: frozenset[str], chained: bool = True) -> list[tuple[i
                 continue
             if cnpj_ok(value):
                 out.append((m.start(1), m.end(1), "cnpj"))
-    if "iban" in kinds and IBAN_HINT.search(text) is not None:
+    if "iban" in kinds and iban:
         for m in IBAN_START.finditer(text):
             span = _iban_at(text, m)
             if span is not None:
@@ -322,15 +338,15 @@ class Redactor:
     def _numbers(self, text: str) -> list[tuple[int, int, str]]:
         """Card, phone and id spans of a ``text`` that has a digit (unordered, may overlap)."""
         found: list[tuple[int, int, str]] = []
-        chained = CHAINED_DIGITS.search(text) is not None
+        chained, phone_tail, iban = _number_hints(text)
         if "card" in self.kinds and chained:
             for m in DIGIT_RUN.finditer(text):
                 found += _cards(m)
-        if "phone" in self.kinds and ("+" in text or PHONE_TAIL.search(text) is not None):
+        if "phone" in self.kinds and ("+" in text or phone_tail):
             for m in PHONE.finditer(text):
                 if 8 <= len(_digits(m.group(1))) <= 15:
                     found.append((m.start(1), m.end(1), "phone"))
-        found += _ids(text, self.kinds, chained)
+        found += _ids(text, self.kinds, chained, iban)
         return found
 
     def _mask_once(self, text: str) -> str:

@@ -61,6 +61,7 @@ TEXT_FIELDS = frozenset({"text", "reason", "comment", "comments", "title", "note
 # The keys whose values are free text at any depth (``attributes``: numbers too).
 _FREE_KEYS = TEXT_FIELDS | {"attributes"}
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # the JSON scalars (exact types)
+_NON_TEXT = _SCALARS - {str}
 
 # Boundaries are ASCII letters/digits only: Korean particles attach directly to a number or an
 # address ("010-1234-5678로", "kim@naver.com으로") and must not hide it.
@@ -390,7 +391,15 @@ class Redactor:
         if isinstance(value, list):
             return [self._free(v, numbers) for v in value]
         if isinstance(value, dict):
-            return {k: v if _is_id(k) else self._free(v, numbers) for k, v in value.items()}
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                if _is_id(k) or (not numbers and type(v) in _NON_TEXT):  # kept as they are, without a call
+                    out[k] = v
+                elif type(v) is str:
+                    out[k] = self.text(v)
+                else:
+                    out[k] = self._free(v, numbers)
+            return out
         if numbers and isinstance(value, int) and not isinstance(value, bool) and value >= 10**7:
             digits = str(value)
             spans = self.spans(digits)
@@ -453,7 +462,13 @@ class Redactor:
 
 def _is_id(key: Any) -> bool:
     """``id``, ``order_id``, ``ticket_ids``, ``orderId``, ``ticketIds``: kept whole, for joins."""
-    return isinstance(key, str) and (key.lower() in ("id", "ids") or key.endswith(("_id", "_ids", "Id", "Ids")))
+    return isinstance(key, str) and _is_id_name(key)
+
+
+@lru_cache(maxsize=4096)
+def _is_id_name(key: str) -> bool:
+    """:func:`_is_id` of a string, remembered (the keys of alert details and attributes repeat)."""
+    return key.lower() in ("id", "ids") or key.endswith(("_id", "_ids", "Id", "Ids"))
 
 
 CACHED_TEXT_CHARS = 400

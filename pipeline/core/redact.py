@@ -58,6 +58,11 @@ MASK = "*"
 TEXT_FIELDS = frozenset({"text", "reason", "comment", "comments", "title", "note", "notes", "description",
                          "message", "body", "subject", "summary", "review"})
 
+# The keys whose values are free text at any depth (``attributes``: numbers too).
+_FREE_KEYS = TEXT_FIELDS | {"attributes"}
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # the JSON scalars (exact types)
+_NON_TEXT = _SCALARS - {str}
+
 # Boundaries are ASCII letters/digits only: Korean particles attach directly to a number or an
 # address ("010-1234-5678로", "kim@naver.com으로") and must not hide it.
 EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])")
@@ -92,6 +97,19 @@ RRN = re.compile(r"(?=" + _ID_BEFORE + r"((\d{6})[ -]?(\d{7}))" + _ID_AFTER + r"
 CPF = re.compile(r"(?=" + _ID_BEFORE + r"(\d{3}([. ]?)\d{3}\2\d{3}[-. ]?\d{2})" + _ID_AFTER + r")")
 CNPJ = re.compile(r"(?=" + _ID_BEFORE + r"([\dA-Z]{2}\.?[\dA-Z]{3}\.?[\dA-Z]{3}(/?)[\dA-Z]{4}-?\d{2})"
                   + _ID_AFTER + r")")
+# Necessary conditions, each one plain search, so most texts (dates, ids, amounts) skip the scans
+# above, which try every position: every card, RRN, CPF and slash-less CNPJ has 11+ digits chained by
+# single [ .-]; every phone without "+" ends in 3 digits, an optional [ .-] and 4 digits not followed
+# by a digit; every CNPJ with "/" has 4 letters/digits and 2 digits after it; every IBAN starts with
+# 2 letters and 2 digits.
+CHAINED_DIGITS = re.compile(r"\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d[ .-]?\d")
+PHONE_TAIL = re.compile(r"\d\d\d[ .-]?\d{4}(?![0-9])")
+CNPJ_SLASH = re.compile(r"/[\dA-Z]{4}-?\d{2}")
+IBAN_HINT = re.compile(r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]")  # a leading digit: the search skips to digits
+# The same conditions on an ASCII text, cheaper: its shape (digit "0", letter "a", [ .-] ".", other "x")
+# searched with ``in`` (the phone's condition without "not followed by a digit": weaker, still necessary).
+_SHAPES = str.maketrans({chr(c): "0" if chr(c).isdigit() else "a" if chr(c).isalpha() else "." if chr(c) in " .-"
+                         else "x" for c in range(128)})
 # IBAN: country code + 2 check digits; the rest (the country's length) is read by _iban_at.
 IBAN_START = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2}[0-9]{2}(?=[ ]?[0-9A-Za-z])")
 # IBAN lengths by country (SWIFT IBAN registry); other country codes are not IBANs.
@@ -199,14 +217,27 @@ def _looks_like_timestamp(digits: str) -> bool:
             and hh < 24 and mm < 60 and ss < 60)
 
 
-def _ids(text: str, kinds: frozenset[str]) -> list[tuple[int, int, str]]:
-    """RRN, CPF, CNPJ and IBAN spans (the enabled ones)."""
+def _number_hints(text: str) -> tuple[bool, bool, bool]:
+    """Whether ``text`` may hold (chained digits, a phone's tail, an IBAN's start): :data:`CHAINED_DIGITS`,
+    :data:`PHONE_TAIL` and :data:`IBAN_HINT`, or for an ASCII text the same read from its shape."""
+    if text.isascii():
+        shape = text.translate(_SHAPES)
+        # single separators dropped, longer runs of them break a chain
+        chained = "00000000000" in shape.replace("..", "x").replace(".", "")
+        return chained, "0000000" in shape or "000.0000" in shape, "aa00" in shape
+    return (CHAINED_DIGITS.search(text) is not None, PHONE_TAIL.search(text) is not None,
+            IBAN_HINT.search(text) is not None)
+
+
+def _ids(text: str, kinds: frozenset[str], chained: bool = True, iban: bool = True) -> list[tuple[int, int, str]]:
+    """RRN, CPF, CNPJ and IBAN spans (the enabled ones).  ``chained``, ``iban``: what :func:`_number_hints`
+    says (without chained digits there is no RRN, CPF nor slash-less CNPJ; without its start no IBAN)."""
     out: list[tuple[int, int, str]] = []
-    if "rrn" in kinds:
+    if "rrn" in kinds and chained:
         out += [(m.start(1), m.end(1), "rrn") for m in RRN.finditer(text) if rrn_ok(m.group(2) + m.group(3))]
-    if "cpf" in kinds:
+    if "cpf" in kinds and chained:
         out += [(m.start(1), m.end(1), "cpf") for m in CPF.finditer(text) if cpf_ok(m.group(1))]
-    if "cnpj" in kinds:
+    if "cnpj" in kinds and (chained or CNPJ_SLASH.search(text) is not None):
         for m in CNPJ.finditer(text):
             value = m.group(1)
             letters = any(not ch.isdecimal() for ch in value if ch.isalnum())
@@ -216,7 +247,7 @@ def _ids(text: str, kinds: frozenset[str]) -> list[tuple[int, int, str]]:
                 continue
             if cnpj_ok(value):
                 out.append((m.start(1), m.end(1), "cnpj"))
-    if "iban" in kinds:
+    if "iban" in kinds and iban:
         for m in IBAN_START.finditer(text):
             span = _iban_at(text, m)
             if span is not None:
@@ -291,16 +322,8 @@ class Redactor:
         found: list[tuple[int, int, str]] = []
         if "email" in self.kinds and "@" in text:
             found += [(m.start(), m.end(), "email") for m in EMAIL.finditer(text)]
-        has_digits = ANY_DIGIT.search(text) is not None  # \d = Unicode decimal digits, as str.isdecimal
-        if "card" in self.kinds and has_digits:
-            for m in DIGIT_RUN.finditer(text):
-                found += _cards(m)
-        if "phone" in self.kinds and has_digits:
-            for m in PHONE.finditer(text):
-                if 8 <= len(_digits(m.group(1))) <= 15:
-                    found.append((m.start(1), m.end(1), "phone"))
-        if has_digits:
-            found += _ids(text, self.kinds)
+        if ANY_DIGIT.search(text) is not None:  # \d = Unicode decimal digits, as str.isdecimal
+            found += self._numbers(text)
         if not found:
             return []
         # by start; at one start the longest first, then the most specific kind
@@ -312,6 +335,20 @@ class Redactor:
                 continue
             out.append(span)
         return out
+
+    def _numbers(self, text: str) -> list[tuple[int, int, str]]:
+        """Card, phone and id spans of a ``text`` that has a digit (unordered, may overlap)."""
+        found: list[tuple[int, int, str]] = []
+        chained, phone_tail, iban = _number_hints(text)
+        if "card" in self.kinds and chained:
+            for m in DIGIT_RUN.finditer(text):
+                found += _cards(m)
+        if "phone" in self.kinds and ("+" in text or phone_tail):
+            for m in PHONE.finditer(text):
+                if 8 <= len(_digits(m.group(1))) <= 15:
+                    found.append((m.start(1), m.end(1), "phone"))
+        found += _ids(text, self.kinds, chained, iban)
+        return found
 
     def _mask_once(self, text: str) -> str:
         spans = self.spans(text)
@@ -354,7 +391,15 @@ class Redactor:
         if isinstance(value, list):
             return [self._free(v, numbers) for v in value]
         if isinstance(value, dict):
-            return {k: v if _is_id(k) else self._free(v, numbers) for k, v in value.items()}
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                if _is_id(k) or (not numbers and type(v) in _NON_TEXT):  # kept as they are, without a call
+                    out[k] = v
+                elif type(v) is str:
+                    out[k] = self.text(v)
+                else:
+                    out[k] = self._free(v, numbers)
+            return out
         if numbers and isinstance(value, int) and not isinstance(value, bool) and value >= 10**7:
             digits = str(value)
             spans = self.spans(digits)
@@ -367,10 +412,10 @@ class Redactor:
         """A copy of an input event with its free-text fields redacted."""
         out: dict[str, Any] = {}
         for k, v in event.items():
-            if k == "attributes":
-                out[k] = self._free(v, numbers=True)
-            elif k in TEXT_FIELDS:
-                out[k] = self._free(v)
+            if k in _FREE_KEYS:
+                out[k] = self._free(v, numbers=k == "attributes")
+            elif type(v) in _SCALARS:  # most values: no dict or list to look into
+                out[k] = v
             elif isinstance(v, dict):
                 out[k] = self.event(v)
             elif isinstance(v, list):
@@ -383,9 +428,11 @@ class Redactor:
         """Evidence texts masked; offsets index the (masked) classified text, so they stay true."""
         if not classification or not self.enabled:
             return classification
-        masked = self.text(classified_text) if isinstance(classified_text, str) else None
+        pain_points = classification.get("pain_points") or []
+        # most classifications have no evidence: the classified text is masked only for some
+        masked = self.text(classified_text) if pain_points and isinstance(classified_text, str) else None
         pains = []
-        for pp in classification.get("pain_points") or []:
+        for pp in pain_points:
             evidence = []
             for e in pp.get("evidence") or []:
                 e = dict(e)
@@ -415,7 +462,13 @@ class Redactor:
 
 def _is_id(key: Any) -> bool:
     """``id``, ``order_id``, ``ticket_ids``, ``orderId``, ``ticketIds``: kept whole, for joins."""
-    return isinstance(key, str) and (key.lower() in ("id", "ids") or key.endswith(("_id", "_ids", "Id", "Ids")))
+    return isinstance(key, str) and _is_id_name(key)
+
+
+@lru_cache(maxsize=4096)
+def _is_id_name(key: str) -> bool:
+    """:func:`_is_id` of a string, remembered (the keys of alert details and attributes repeat)."""
+    return key.lower() in ("id", "ids") or key.endswith(("_id", "_ids", "Id", "Ids"))
 
 
 CACHED_TEXT_CHARS = 400

@@ -39,7 +39,11 @@ class Event:
 
 
 def normalise(kind: str, event: dict[str, Any], fallback_time: float | None = None) -> Event:
-    times = {f: parse_timestamp(event[f]) for f in TIMESTAMP_FIELDS if isinstance(event.get(f), str)}
+    times: dict[str, float] = {}
+    for name in TIMESTAMP_FIELDS:  # a loop, not a comprehension: one lookup per field
+        value = event.get(name)
+        if isinstance(value, str):
+            times[name] = parse_timestamp(value)
     occurred = times.get("occurred_at", fallback_time if fallback_time is not None else 0.0)
     raw_text = event.get("text")
     text = unicodedata.normalize("NFC", raw_text).strip() if isinstance(raw_text, str) else None

@@ -67,6 +67,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import orjson
+
+from ..core.timeparse import parse_timestamp
+
 T = TypeVar("T")
 
 DEFAULT_MAX_WAIT_SECONDS = 60.0
@@ -362,10 +366,6 @@ def event_time_of(topic: str, raw: bytes | None) -> float | None:
     A re-keyed record (``{"kind", "source", "event"}``) carries its event inside.  Anything that does
     not parse gives ``None`` (released at once; validation dead-letters it and it never moves a clock).
     """
-    import orjson
-
-    from ..core.timeparse import parse_timestamp
-
     try:
         doc = orjson.loads(raw or b"")
         if isinstance(doc, dict) and isinstance(doc.get("event"), dict) and "source" in doc:

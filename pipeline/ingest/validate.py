@@ -25,13 +25,14 @@ parameter, never read here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from . import schemas
-from ..core.bounds import MAX_YEAR, MIN_YEAR, TimeLimits, is_finite_number, time_in_range
+from ..core.bounds import MAX_TIME, MAX_YEAR, MIN_TIME, MIN_YEAR, TimeLimits, is_finite_number, time_in_range
 from .normalise import TIMESTAMP_FIELDS
 from ..core.timeparse import parse_timestamp
 
@@ -143,6 +144,13 @@ def _relative_problem(name: str, t: float, limits: TimeLimits, now: float | None
     return None
 
 
+def _range_problem(name: str, t: float, limits: TimeLimits | None, now: float | None) -> Problem | None:
+    """The problem of the time ``t`` of field ``name``: outside years 1970..2100 (UTC), else out of ``limits``."""
+    if not time_in_range(t):
+        return Problem("out_of_range", f"{name} outside years {MIN_YEAR}..{MAX_YEAR} (UTC)", f"/{name}")
+    return None if limits is None else _relative_problem(name, t, limits, now)
+
+
 def _promise_problems(times: dict[str, float], limits: TimeLimits, now: float | None) -> list[Problem]:
     """Promises more than ``max_promise_days`` after the event (or the wall clock when it has no ``occurred_at``)."""
     base = times.get("occurred_at", now)
@@ -161,6 +169,9 @@ def _time_problems(
     """Every timestamp field parsed; out of years 1970..2100 (UTC), out of ``limits`` or unparseable is a problem."""
     out: list[Problem] = []
     times: dict[str, float] = {}
+    # a time in [lo, hi] and before MAX_TIME has no problem of any field (the common case, no checks to call)
+    lo = MIN_TIME if limits is None else limits.min_time
+    hi = math.inf if limits is None or now is None else limits.latest(now)
     for name in TIMESTAMP_FIELDS:
         value = event.get(name)
         if not isinstance(value, str):
@@ -170,12 +181,12 @@ def _time_problems(
         except (ValueError, OverflowError, OSError) as exc:
             out.append(Problem("invalid_format", f"{name} is not a valid timestamp: {exc}"[:300], f"/{name}"))
             continue
-        if not time_in_range(t):
-            out.append(Problem("out_of_range", f"{name} outside years {MIN_YEAR}..{MAX_YEAR} (UTC)", f"/{name}"))
+        if lo <= t < MAX_TIME and t <= hi:
+            times[name] = t
             continue
-        relative = None if limits is None else _relative_problem(name, t, limits, now)
-        if relative is not None:
-            out.append(relative)
+        problem = _range_problem(name, t, limits, now)
+        if problem is not None:
+            out.append(problem)
             continue
         times[name] = t
     if limits is not None:
@@ -218,6 +229,15 @@ def decode(
     if len(raw) > max_bytes:
         result.problems.append(Problem("oversize", f"record is {len(raw)} bytes, limit {max_bytes}"))
         return result
+    if type(raw) is bytes:
+        # orjson checks the UTF-8 itself and parses the same bytes a decoded str would give it; when it
+        # refuses them, the steps below tell why, with the messages of a decode first
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return validate_event(event, kind, result, limits, now, finite=True)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

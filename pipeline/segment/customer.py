@@ -103,13 +103,16 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
 def _repair_promises(promises: Any) -> dict[str, float]:
     """``promises`` without non-numeric or non-finite times (numbers as floats); ``{}`` if not a dict.
 
-    Usually every time is already a float and the dict is returned as it is (callers replace it, never
-    change it): floats whose sum is finite are all finite (a NaN or an infinity makes the sum one)."""
+    Usually every time is already a finite float and the dict is returned as it is (callers replace
+    it, never change it)."""
     if not isinstance(promises, dict):
         return {}
-    values = promises.values()
-    if type(promises) is dict and set(map(type, values)) <= {float} and math.isfinite(sum(values)):
-        return promises
+    if type(promises) is dict:
+        for value in promises.values():
+            if type(value) is not float or not math.isfinite(value):
+                break
+        else:
+            return promises
     return {k: float(v) for k, v in promises.items() if is_finite_number(v)}
 
 

@@ -58,6 +58,7 @@ AT_RISK, UNMET, LATE, RETRACTED = (
     "commitment_at_risk", "unmet_commitment", "commitment_fulfilled_late", "commitment_breach_retracted",
 )
 BASE = {AT_RISK: 1, UNMET: 2, LATE: 1, RETRACTED: 0}
+RAISED_BY = {WARNED: AT_RISK, BREACHED: UNMET, FULFILLED_LATE: LATE}  # transitions that always raise an alert
 PAIN_POINT = {"delivery": "delivery", "refund": "refund_return"}  # others: customer_service
 MAX_EVIDENCE = 100
 
@@ -72,13 +73,10 @@ _MISSING = {
 
 def alert_type(t: Transition) -> str | None:
     """The alert type a transition raises, or None."""
-    if t.type == WARNED:
-        return AT_RISK
-    if t.type == BREACHED:
-        return UNMET
-    if t.type == FULFILLED_LATE:
-        return LATE
-    if t.type in (FULFILLED, VOIDED) and t.detail.get("breach_retracted"):
+    kind = t.type
+    if kind in RAISED_BY:
+        return RAISED_BY[kind]
+    if (kind == FULFILLED or kind == VOIDED) and t.detail.get("breach_retracted"):
         return RETRACTED
     return None
 

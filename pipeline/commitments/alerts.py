@@ -73,10 +73,10 @@ _MISSING = {
 
 def alert_type(t: Transition) -> str | None:
     """The alert type a transition raises, or None."""
-    kind = t.type
-    if kind in RAISED_BY:
-        return RAISED_BY[kind]
-    if (kind == FULFILLED or kind == VOIDED) and t.detail.get("breach_retracted"):
+    transition = t.type
+    if transition in RAISED_BY:
+        return RAISED_BY[transition]
+    if (transition == FULFILLED or transition == VOIDED) and t.detail.get("breach_retracted"):
         return RETRACTED
     return None
 
@@ -194,7 +194,7 @@ def _subject_segment(segment: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(segment.get(k) or "unknown") for k in ("value_tier", "lifecycle", "region")}
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1024, typed=True)  # typed: a count of 2.0 read from an old state is not 2
 def _redacted_parts(redactor: Redactor | None, actions: tuple[str, ...], transition: str, breaches: int,
                     factors: tuple[str, ...], version: str | None) -> tuple[tuple[str, ...], dict[str, Any]]:
     """``suggested_actions`` and ``details`` of an alert as :func:`redact_alert` makes them (it redacts

@@ -44,6 +44,7 @@ free text or personal data.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from ..core.timeparse import format_timestamp
@@ -57,6 +58,7 @@ AT_RISK, UNMET, LATE, RETRACTED = (
     "commitment_at_risk", "unmet_commitment", "commitment_fulfilled_late", "commitment_breach_retracted",
 )
 BASE = {AT_RISK: 1, UNMET: 2, LATE: 1, RETRACTED: 0}
+RAISED_BY = {WARNED: AT_RISK, BREACHED: UNMET, FULFILLED_LATE: LATE}  # transitions that always raise an alert
 PAIN_POINT = {"delivery": "delivery", "refund": "refund_return"}  # others: customer_service
 MAX_EVIDENCE = 100
 
@@ -71,13 +73,10 @@ _MISSING = {
 
 def alert_type(t: Transition) -> str | None:
     """The alert type a transition raises, or None."""
-    if t.type == WARNED:
-        return AT_RISK
-    if t.type == BREACHED:
-        return UNMET
-    if t.type == FULFILLED_LATE:
-        return LATE
-    if t.type in (FULFILLED, VOIDED) and t.detail.get("breach_retracted"):
+    transition = t.type
+    if transition in RAISED_BY:
+        return RAISED_BY[transition]
+    if (transition == FULFILLED or transition == VOIDED) and t.detail.get("breach_retracted"):
         return RETRACTED
     return None
 
@@ -195,11 +194,26 @@ def _subject_segment(segment: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(segment.get(k) or "unknown") for k in ("value_tier", "lifecycle", "region")}
 
 
+@lru_cache(maxsize=1024, typed=True)  # typed: a count of 2.0 read from an old state is not 2
+def _redacted_parts(redactor: Redactor | None, actions: tuple[str, ...], transition: str, breaches: int,
+                    factors: tuple[str, ...], version: str | None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``suggested_actions`` and ``details`` of an alert as :func:`redact_alert` makes them (it redacts
+    each of an alert's fields on its own).  They are playbook lines, enumerations and counts, so few
+    distinct ones recur: redacting each once saves most of an alert's redaction (issue 17)."""
+    details = {"transition": transition, "customer_breaches_before": breaches, "severity_factors": list(factors),
+               "playbook_version": version}
+    doc = redact_alert({"suggested_actions": list(actions), "details": details}, redactor)
+    return tuple(doc["suggested_actions"]), doc["details"]
+
+
 def alerts_for(
     transitions: Iterable[Transition], segment: Mapping[str, Any] | None, playbook: Playbook | None,
     now_emitted: float, redactor: Redactor | None = None,
 ) -> list[dict[str, Any]]:
-    """Alert dicts for the transitions that raise one (see module doc), in transition order."""
+    """Alert dicts for the transitions that raise one (see module doc), in transition order.
+
+    Every alert is redacted by :func:`redact_alert`: its ``suggested_actions`` and ``details``
+    through :func:`_redacted_parts`, the rest here."""
     segment = segment or {}
     out: list[dict[str, Any]] = []
     for t in transitions:
@@ -211,7 +225,7 @@ def alerts_for(
         evidence = list(c.get("evidence", []))
         if len(evidence) > MAX_EVIDENCE:
             evidence = evidence[:1] + evidence[-(MAX_EVIDENCE - 1):]
-        out.append(redact_alert({
+        alert = redact_alert({
             "schema_version": SCHEMA_VERSION,
             "alert_id": alert_id(typ, t.commitment_id, t.generation),
             "type": typ,
@@ -221,14 +235,15 @@ def alerts_for(
             "evidence": evidence,
             "event_time": format_timestamp(t.at),
             "emitted_at": format_timestamp(now_emitted),
-            "suggested_actions": playbook.actions(typ, t.kind, segment) if playbook is not None else [],
+        }, redactor)
+        actions, details = _redacted_parts(
+            redactor, tuple(playbook.actions(typ, t.kind, segment)) if playbook is not None else (), t.type,
+            t.customer_breaches, tuple(factors), playbook.version if playbook is not None else None)
+        out.append({
+            **alert,
+            "suggested_actions": list(actions),
             "pain_point": PAIN_POINT.get(t.kind, "customer_service"),
             "commitment": _commitment_doc(c),
-            "details": {
-                "transition": t.type,
-                "customer_breaches_before": t.customer_breaches,
-                "severity_factors": factors,
-                "playbook_version": playbook.version if playbook is not None else None,
-            },
-        }, redactor))
+            "details": {**details, "severity_factors": list(details["severity_factors"])},
+        })
     return out

@@ -53,6 +53,9 @@ def new_state() -> dict[str, Any]:
     }
 
 
+STATE_KEYS = tuple(new_state())
+
+
 def _time_or_none(value: Any) -> float | None:
     return float(value) if is_finite_number(value) else None
 
@@ -64,12 +67,17 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
 
     This runs on every event, so a value that is already right (``None`` or a plain float in range,
     as this version writes them) is left as it is without the general checks."""
-    s = {**new_state(), **state} if isinstance(state, dict) else new_state()
+    if not isinstance(state, dict):
+        return new_state()
+    # a state this version wrote has every key, in new_state's order: a plain copy keeps that order
+    s = dict(state) if tuple(state) == STATE_KEYS else {**new_state(), **state}
     spend = s["spend"]
     if not (type(spend) is float and 0.0 < spend < MAX_SPEND):
-        s["spend"] = finite(spend, 0.0, 0.0, MAX_SPEND)
+        # a customer without orders has 0.0 (or -0.0, which finite() makes 0.0 as well)
+        s["spend"] = 0.0 if type(spend) is float and spend == 0.0 else finite(spend, 0.0, 0.0, MAX_SPEND)
     orders = s["orders"]
-    s["orders"] = int(finite(orders, 0.0, 0.0)) if not isinstance(orders, int) or orders < 0 else orders
+    if not isinstance(orders, int) or orders < 0:
+        s["orders"] = int(finite(orders, 0.0, 0.0))
     for name in ("first_order_at", "last_order_at"):
         value = s[name]
         if value is not None and not (type(value) is float and math.isfinite(value)):
@@ -88,10 +96,24 @@ def repair(state: dict[str, Any] | None) -> dict[str, Any]:
         s["orders_ctx"] = {}
     if not isinstance(s["recent_ids"], list):
         s["recent_ids"] = []
-    promises = s["promises"]
-    s["promises"] = ({k: float(v) for k, v in promises.items() if is_finite_number(v)}
-                     if isinstance(promises, dict) else {})
+    s["promises"] = _repair_promises(s["promises"])
     return s
+
+
+def _repair_promises(promises: Any) -> dict[str, float]:
+    """``promises`` without non-numeric or non-finite times (numbers as floats); ``{}`` if not a dict.
+
+    Usually every time is already a finite float and the dict is returned as it is (callers replace
+    it, never change it)."""
+    if not isinstance(promises, dict):
+        return {}
+    if type(promises) is dict:
+        for value in promises.values():
+            if type(value) is not float or not math.isfinite(value):
+                break
+        else:
+            return promises
+    return {k: float(v) for k, v in promises.items() if is_finite_number(v)}
 
 
 def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float],
@@ -99,21 +121,25 @@ def apply_event(state: dict[str, Any] | None, ev: Event, fx: dict[str, float],
     """Return ``(new_state, changed)``; ``changed`` is False for an already-applied event id.
     ``half_life_days``: the decay of ``dspend`` (:mod:`pipeline.segment.tiers`)."""
     s = repair(state)
-    if ev.event_id in s["recent_ids"]:
+    recent = s["recent_ids"]
+    if ev.event_id in recent:
         return s, False
-    s["recent_ids"] = (s["recent_ids"] + [ev.event_id])[-RECENT_IDS:]
-    e = ev.event
-    if ev.kind == "customer_profile":
+    recent = recent[-(RECENT_IDS - 1):]  # the newest RECENT_IDS with this one, one copy
+    recent.append(ev.event_id)
+    s["recent_ids"] = recent
+    e, kind = ev.event, ev.kind
+    if kind == "customer_profile":
         s["profile"] = {f: e[f] for f in PROFILE_FIELDS if e.get(f) is not None}
-    elif ev.kind == "order":
+    elif kind == "order":
         if e["type"] == "placed":
             _apply_order(s, ev, fx, half_life_days)
         _track_promise(s, ev)
         _track_order_context(s, ev)
-    if e.get("channel"):
-        s["last_channel"] = e["channel"]
-    if e.get("region"):
-        s["last_region"] = e["region"]
+    channel, region = e.get("channel"), e.get("region")
+    if channel:
+        s["last_channel"] = channel
+    if region:
+        s["last_region"] = region
     return s, True
 
 
@@ -159,17 +185,21 @@ ORDER_CONTEXT_FIELDS = ("seller_id", "carrier", "region")
 def _track_order_context(s: dict[str, Any], ev: Event) -> None:
     """Remember an order's seller, categories, carrier and region (each order event may add some)."""
     e = ev.event
+    order_id, at = e["order_id"], ev.occurred_at
     orders = dict(s.get("orders_ctx") or {})
-    entry = dict(orders.get(e["order_id"]) or {})
+    entry = dict(orders.get(order_id) or {})
     for name in ORDER_CONTEXT_FIELDS:
-        if isinstance(e.get(name), str) and e[name].strip():
-            entry[name] = e[name]
-    categories = sorted({i["category"] for i in e.get("items") or () if isinstance(i, dict)
-                         and isinstance(i.get("category"), str) and i["category"].strip()})
-    if categories:
-        entry["categories"] = categories
-    entry["at"] = max(float(entry.get("at") or ev.occurred_at), ev.occurred_at)
-    orders[e["order_id"]] = entry
+        value = e.get(name)
+        if isinstance(value, str) and value.strip():
+            entry[name] = value
+    items = e.get("items")
+    if items:
+        categories = sorted({i["category"] for i in items if isinstance(i, dict)
+                             and isinstance(i.get("category"), str) and i["category"].strip()})
+        if categories:
+            entry["categories"] = categories
+    entry["at"] = max(float(entry.get("at") or at), at)
+    orders[order_id] = entry
     if len(orders) > ORDER_CONTEXT:
         for old in sorted(orders, key=lambda k: orders[k]["at"])[: len(orders) - ORDER_CONTEXT]:
             del orders[old]

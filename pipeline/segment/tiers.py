@@ -132,7 +132,7 @@ class SpendSketch:
             below = self.zeros + sum(self._sorted_counts[:i])
             same = self.counts.get(key, 0)
         if own is not None:
-            own_key = self._key(own)
+            own_key = key if own == value else self._key(own)  # most events leave the value as it was
             if own_key == key:
                 same -= 1
             elif own_key is None or (key is not None and own_key < key):

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
+import gc
 import itertools
 import json
 import pstats
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -234,6 +236,22 @@ async def _over_kafka(settings: Any, sink: str, expected: int, batch: int, timeo
             "same_work_cpu_us_per_event": 1e6 * (c1 - c0) / n if n and c0 is not None else float("nan")}
 
 
+@contextlib.contextmanager
+def worker_gc(settings: Any) -> Iterator[None]:
+    """The worker's garbage-collector settings (:func:`pipeline.runtime.tune_gc`) for the duration:
+    without them a third of this run's young collections and all its full ones are work the worker
+    never does (1.1 s of a 6.7 s stage-1 run with Python's defaults, 0.05 s with the worker's)."""
+    from pipeline.runtime import tune_gc
+
+    before = gc.get_threshold()
+    tune_gc(settings.gc_young_threshold)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def over_kafka(settings: Any, sink: str, expected: int, batch: int = 256, timeout: float = 300.0) -> dict[str, float]:
     """The same-work ceiling (issue 17, scope 1): a plain aiokafka consumer and producer, no Faust,
     feeding the pre-loaded input topics of ``settings`` through the pure stage drivers with in-memory
@@ -247,7 +265,8 @@ def over_kafka(settings: Any, sink: str, expected: int, batch: int = 256, timeou
 
     ensure_topics(settings, [TopicSpec(sink, settings.partitions, {})])
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    return asyncio.run(_over_kafka(settings, sink, expected, batch, timeout))
+    with worker_gc(settings):
+        return asyncio.run(_over_kafka(settings, sink, expected, batch, timeout))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     prof = cProfile.Profile() if a.profile else None
     if prof:
         prof.enable()
-    res = run(settings, recs, a.batch)
+    with worker_gc(settings):
+        res = run(settings, recs, a.batch)
     if prof:
         prof.disable()
         prof.dump_stats(a.profile)

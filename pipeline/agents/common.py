@@ -527,7 +527,8 @@ async def run_batches(stream: Any, size: int, within: float, stage: str,
             raise
         except BaseException as exc:
             hold_back(events)
-            fatal("agent_crashed", stage=stage, error=type(exc).__name__, where=raised_at(exc))
+            fatal("agent_crashed", stage=stage, error=type(exc).__name__, where=raised_at(exc),
+                  trace=raised_through(exc))
         finally:
             if data:
                 guard.note_batch(False)
@@ -560,3 +561,18 @@ def raised_at(exc: BaseException) -> str | None:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
+TRACE_FRAMES = 8  # the fail-stop line's traceback: this many innermost code locations
+
+
+def raised_through(exc: BaseException, frames: int = TRACE_FRAMES) -> str | None:
+    """The last ``frames`` code locations of ``exc``'s traceback (``module.py:line``, outermost first,
+    joined by ``>``; never values), for the fail-stop line: the raising line alone does not say how
+    it was reached (a producer call outside the patched ``send``)."""
+    tb = exc.__traceback__
+    locations: list[str] = []
+    while tb is not None:
+        locations.append(f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    return ">".join(locations[-frames:]) or None

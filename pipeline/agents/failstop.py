@@ -50,11 +50,16 @@ def _flush_logs() -> None:
 
 
 def fatal(reason: str, *, stage: str, topic: str | None = None, partition: int | None = None,
-          offset: int | None = None, error: str | None = None, where: str | None = None) -> NoReturn:
-    """Stop the worker now with one log line; nothing after the last commit is acknowledged."""
-    log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed",
-                 extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition,
-                        "offset": offset, "error": error, "code": where})
+          offset: int | None = None, error: str | None = None, where: str | None = None,
+          trace: str | None = None) -> NoReturn:
+    """Stop the worker now with one log line; nothing after the last commit is acknowledged.
+    ``where``: the code location that raised; ``trace``: the traceback's last code locations
+    (``file.py:line``, outermost first; never values)."""
+    extra = {"reason": reason, "stage": stage, "topic": topic, "partition": partition,
+             "offset": offset, "error": error, "code": where}
+    if trace is not None:
+        extra["trace"] = trace
+    log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed", extra=extra)
     _flush_logs()
     os._exit(EXIT_FATAL)
 

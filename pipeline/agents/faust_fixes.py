@@ -46,6 +46,24 @@
    a topic that stays missing still fails (``UnknownTopicOrPartitionError`` after the
    request timeout: a deleted topic stops the worker).
 
+   The send is not the only way in: a table write (``use_partitioner``) picks its changelog
+   partition eagerly, synchronously, in ``Producer.key_partition`` (``send_changelog`` →
+   ``send_soon(eager_partitioning=True)``), which calls aiokafka's ``_partition`` with no wait for
+   metadata at all — fixed by :func:`lazy_changelog_partition`.  (``send`` itself cannot race in
+   aiokafka 0.14: nothing is awaited between its metadata wait and ``_partition``.)
+
+3b. **A table write needs no producer metadata** (:func:`lazy_changelog_partition`).  aiokafka's
+   producer asks for the metadata of all topics until its first send to a topic it did not know;
+   from then on a refresh covers only the topics it sent to (``client._topics``), so a changelog
+   topic not written to yet leaves the producer's metadata (and a broker fail-over can drop any
+   topic for a moment).  A table write in that window raised ``TypeError`` (``list(None)``) in
+   ``key_partition``, outside the retried ``send``: stage 2 stopped (``agent_crashed``, code
+   ``producer.py:422``) on a worker's first ``segment_windows`` writes in the SIGSTOP test under
+   load.  When the producer does not know the topic's partitions, the same partitioner picks the
+   partition over those it knew before, or else those in the consumer's metadata (it subscribes
+   to every changelog topic): the same partition the producer would pick.  Faust needs the number
+   at once (``Table.on_key_set`` asserts it), so it cannot be left to the send.
+
 4. **No commit over an unacknowledged offset** (:func:`commit_after_hole`).
    ``Consumer._new_offset`` refuses to commit while the lowest acknowledged offset
    is more than one past the committed one (``min(acked) - committed > 1``), so a
@@ -91,8 +109,8 @@ _APPLIED: set[str] = set()
 
 def apply() -> None:
     """Idempotent: each correction is installed once per process."""
-    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race, commit_after_hole, changelog_futures,
-                direct_handover):
+    for fix in (seek_tokens, verified_gaps, durable_producer, metadata_race, lazy_changelog_partition,
+                commit_after_hole, changelog_futures, direct_handover):
         if fix.__name__ not in _APPLIED:
             fix()
             _APPLIED.add(fix.__name__)
@@ -250,6 +268,49 @@ def metadata_race() -> None:
                                          lambda: self.client.cluster.partitions_for_topic(topic) is not None)
 
     AIOKafkaProducer.send = send  # type: ignore[method-assign]
+
+
+def lazy_changelog_partition() -> None:
+    from faust.transport.drivers.aiokafka import Producer
+
+    original = Producer.key_partition
+
+    def key_partition(self: Any, topic: str, key: bytes) -> Any:
+        return known_partition(self._ensure_producer(), topic, key, lambda: original(self, topic, key),
+                               lambda: consumer_partitions(self.app, topic))
+
+    Producer.key_partition = key_partition  # type: ignore[method-assign]
+
+
+# topic -> its partitions when the producer last knew them (a changelog topic's count never changes)
+KNOWN_PARTITIONS: dict[str, set[int]] = {}
+
+
+def known_partition(producer: Any, topic: str, key: bytes, eager: Callable[[], Any],
+                    elsewhere: Callable[[], set[int] | None]) -> Any:
+    """Faust's eager ``key_partition`` (``eager()``) when ``producer`` (aiokafka) knows the topic's
+    partitions; otherwise the same partitioner over the partitions it knew before or the consumer
+    knows (``elsewhere()``: it subscribes to the changelog topics).  Faust needs a number here (a
+    table's ``on_key_set`` asserts one).  Known nowhere: ``eager()``, which raises as before."""
+    from faust.types import TP
+
+    partitions = producer._metadata.partitions_for_topic(topic)
+    if partitions is not None:
+        KNOWN_PARTITIONS.setdefault(topic, set(partitions))
+        return eager()
+    partitions = KNOWN_PARTITIONS.get(topic) or elsewhere()
+    if not partitions:
+        return eager()
+    ordered = sorted(partitions)  # as aiokafka's list(set) of small ints
+    return TP(topic, producer._partitioner(key, ordered, ordered))
+
+
+def consumer_partitions(app: Any, topic: str) -> set[int] | None:
+    """The topic's partitions in the consumer's metadata (None: unknown, or no consumer yet)."""
+    try:
+        return app.consumer._thread._ensure_consumer()._client.cluster.partitions_for_topic(topic)
+    except Exception:  # consumer not started / being replaced
+        return None
 
 
 def next_commit(acked: list[int], committed: int | None) -> int | None:

@@ -578,6 +578,59 @@ def test_a_send_that_hit_the_metadata_race_is_retried_and_a_real_type_error_is_n
         asyncio.run(retry_metadata_race(always_missing, lambda: False, attempts=3, backoff=0))
 
 
+def test_a_table_write_to_a_topic_missing_from_the_producer_metadata_gets_its_partition_elsewhere():
+    """The SIGSTOP flake's stage-2 crash (``agent_crashed``, TypeError at producer.py:422): a table
+    write picks its changelog partition eagerly (``key_partition``), outside the retried ``send``,
+    and the producer's metadata had narrowed to the topics it sent to."""
+    from types import MethodType, SimpleNamespace
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+    from faust.transport.drivers.aiokafka import Producer
+    from faust.types import TP
+
+    known: dict[str, set[int]] = {}
+    in_consumer: dict[str, set[int]] = {"c-changelog": {0, 1, 2}}
+    aio = SimpleNamespace(_partitioner=DefaultPartitioner(),
+                          _metadata=SimpleNamespace(partitions_for_topic=known.get,
+                                                    available_partitions_for_topic=known.get))
+    aio._partition = MethodType(AIOKafkaProducer._partition, aio)
+    cluster = SimpleNamespace(partitions_for_topic=in_consumer.get)
+    consumer = SimpleNamespace(_ensure_consumer=lambda: SimpleNamespace(_client=SimpleNamespace(cluster=cluster)))
+    faust_producer = SimpleNamespace(_ensure_producer=lambda: aio,
+                                     app=SimpleNamespace(consumer=SimpleNamespace(_thread=consumer)))
+    with pytest.raises(TypeError, match="'NoneType' object is not iterable"):  # aiokafka's eager look-up
+        aio._partition("c-changelog", None, None, None, b"key", None)
+    faust_fixes.apply()
+    faust_fixes.KNOWN_PARTITIONS.clear()
+    expected = {k: DefaultPartitioner()(k, [0, 1, 2], [0, 1, 2]) for k in (b"key", b"other", b"x")}
+    for k, p in expected.items():  # from the consumer's metadata
+        assert Producer.key_partition(faust_producer, "c-changelog", k) == TP("c-changelog", p)
+    known["p-changelog"] = {0, 1, 2}  # known to the producer: Faust's eager partition, as before
+    assert Producer.key_partition(faust_producer, "p-changelog", b"key") == TP("p-changelog", expected[b"key"])
+    del known["p-changelog"]  # then narrowed out of its metadata: the partitions it knew
+    assert Producer.key_partition(faust_producer, "p-changelog", b"x") == TP("p-changelog", expected[b"x"])
+    with pytest.raises(TypeError):  # known nowhere: fails as before
+        Producer.key_partition(faust_producer, "gone", b"key")
+    faust_fixes.KNOWN_PARTITIONS.clear()
+
+
+def test_the_fail_stop_line_names_the_code_locations_the_error_came_through():
+    def inner():
+        raise TypeError("data never shown")
+
+    def outer():
+        inner()
+
+    try:
+        outer()
+    except TypeError as exc:
+        trace = common.raised_through(exc)
+        assert common.raised_at(exc) == trace.split(">")[-1] and trace.startswith("test_delivery.py:")
+        assert len(trace.split(">")) == 3 and "data" not in trace
+        assert len(common.raised_through(exc, frames=2).split(">")) == 2
+
+
 def test_a_seek_makes_records_fetched_before_it_stale_on_that_partition_only():
     """Faust fix 0: tokens live on aiokafka's own partition states and change on every seek or reset."""
     from aiokafka.consumer.subscription_state import SubscriptionState

@@ -52,15 +52,17 @@ class Sender:
 
     async def send_all(self, sends: Iterable[Any]) -> None:
         """:meth:`send` each of ``sends`` in order (objects with ``topic``, ``key``, ``value``,
-        ``partition`` and ``kind``: :class:`~pipeline.drivers.stage1.Send`).  The freeze check and the
-        producer lookup run once per :data:`YIELD_EVERY` records and the metric once per topic and
-        kind, not per record (issue 17: the stage-1 agent sends ~2.3 records per event)."""
+        ``partition`` and ``kind``: :class:`~pipeline.drivers.stage1.Send`).  The producer lookup runs
+        once per :data:`YIELD_EVERY` records and the metric once per topic and kind, not per record
+        (issue 17: the stage-1 agent sends ~2.3 records per event).  The freeze check stays per
+        record: a worker paused in the middle of the list and resumed must not send the rest (a
+        SIGSTOP test wrote a duplicate when it ran once per 128 records)."""
         producer = None
         produced: dict[tuple[str, str | None], int] = {}
         try:
             for i, s in enumerate(sends):
+                check_not_frozen(self.app, self.stage)
                 if i % YIELD_EVERY == 0:
-                    check_not_frozen(self.app, self.stage)
                     producer = await self.app.maybe_start_producer()
                 try:
                     fut = await producer.send(s.topic, s.key, s.value, s.partition, None, None)

@@ -252,24 +252,34 @@ def test_send_all_sends_in_order_and_counts_each_topic_and_kind(no_exit):
     assert produced == {("a", "order"): 200, ("b", "internal"): 100, ("a", "feedback"): 100}
 
 
-def test_send_all_of_a_frozen_worker_restarts_before_writing(no_exit, monkeypatch):
+def test_send_all_of_a_worker_paused_midway_sends_nothing_more(no_exit, monkeypatch):
+    """A worker paused (SIGSTOP) in the middle of a list and resumed past its freeze limit restarts
+    before the next record: the rest is the new owner's to write (else: a duplicate)."""
     from types import SimpleNamespace as Send
 
     monkeypatch.setattr(failstop, "FREEZE", failstop.FreezeWatch(limit=5.0))
     failstop.FREEZE.tick(0.0)
-    monkeypatch.setattr(failstop.time, "monotonic", lambda: 30.0)
+    clock = {"now": 1.0}
+    monkeypatch.setattr(failstop.time, "monotonic", lambda: clock["now"])
     monkeypatch.delenv(failstop.RESTART_HISTORY_ENV, raising=False)
-    producer = Producer()
+
+    class Pausing(Producer):
+        async def send(self, *args):
+            fut = await super().send(*args)
+            clock["now"] = 30.0  # paused right after its first record
+            return fut
+
+    producer = Pausing()
     app = App(producer)
     app.should_stop = False
+    sends = [Send(topic=t, key=b"k", value=b"v", partition=None, kind=None) for t in ("first", "second", "third")]
 
     async def go():
-        await common.Sender(app, Metrics(), {}, "ingest").send_all([Send(topic="a", key=b"k", value=b"v",
-                                                                         partition=None, kind=None)])
+        await common.Sender(app, Metrics(), {}, "ingest").send_all(sends)
 
     with pytest.raises(Exit):
         asyncio.run(go())
-    assert no_exit and no_exit[-1][0] == "exec" and producer.sent == []
+    assert no_exit and no_exit[-1][0] == "exec" and producer.sent == ["first"]
 
 
 @pytest.mark.parametrize("producer", [Producer(fail_topic="bad"), Producer(refuse_topic="bad")],

@@ -55,11 +55,9 @@ def fatal(reason: str, *, stage: str, topic: str | None = None, partition: int |
     """Stop the worker now with one log line; nothing after the last commit is acknowledged.
     ``where``: the code location that raised; ``trace``: the traceback's last code locations
     (``file.py:line``, outermost first; never values)."""
-    extra = {"reason": reason, "stage": stage, "topic": topic, "partition": partition,
-             "offset": offset, "error": error, "code": where}
-    if trace is not None:
-        extra["trace"] = trace
-    log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed", extra=extra)
+    log.critical("worker stopping (fail-stop): outputs not confirmed, nothing further is committed",
+                 extra={"reason": reason, "stage": stage, "topic": topic, "partition": partition, "offset": offset,
+                        "error": error, "code": where, "trace": trace})
     _flush_logs()
     os._exit(EXIT_FATAL)
 

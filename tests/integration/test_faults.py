@@ -38,7 +38,7 @@ from tests.integration.test_aggregation import (
     BASE,
     DELIVERY_TEXTS,
     TEXTS,
-    WORKER_ENV,
+    WORKER_ENV as AGGREGATION_ENV,
     Expected,
     H,
     check_texts,
@@ -53,6 +53,12 @@ from tests.integration.test_aggregation import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# The faults strike "mid-stream": once a quarter of the burst is committed, with the rest in flight
+# (``lag_at_fault`` > 0).  The workers commit every 1,000 records, not the default 2,500, so the
+# committed offsets move in steps a poll sees: with 2,500 a fast worker's commits could jump from
+# before a quarter to the whole burst between two polls.
+WORKER_ENV = {**AGGREGATION_ENV, "PIPELINE_COMMIT_MAX_RECORDS": "1000"}
 
 HOURS = 6
 FAULT_HOUR = 3
@@ -285,11 +291,7 @@ def test_kill9_three_rounds_exact(settings, worker_factory, tmp_path):
     rounds: list[dict] = []
 
     def start_on(port: int) -> WorkerProcess:
-        # commits every 1,000 records (not the default 2,500): the burst is committed in steps, so each
-        # kill finds some of it committed and some in flight (with 2,500 a fast worker committed it all
-        # between reaching 25 % and the first kill)
-        env = {**WORKER_ENV, "PIPELINE_COMMIT_MAX_RECORDS": "1000"}
-        w = WorkerProcess(s, port, tmp_path / f"round-{len(workers)}.log", extra_env=env).start()
+        w = WorkerProcess(s, port, tmp_path / f"round-{len(workers)}.log", extra_env=WORKER_ENV).start()
         mine.append(w)
         workers.append(w)
         w.wait_ready()

@@ -25,6 +25,7 @@ LOGGER_NAMES = {"log", "logger", "_log", "LOG"}
 # What a log record may carry: coordinates, counts, codes, configuration — never content.
 ALLOWED_EXTRA = {"topic", "partition", "offset", "error", "windows", "actual", "configured", "code", "codes",
                  "count", "stage", "reason", "seconds", "version",
+                 "trace",  # code locations an exception passed (file.py:line), never values
                  # self-trained sentiment (issue 20): a language code and the quality gate's figures
                  "language", "samples", "accepted", "model_balanced_accuracy", "lexicon_balanced_accuracy",
                  "category", "model_f1", "rules_f1"}

@@ -319,14 +319,21 @@ def _reopened_complaints(s: State, now: float, fw: FactorWeight, w: Weights, exp
     return _Raw(min(1.0, value / fw.get("full")), value, _unique(evidence), desc, {"count": times})
 
 
-def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    scale = fw.get("half_life_days") * DAY
-    items: list[tuple[float, str, float, float]] = []
-    for t, eid, m in s.get("negative") or []:
+def _relevant_triples(rows: Any, now: float, scale: float) -> list[tuple[Any, Any, Any, float]]:
+    """``(t, a, b, weight)`` of each stored ``[t, a, b]`` row (``negative``, ``gaps``) whose decay
+    weight at ``now`` (:func:`decay`, inlined: a score's hottest loop; ``scale`` = half-life in
+    seconds) reaches :data:`RELEVANT`, in stored order."""
+    out = []
+    for t, a, b in rows:
         age = now - t
         d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
         if d >= RELEVANT:
-            items.append((t, eid, m, d))
+            out.append((t, a, b, d))
+    return out
+
+
+def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
+    items = _relevant_triples(s.get("negative") or [], now, fw.get("half_life_days") * DAY)
     if not items:
         return None
     if len(items) > 1:
@@ -342,13 +349,7 @@ def _negative_feedback(s: State, now: float, fw: FactorWeight, w: Weights, expla
 
 
 def _satisfaction_gap_trend(s: State, now: float, fw: FactorWeight, w: Weights, explain: bool = True) -> _Raw | None:
-    scale = fw.get("half_life_days") * DAY
-    items: list[tuple[float, float, str, float]] = []
-    for t, g, eid in s.get("gaps") or []:
-        age = now - t
-        d = 0.5 ** ((age if age > 0.0 else 0.0) / scale)
-        if d >= RELEVANT:
-            items.append((t, g, eid, d))
+    items = _relevant_triples(s.get("gaps") or [], now, fw.get("half_life_days") * DAY)
     if not items:
         return None
     if len(items) > 1:

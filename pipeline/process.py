@@ -24,9 +24,11 @@ Routing rules
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
@@ -35,6 +37,7 @@ from .churn.schedule import earliest_rescore, next_rescore
 from .churn.score import score as churn_score
 from .churn.snapshot import risk_snapshot
 from .churn.state import apply_commitment_transition, apply_event as churn_apply, changes_churn
+from .classify.classifier import prefetch as prefetch_texts
 from .classify.events import classify_event
 from .classify.learned import SentimentModel
 from .classify.selftrain import ModelRegistry
@@ -88,6 +91,10 @@ class Step:
     record_time: float | None = None  # Kafka record time of the original input record (latency metric)
 
 
+# UTF-8 lead bytes of the Hangul syllables and jamo (U+1100-11FF, U+3130-318F, U+A960-A97F, U+AC00-D7A3)
+_HANGUL_LEAD = re.compile(rb"[\xe1\xe3\xea-\xed]")
+
+
 class Processor:
     """Stateless apart from configuration; state is passed in and returned."""
 
@@ -126,6 +133,37 @@ class Processor:
         return time.perf_counter() - t0
 
     # -- records ---------------------------------------------------------------------------------
+    def prefetch(self, records: Iterable[tuple[str, bytes | None]]) -> None:
+        """Start the Korean analysis of the texts of ``records`` (``(topic, value)`` of the records
+        about to be processed, in this order) on the analyser's worker threads (:func:`pipeline.classify.classifier.prefetch`).
+        A speed-up only: :meth:`process` gives the same results with or without it."""
+        texts = []
+        for topic, value in records:
+            found = self._text_of(topic, value)
+            if found is not None:
+                texts.append(found)
+        if texts:
+            prefetch_texts(texts, self.taxonomy)
+
+    def _text_of(self, topic: str, value: bytes | None) -> tuple[str, str | None] | None:
+        """(text, language) of a feedback or complaint record with Hangul bytes in it, as
+        :func:`~pipeline.ingest.normalise.normalise` will give them to the classifier; else ``None``."""
+        if type(value) is not bytes or _HANGUL_LEAD.search(value) is None:
+            return None
+        if topic != self.topics.rekeyed and self.topics.kind_of(topic) not in ("feedback", "complaint"):
+            return None
+        try:
+            event = orjson.loads(value)
+            if topic == self.topics.rekeyed:
+                event = event["event"]
+            raw, language = event.get("text"), event.get("language")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return None  # dead-lettered when its turn comes
+        if not isinstance(raw, str):
+            return None
+        return (unicodedata.normalize("NFC", raw).strip(),
+                language.lower() if isinstance(language, str) else None)
+
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None,
         ranks: Ranks | None = None, due_of: Callable[[str], float | None] | None = None,

@@ -264,3 +264,27 @@ def pain_example(text: str, categories: Iterable[str], *, language: str | None =
 
 __all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "pain_example", "pain_points_from",
            "sentiment_example"]
+
+
+_HANGUL = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\ua960-\ua97f]")
+
+
+def prefetch(texts: Iterable[tuple[str | None, str | None]], taxonomy: Taxonomy | None = None) -> None:
+    """Start the Korean analysis of the texts :func:`classify` will soon be given (``(text,
+    language)`` pairs as it gets them) on Kiwi's worker threads (:func:`.korean.prefetch`).
+
+    Only a speed-up, never a change of result: a text with Hangul whose analysis is not cached
+    yet is submitted as :func:`.korean.analyse` will see it; one that turns out not to be analysed
+    as Korean, or is never classified, costs Kiwi's threads only."""
+    tax = taxonomy or default_taxonomy()
+    if tax.lexicon("ko") is None:
+        return
+    cache: _Recent = tax.compiled("classify:recent-analyses", lambda _t: _Recent(ANALYSIS_CACHE_TEXTS))
+    works = []
+    for text, language in texts:
+        if not isinstance(text, str) or text.isascii() or not _HANGUL.search(text):
+            continue
+        work = analysed_part(_without_surrogates(text))
+        if (work, language) not in cache.items:
+            works.append(work)
+    korean.prefetch(works)

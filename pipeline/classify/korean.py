@@ -24,7 +24,9 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 from .model import Signal
 from .taxonomy import Taxonomy
@@ -72,6 +74,73 @@ def get_kiwi():
 
                 _kiwi = Kiwi(**KIWI_OPTIONS)
     return _kiwi
+
+
+class _Ahead:
+    """Korean texts handed to Kiwi's worker threads before their turn (issue 17).
+
+    :func:`prefetch` gives Kiwi a batch's texts at once: its C++ threads analyse them (the GIL
+    released, on another core) while the caller's thread works through the records before them,
+    and :func:`analyse` takes each text's morphemes from here instead of analysing it on its own
+    thread.  Kiwi's multi-text analysis gives the same morphemes as one text at a time (the
+    same model and options); its results come back in submission order, so taking a text
+    collects the ones submitted before it.  A new batch first collects and drops what the last
+    one did not take (a record dead-lettered before its classification, a text cached since)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.queued: deque[str] = deque()  # submitted, not yet collected, in submission order
+        self.pending: set[str] = set()
+        self.results: Any = None  # Kiwi's iterator over the submitted texts' morphemes
+        self.collected: dict[str, Any] = {}  # collected before their turn
+
+    def submit(self, texts: Iterable[str]) -> None:
+        with self.lock:
+            self._drop_rest()
+            batch = list(dict.fromkeys(texts))
+            if batch:
+                self.results = get_kiwi().tokenize(batch)
+                self.queued.extend(batch)
+                self.pending.update(batch)
+
+    def take(self, text: str) -> Any:
+        """The morphemes of ``text`` if it was submitted, else ``None``."""
+        with self.lock:
+            found = self.collected.pop(text, None)
+            if found is not None or text not in self.pending:
+                return found
+            while self.queued:
+                queued = self.queued.popleft()
+                self.pending.discard(queued)
+                morphs = next(self.results)
+                if queued == text:
+                    return morphs
+                self.collected[queued] = morphs
+            return None
+
+    def _drop_rest(self) -> None:
+        try:
+            for _ in self.queued:
+                next(self.results)  # collected, so Kiwi's threads finish them before the next batch
+        finally:
+            self.queued.clear()
+            self.pending.clear()
+            self.collected.clear()
+            self.results = None
+
+
+_ahead = _Ahead()
+
+
+def prefetch(texts: Iterable[str]) -> None:
+    """Start analysing ``texts`` (exactly as :func:`analyse` will be given them) on Kiwi's worker
+    threads; what the previous call submitted and :func:`analyse` did not take is dropped.
+    Kiwi without worker threads (``num_workers=0``) analyses each text in :func:`analyse` instead."""
+    if get_kiwi().num_workers > 0:
+        try:
+            _ahead.submit(texts)
+        except Exception:  # an analysis that fails fails again in analyse(), on its own record
+            pass
 
 
 def _cls(tag: str) -> str | None:
@@ -223,7 +292,9 @@ def analyse(text: str, tax: Taxonomy, lang: str = "ko", *, clause_offset: int = 
     m: KoreanMatcher | None = tax.compiled(f"kiwi:{lang}", lambda t: build_matcher(t, lang))
     if m is None:
         return []
-    morphs = get_kiwi().tokenize(text)
+    morphs = _ahead.take(text)
+    if morphs is None:
+        morphs = get_kiwi().tokenize(text)
     if not morphs:
         return []
     mo = _Morphs(

@@ -379,7 +379,9 @@ class Stage1:
         """Apply what the reorder buffer released, the partitions interleaved in the order the batch
         delivered their records (each partition's own order kept, records held from earlier batches
         first): a record waits only for those that arrived before it."""
-        for i, rec in enumerate(heapq.merge(*released, key=lambda r: arrival.get(id(r), -1))):
+        ordered = list(heapq.merge(*released, key=lambda r: arrival.get(id(r), -1)))
+        self.processor.prefetch((rec.topic, rec.value) for rec in ordered)
+        for i, rec in enumerate(ordered):
             await self._apply(rec, b, view)
             self._applied(rec)
             if i % FLUSH_EVERY == FLUSH_EVERY - 1:

@@ -29,6 +29,7 @@ import faust
 
 from . import codec, web
 from .agents import aggregate, cases, failstop, faust_fixes, ingest, models
+from .agents.partitioner import KeyHashPartitioner
 from .config import Settings
 from .metrics import Metrics
 from .process import Processor
@@ -67,6 +68,7 @@ def make_faust_app(settings: Settings) -> faust.App:
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_batch_bytes,
         producer_compression_type=None if settings.producer_compression == "none" else settings.producer_compression,
+        producer_partitioner=KeyHashPartitioner(),  # the default key hash, remembered per key
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         web_enabled=True,

@@ -32,6 +32,10 @@ expressions see a series (value 0) before the first event of that kind.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections import Counter as Occurrences
+from functools import partial, reduce
+from operator import add
 from typing import Any, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -113,6 +117,34 @@ class _CappedLabel:
         return v
 
 
+class _Observations:
+    """Values waiting to be observed by one histogram child (``Histogram.labels(...)`` or an unlabelled
+    ``Histogram``), applied by :meth:`apply` exactly as ``observe()`` per value would have:  the sum gets
+    the same float additions in the same order, each bucket the number of values that ``observe()`` puts
+    there (the first bound ``>=`` the value; a NaN in none).  prometheus_client has no public way to add
+    many observations at once: this reads its ``_sum``, ``_buckets`` and ``_upper_bounds``
+    (tests/unit/test_metrics_batched.py compares the exposition with ``observe()``'s)."""
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+        self.values: list[float] = []
+
+    def apply(self) -> None:
+        values, h = self.values, self.histogram
+        if not values:
+            return
+        # not sum(): from Python 3.12 on it compensates float rounding, observe() does not
+        total = reduce(add, values, h._sum.get())
+        h._sum.set(total)
+        bucket_of = partial(bisect_left, h._upper_bounds)
+        # bisect_left puts a NaN in the first bucket, observe() in none (a NaN makes the sum NaN)
+        counts = (Occurrences(map(bucket_of, values)) if total == total
+                  else Occurrences(bucket_of(v) for v in values if v == v))
+        for i, n in counts.items():
+            h._buckets[i].inc(n)
+        values.clear()
+
+
 class Metrics:
     """All metrics of the pipeline in one registry (one per worker process)."""
 
@@ -128,6 +160,7 @@ class Metrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _of
         self._commitments_at = 0.0
         self._init_labels(settings)
+        self._init_tallies()
 
     # -- metric definitions ------------------------------------------------------------------------
     def _init_record_counters(self, r: CollectorRegistry) -> None:
@@ -268,6 +301,18 @@ class Metrics:
             for kind in (*EVENT_KINDS, UNKNOWN):
                 self.produced.labels(t.deadletter, kind)
 
+    def _init_tallies(self) -> None:
+        """The per-event counts waiting for :meth:`flush`, keyed by their (bounded) label values, and the
+        values waiting for the per-event histograms."""
+        self._consumed_n: dict[tuple[str, str], int] = {}  # (topic, kind)
+        self._deadletters_n: dict[str, int] = {}  # reason
+        self._alerts_n: dict[tuple[str, str], int] = {}  # (type, severity)
+        self._classified_n: dict[tuple[str, str | None], int] = {}  # (language, sentiment source; None: und)
+        self._pains_n: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}  # (id, language, segment)
+        self._churn_scores = _Observations(self.churn_score)
+        self._latencies = _Observations(self._of(self.latency, "enriched"))
+        self._event_latencies = _Observations(self._of(self.event_latency, "enriched"))
+
     def learned_models(self, versions: Mapping[str, str]) -> None:
         """The self-trained models applied now (:meth:`pipeline.classify.selftrain.ModelRegistry.versions`)."""
         from .classify.selftrain import PAIN_KEY_PREFIX, version_sequence
@@ -298,46 +343,82 @@ class Metrics:
         self._of(self.produced, topic, bounded(kind or "internal", RECORD_KINDS)).inc(n)
 
     def record_alert(self, alert: Mapping[str, Any]) -> None:
-        self._of(self.alerts, bounded(alert.get("type"), ALERT_TYPES),
-                 bounded(alert.get("severity"), SEVERITIES)).inc()
+        """Count an alert (applied on :meth:`flush`)."""
+        key = (bounded(alert.get("type"), ALERT_TYPES), bounded(alert.get("severity"), SEVERITIES))
+        self._alerts_n[key] = self._alerts_n.get(key, 0) + 1
 
     def observe_step(self, step: Any, topic: str, topic_kind: str | None, record_time: float | None = None) -> None:
-        """Everything one processed record (a :class:`pipeline.process.Step`) contributes."""
+        """Everything one processed record (a :class:`pipeline.process.Step`) contributes.  Its counts are
+        tallied and its histogram values kept; they reach the metrics on :meth:`flush` (the driver's end of
+        batch; :meth:`render` flushes first, so a scrape sees every step observed so far)."""
         now = time.time()
-        self._of(self.consumed, topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS)).inc()
+        key = (topic, bounded(step.kind or topic_kind or UNKNOWN, RECORD_KINDS))
+        self._consumed_n[key] = self._consumed_n.get(key, 0) + 1
         if step.problems:
             for code in {p.code for p in step.problems}:
-                self._of(self.deadletters, bounded(code, DEADLETTER_REASONS)).inc()
+                reason = bounded(code, DEADLETTER_REASONS)
+                self._deadletters_n[reason] = self._deadletters_n.get(reason, 0) + 1
         for alert in step.alerts:
             self.record_alert(alert)
         if step.churn_score is not None:
-            self.churn_score.observe(step.churn_score)
+            self._churn_scores.values.append(step.churn_score)
         self._observe_rescores(step)
         doc = step.enriched
         if doc is None:
             return
         ingested = getattr(step, "record_time", None) or record_time
         if ingested:
-            self._of(self.latency, "enriched").observe(max(0.0, now - ingested))
+            self._latencies.values.append(max(0.0, now - ingested))
         if step.event_time is not None:
-            self._of(self.event_latency, "enriched").observe(max(0.0, now - step.event_time))
+            self._event_latencies.values.append(max(0.0, now - step.event_time))
         c = doc.get("classification")
         if c:
-            lang = bounded(c.get("language"), LANGUAGES)
-            self._of(self.classified, lang).inc()
-            if lang != "und":
-                src = "lexicon" if (c.get("sentiment") or {}).get("source", "lexicon") == "lexicon" else "model"
+            self._tally_classification(c, doc)
+
+    def _tally_classification(self, c: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+        """Count an enriched event's language, sentiment source and pain points (by segment)."""
+        lang = bounded(c.get("language"), LANGUAGES)
+        src = None
+        if lang != "und":
+            src = "lexicon" if (c.get("sentiment") or {}).get("source", "lexicon") == "lexicon" else "model"
+        key = (lang, src)
+        self._classified_n[key] = self._classified_n.get(key, 0) + 1
+        pains = c.get("pain_points")
+        if pains:
+            seg = tuple(self.segment_labels(doc.get("segment") or {}))
+            for pp in pains:
+                # capped here, in event order: which ids become "other" depends on the order they came
+                pkey = (self._pain_point(pp["id"]), lang, seg)
+                self._pains_n[pkey] = self._pains_n.get(pkey, 0) + 1
+
+    def flush(self) -> None:
+        """Apply the tallied counts, one ``inc(n)`` per label set (exact: the counts are whole numbers).
+        Each tally keeps its keys in first-seen order, so new series are created in the order the
+        per-event ``inc()`` calls would have created them (the exposition order)."""
+        for (topic, kind), n in self._consumed_n.items():
+            self._of(self.consumed, topic, kind).inc(n)
+        for reason, n in self._deadletters_n.items():
+            self._of(self.deadletters, reason).inc(n)
+        for (typ, severity), n in self._alerts_n.items():
+            self._of(self.alerts, typ, severity).inc(n)
+        self._flush_classified()
+        for (pid, lang, seg), n in self._pains_n.items():
+            self._of(self.pain_points, pid, lang).inc(n)
+            for dim, value in seg:
+                self._of(self.segment_pain_points, dim, value, pid).inc(n)
+        for tally in (self._consumed_n, self._deadletters_n, self._alerts_n, self._pains_n):
+            tally.clear()
+        for observations in (self._churn_scores, self._latencies, self._event_latencies):
+            observations.apply()
+
+    def _flush_classified(self) -> None:
+        for (lang, src), n in self._classified_n.items():
+            self._of(self.classified, lang).inc(n)
+            if src is not None:
                 # both series of a language seen exist (a share needs both)
                 children = [self._of(self.sentiment_sources, lang, other) for other in SENTIMENT_SOURCES]
-                children[SENTIMENT_SOURCES.index(src)].inc()
-            pains = c.get("pain_points")
-            if pains:
-                seg = self.segment_labels(doc.get("segment") or {})
-                for pp in pains:
-                    pid = self._pain_point(pp["id"])
-                    self._of(self.pain_points, pid, lang).inc()
-                    for dim, value in seg:
-                        self._of(self.segment_pain_points, dim, value, pid).inc()
+                children[SENTIMENT_SOURCES.index(src)].inc(n)
+        self._classified_n.clear()
 
     def observe_advance(self, step: Any) -> None:
         """What one clock-driven step (:meth:`pipeline.process.Processor.advance`) adds besides its alerts
@@ -378,4 +459,5 @@ class Metrics:
             self.commitments.labels(kind, status).set(n)
 
     def render(self) -> bytes:
+        self.flush()  # a scrape between two of a batch's records sees what they added so far
         return generate_latest(self.registry)

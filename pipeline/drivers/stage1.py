@@ -372,6 +372,7 @@ class Stage1:
         # every PIPELINE_TICK_INTERVAL_SECONDS), and a quiet partition commits on the next tick
         if self._commit_due(wall) or (ticked and pending.since is not None):
             self._commit(b.fx)
+        self.metrics.flush()  # the batch's tallied per-event counts and histogram values reach the metrics
         return b.fx
 
     async def _apply_released(self, released: list[list[In]], arrival: Mapping[int, int], b: _Batch,

@@ -747,8 +747,10 @@ def _pattern_events(m: LatinMatcher, trig: set[int], text: str,
     starts: list[int] = []
     ends: list[int] = []
     ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
-    # ASCII text (then ptext is text): case folding is ASCII lower-casing, so ``low`` finds the starts
-    low = offsets.low if text.isascii() else None
+    # for ASCII ptext case folding is ASCII lower-casing, so its lower case finds the starts (_spans_at)
+    low = None
+    if ptext.isascii():
+        low = offsets.low if ptext is text else ptext.lower()
     for idx in sorted(trig):
         pat, cat, val, prob, kind = m.patterns[idx]
         begins = m.pattern_starts[idx]

@@ -311,19 +311,37 @@ def pattern_anchors(pattern: re.Pattern[str]) -> tuple[list[str], list[str]] | N
     return [], sorted(subs)
 
 
+def _start_literals(items) -> set[str] | None:  # noqa: ANN001 - sre parse tree
+    """Literals one of which begins every match of the parsed items (``""``: any place), or None.
+    An optional leading item ("(?:the\\s+)?last") contributes its own beginnings and those of the rest."""
+    res = _literal_prefixes(items)
+    if res is None:
+        return None
+    if "" not in res[0]:
+        return res[0]
+    k = 0
+    while k < len(items) and str(items[k][0]) == "AT":
+        k += 1
+    if k == len(items) or str(items[k][0]) not in ("MAX_REPEAT", "MIN_REPEAT") or items[k][1][0] != 0:
+        return res[0]
+    inner = _start_literals(list(items[k][1][2]))
+    rest = _start_literals(items[k + 1:])
+    return None if inner is None or rest is None else inner | rest
+
+
 def match_starts(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     """Lower-cased ASCII literals one of which begins every match of ``pattern`` (none a prefix of
     another, so at most one begins at a given place); ``None`` when the beginning is not such a
-    finite literal set (a class, an optional word, a non-ASCII character: case folding of those
-    is not plain lower-casing)."""
+    finite literal set (a class, a non-ASCII character: case folding of those is not plain
+    lower-casing)."""
     try:
         tree = _sre_parse.parse(pattern.pattern, pattern.flags)
     except Exception:  # pragma: no cover - already compiled, should parse
         return None
-    res = _literal_prefixes(list(tree))
-    if res is None:
+    found = _start_literals(list(tree))
+    if found is None:
         return None
-    prefixes = {p.lower() for p in res[0]}
+    prefixes = {p.lower() for p in found}
     if "" in prefixes or not all(p.isascii() for p in prefixes):
         return None
     minimal: list[str] = []

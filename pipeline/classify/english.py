@@ -183,7 +183,8 @@ class Entry:
 
 
 class Tok:
-    """Cached facts about one distinct lower-cased token."""
+    """Cached facts about one distinct lower-cased token. ``phrases``: the phrases that start with
+    its key, by the key of their second word (longest first, as in ``LatinMatcher.phrases``)."""
 
     __slots__ = ("key", "entry", "phrases", "trig", "punct")
 
@@ -310,6 +311,46 @@ def pattern_anchors(pattern: re.Pattern[str]) -> tuple[list[str], list[str]] | N
     return [], sorted(subs)
 
 
+def _start_literals(items) -> set[str] | None:  # noqa: ANN001 - sre parse tree
+    """Literals one of which begins every match of the parsed items (``""``: any place), or None.
+    An optional leading item ("(?:the\\s+)?last") contributes its own beginnings and those of the rest."""
+    res = _literal_prefixes(items)
+    if res is None:
+        return None
+    if "" not in res[0]:
+        return res[0]
+    k = 0
+    while k < len(items) and str(items[k][0]) == "AT":
+        k += 1
+    if k == len(items) or str(items[k][0]) not in ("MAX_REPEAT", "MIN_REPEAT") or items[k][1][0] != 0:
+        return res[0]
+    inner = _start_literals(list(items[k][1][2]))
+    rest = _start_literals(items[k + 1:])
+    return None if inner is None or rest is None else inner | rest
+
+
+def match_starts(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Lower-cased ASCII literals one of which begins every match of ``pattern`` (none a prefix of
+    another, so at most one begins at a given place); ``None`` when the beginning is not such a
+    finite literal set (a class, a non-ASCII character: case folding of those is not plain
+    lower-casing)."""
+    try:
+        tree = _sre_parse.parse(pattern.pattern, pattern.flags)
+    except Exception:  # pragma: no cover - already compiled, should parse
+        return None
+    found = _start_literals(list(tree))
+    if found is None:
+        return None
+    prefixes = {p.lower() for p in found}
+    if "" in prefixes or not all(p.isascii() for p in prefixes):
+        return None
+    minimal: list[str] = []
+    for p in sorted(prefixes, key=len):
+        if not any(p.startswith(q) for q in minimal):
+            minimal.append(p)
+    return tuple(minimal)
+
+
 class LatinMatcher:
     def __init__(self, lang: str, stem, negation: tuple[str, ...], problems_only: bool) -> None:  # noqa: ANN001
         self.lang = lang
@@ -319,6 +360,7 @@ class LatinMatcher:
         self.single: dict[str, Entry] = {}
         self.phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
         self.patterns: list[tuple[re.Pattern[str], str | None, float, bool, int]] = []  # ..., event kind
+        self.pattern_starts: list[tuple[str, ...] | None] = []  # per pattern: match_starts()
         self.word_anchors: list[tuple[str, int]] = []
         # the same anchors by first character ("" for an empty one): a token checks only its own bucket
         self._anchors_by_initial: dict[str, list[tuple[str, int]]] = {}
@@ -326,6 +368,7 @@ class LatinMatcher:
         self.sub_anchors_other: list[tuple[str, int]] = []
         self.always: tuple[int, ...] = ()
         self.word_cache: dict[str, Tok | None] = {}
+        self._phrase_index: dict[str, dict[str, list[tuple[tuple[str, ...], Entry]]] | None] = {}
         self.key_cache: dict[str, str] = {}
         self.comparative: frozenset[str] = frozenset()
         self.general: dict[str, Entry] = {}  # exact word form -> entry (general lexicon)
@@ -367,6 +410,7 @@ class LatinMatcher:
                     sentiment_only: bool = False) -> None:
         idx = len(self.patterns)
         self.patterns.append((pat, cat, value, problem, 3 if sentiment_only else 1))
+        self.pattern_starts.append(match_starts(pat))
         anchors = pattern_anchors(pat)
         if anchors is None:
             self.always = self.always + (idx,)
@@ -403,6 +447,19 @@ class LatinMatcher:
             found.sort()
         return tuple(found)
 
+    def _phrases_by_second(self, key: str) -> dict[str, list[tuple[tuple[str, ...], Entry]]] | None:
+        """The phrases starting with ``key`` grouped by their second key, each group in the order
+        of :attr:`phrases` (longest first); None when no phrase starts with ``key``."""
+        index = self._phrase_index.get(key, _MISS)
+        if index is _MISS:
+            index = None
+            for keys, e in self.phrases.get(key, ()):
+                if index is None:
+                    index = {}
+                index.setdefault(keys[1], []).append((keys, e))
+            self._phrase_index[key] = index
+        return index  # type: ignore[return-value]
+
     def lookup(self, tok: str) -> Tok | None:
         """Facts about a token (cached); None when it plays no part."""
         if tok in PUNCT:
@@ -414,7 +471,7 @@ class LatinMatcher:
                 entry = self.general.get(normalize(tok))
             if entry is None and "-" in tok:
                 entry = self._compound_head(tok)
-            phrases = self.phrases.get(key)
+            phrases = self._phrases_by_second(key)
             trig = self._triggers(tok)
             info = Tok(key, entry, phrases, trig) if (entry or phrases or trig) else None
         if len(self.word_cache) >= WORD_CACHE_MAX:
@@ -612,7 +669,7 @@ def analyse(
         return out  # quick exit: nothing in the lexicon
     if hits and m.always:
         trig.update(m.always)
-    offsets = _LazyOffsets(low)
+    offsets = _LazyOffsets(low, toks)
     # events: (pos, kind, category, value, problem, a, b); kind 0 aspect, 1 polar, 2 context,
     # 3 polar from the general lexicon (sentiment only)
     pattern_events, covered = _pattern_events(m, trig, text, offsets)
@@ -667,17 +724,32 @@ def _anchored_patterns(m: LatinMatcher, infos: list[Tok | None], hits: list[int]
 class _LazyOffsets:
     """Character spans of the tokens of a lower-cased text, computed on first use."""
 
-    __slots__ = ("low", "spans")
+    __slots__ = ("low", "toks", "spans", "starts", "ends")
 
-    def __init__(self, low: str) -> None:
+    def __init__(self, low: str, toks: list[str]) -> None:
+        """``toks``: :func:`tokenize`'s tokens of ``low``."""
         self.low = low
+        self.toks = toks
         self.spans: list[tuple[int, int]] | None = None
+        self.starts: list[int] = []
+        self.ends: list[int] = []
 
     def get(self) -> list[tuple[int, int]]:
-        """The (start, end) of every token of the text."""
+        """The (start, end) of every token of the text (also kept as :attr:`starts`, :attr:`ends`).
+
+        Found by ``str.find`` from the end of the previous token rather than a second regex pass:
+        the tokenizer starts a token at every character that can begin one, so the characters it
+        skipped cannot begin the next token's text and the first occurrence is the token."""
         if self.spans is None:
-            rx = ASCII_TOKEN_RE if self.low.isascii() else TOKEN_RE
-            self.spans = [mt.span() for mt in rx.finditer(self.low)]
+            find = self.low.find
+            starts, ends = self.starts, self.ends
+            pos = 0
+            for t in self.toks:
+                start = find(t, pos)
+                pos = start + len(t)
+                starts.append(start)
+                ends.append(pos)
+            self.spans = list(zip(starts, ends))
         return self.spans
 
 
@@ -693,22 +765,51 @@ def _pattern_events(m: LatinMatcher, trig: set[int], text: str,
     starts: list[int] = []
     ends: list[int] = []
     ptext = text.replace("’", "'") if "’" in text else text  # same length: offsets hold
+    # for ASCII ptext case folding is ASCII lower-casing, so its lower case finds the starts (_spans_at)
+    low = None
+    if ptext.isascii():
+        low = offsets.low if ptext is text else ptext.lower()
     for idx in sorted(trig):
         pat, cat, val, prob, kind = m.patterns[idx]
-        for mt in pat.finditer(ptext):
-            s, e = mt.span()
+        begins = m.pattern_starts[idx]
+        for s, e in (_spans_at(pat, begins, ptext, low) if begins is not None and low is not None
+                     else [mt.span() for mt in pat.finditer(ptext)]):
             if e <= s:
                 continue
             if offs is None:
                 offs = offsets.get()
-                ends = [o[1] for o in offs]
-                starts = [o[0] for o in offs]
+                ends, starts = offsets.ends, offsets.starts
             lo = bisect_right(ends, s)
             hi = bisect_left(starts, e)
             covered.update(range(lo, hi))
             ti = lo if hi > lo else max(0, lo - 1)
             pattern_events.append((ti, kind, cat, val, prob, -1 - s, e))
     return pattern_events, covered
+
+
+def _spans_at(pat: re.Pattern[str], begins: tuple[str, ...], text: str, low: str) -> list[tuple[int, int]]:
+    """The spans ``pat.finditer(text)`` yields, found by trying ``pat.match`` only where one of
+    ``begins`` (:func:`match_starts`) occurs in ``low`` (ASCII ``text`` lower-cased): no match
+    starts elsewhere, and the sre scan of every other position is what a search costs."""
+    found: list[int] = []
+    for b in begins:
+        i = low.find(b)
+        while i >= 0:
+            found.append(i)
+            i = low.find(b, i + 1)
+    if not found:
+        return []
+    found.sort()
+    spans: list[tuple[int, int]] = []
+    end = 0
+    for i in found:
+        if i < end:  # finditer resumes after the previous hit
+            continue
+        mt = pat.match(text, i)  # same lookbehind and \b context as a search reaching i
+        if mt is not None:
+            spans.append(mt.span())
+            end = mt.end()
+    return spans
 
 
 class _TokenWalk:
@@ -807,12 +908,16 @@ class _TokenWalk:
         """The entry starting at token ``i`` (the longest matching phrase, else the word's own)
         and the index of its last token."""
         toks, covered, key, n = self.toks, self.covered, self.m.key, self.n
-        for keys, e in info.phrases:
+        nxt = i + 1
+        # every phrase has a second word: only those whose second key is the next token's can match
+        if nxt >= n or nxt in covered or toks[nxt] in PUNCT:
+            return info.entry, i
+        for keys, e in info.phrases.get(key(toks[nxt]), ()):  # type: ignore[union-attr]
             L = len(keys)
             if i + L > n:
                 continue
             ok = True
-            for j in range(1, L):
+            for j in range(2, L):
                 if (i + j) in covered or toks[i + j] in PUNCT or key(toks[i + j]) != keys[j]:
                     ok = False
                     break

@@ -22,6 +22,11 @@ from .structured import structured_pain_points
 from .taxonomy import Taxonomy
 
 
+# order event types that cannot make an undelivered order overdue
+_NO_OVERDUE = ("delivered", "placed", "delivery_rescheduled", "cancelled")
+_NEUTRAL = Sentiment("neutral", 0.0)  # an order's sentiment: never changed, only read by to_dict
+
+
 def _merge(a: list[PainPoint], b: list[PainPoint]) -> list[PainPoint]:
     by_id: dict[str, PainPoint] = {p.id: PainPoint(p.id, p.confidence, list(p.evidence)) for p in a}
     for p in b:
@@ -49,18 +54,19 @@ def classify_event(ev: Event, taxonomy: Taxonomy, promised_delivery_at: float | 
         c.pain_points = _merge(c.pain_points, structured_pain_points("complaint", e, taxonomy=taxonomy))
         return c.to_dict()
     # order: structured signals only
-    context: dict[str, Any] = {"now": format_timestamp(ev.occurred_at)}
+    kind = e["type"]
+    context: dict[str, Any] = {}
+    if kind not in _NO_OVERDUE:  # only in-transit events flag an overdue, undelivered order
+        context["now"] = format_timestamp(ev.occurred_at)
     if promised_delivery_at is not None:
         context["promised_delivery_at"] = format_timestamp(promised_delivery_at)
-    view = dict(e)
-    if e["type"] == "delivered":
-        view["delivered_at"] = e["occurred_at"]
-    if e["type"] in ("delivered", "placed", "delivery_rescheduled", "cancelled"):
-        context.pop("now")  # only in-transit events flag an overdue, undelivered order
+    view = e
+    if kind == "delivered":
+        view = {**e, "delivered_at": e["occurred_at"]}
     pains = structured_pain_points("order", view, context, taxonomy=taxonomy)
-    if e["type"] in ("placed", "delivery_rescheduled"):
+    if kind in ("placed", "delivery_rescheduled"):
         pains = [p for p in pains if p.id != "delivery"]
     return Classification(
-        language="und", sentiment=Sentiment("neutral", 0.0), satisfaction_gap=None,
+        language="und", sentiment=_NEUTRAL, satisfaction_gap=None,
         pain_points=pains, taxonomy_version=taxonomy.version,
     ).to_dict()

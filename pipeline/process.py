@@ -328,8 +328,11 @@ class Processor:
         """When the customer's stored ``state`` next needs :meth:`advance` (event time), or ``None``:
         the earlier of its next commitment deadline and its next churn rescoring on silence."""
         s = state or {}
-        return _earlier(tracker.due_soonest(s.get("cm")),
-                        next_rescore(s.get("churn"), s.get("ca"), self.churn_weights, self.churn_policy))
+        deadline = tracker.due_soonest(s.get("cm"))
+        # only a rescoring at or before the deadline can be the earlier one: the search stops at it
+        # (``next_rescore`` with ``until`` is the full result when that is <= ``until``, else None)
+        return _earlier(deadline, next_rescore(s.get("churn"), s.get("ca"), self.churn_weights,
+                                               self.churn_policy, deadline))
 
     def due_hint(self, state: Mapping[str, Any] | None) -> float | None:
         """A lower bound of :meth:`next_due` that scores nothing (``None`` only when ``next_due`` is

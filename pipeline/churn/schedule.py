@@ -160,8 +160,25 @@ def earliest_rescore(churn: State | None, alert: AlertState | None, weights: Wei
         return last_alert + policy.cooldown_days * DAY  # :func:`_plan` adds the cool-down's end, nothing before
     # the minimum of _plan's points without building them all: a ramp's points rise, its first one after
     # ``after`` is its earliest
-    firsts = [next((t for t in _points(start, end) if t > after), None) for _, start, end in spans]
-    return min([t for t in firsts if t is not None], default=None)
+    earliest = None
+    for _, start, end in spans:
+        t = _first_after(start, end, after)
+        if t is not None and (earliest is None or t < earliest):  # min's comparisons: the first of equals
+            earliest = t
+    return earliest
+
+
+def _first_after(start: float, end: float, after: float) -> float | None:
+    """The first of :func:`_points` ``(start, end)`` later than ``after`` (``None``: none is), the
+    same float, without building the list (this runs on every event: :func:`earliest_rescore`)."""
+    if end <= start:
+        return start if start > after else None
+    step = (end - start) / RAMP_POINTS
+    for k in range(1, RAMP_POINTS + 1):
+        t = start + step * k
+        if t > after:
+            return t
+    return None
 
 
 def _search(churn: State | None, alert: AlertState | None,

@@ -173,8 +173,20 @@ def due_soonest(state: State | None) -> float | None:
     """
     if not state:
         return None
-    times = [t for c in state.get("commitments", {}).values() if (t := next_time(c)) is not None]
-    return min(times) if times else None
+    # next_time and warn_time inlined, with min's comparisons (the first of equal times): this runs on
+    # every event (Processor.due_hint)
+    soonest = None
+    for c in state.get("commitments", {}).values():
+        status = c["status"]
+        if status == OPEN:
+            t = min(max(c["warn_at"], c["made_at"]), c["due_at"])
+        elif status == WARNED:
+            t = c["due_at"]
+        else:
+            continue
+        if soonest is None or t < soonest:
+            soonest = t
+    return soonest
 
 
 def breaches(state: State | None) -> int:

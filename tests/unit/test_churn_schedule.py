@@ -300,6 +300,19 @@ def test_next_due_is_the_earlier_of_commitment_and_rescoring():
     assert run.p.next_due({"churn": st["churn"], "ca": st["ca"]}) == churn_due
 
 
+def test_next_due_search_stops_at_the_deadline_with_the_same_result():
+    """The rescoring search is bounded by the commitment deadline: the result is still the earlier of
+    the two, whichever comes first (ties included)."""
+    run = Run({"PIPELINE_CHURN_THRESHOLD": "30", "PIPELINE_CHURN_LOWER_THRESHOLD": "20"})
+    run.send(weekly_then_silent("w"))
+    st = run.store["w"]
+    churn_due = next_rescore(st["churn"], st["ca"], run.p.churn_weights, run.p.churn_policy)
+    assert churn_due is not None
+    for deadline in (churn_due - DAY, churn_due - 1.0, churn_due, churn_due + 1.0, churn_due + 30 * DAY):
+        cm = {"commitments": {"c": {"status": "warned", "due_at": deadline}}}
+        assert run.p.next_due({**st, "cm": cm}) == min(deadline, churn_due)
+
+
 # ----------------------------------------------------------------------------- index and metrics
 
 def test_due_index_size_and_overdue():

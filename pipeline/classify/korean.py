@@ -21,11 +21,12 @@ The Kiwi instance is built once per process (it takes ~2 s) on first use.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from bisect import bisect_right
-from collections import deque
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any, Iterable
 
 from .model import Signal
@@ -57,11 +58,15 @@ _TRAILING = " \t\r\n.,!?~…;:)]}\"'ㅋㅎㅠㅜ^*"
 # 612 texts/s of CPU time for the whole classifier), 5 of 315 analyses differ; without the default
 # dictionary too (issue 17), Kiwi alone 994 -> 1,108 texts/s, 2 more analyses differ, and its memory
 # after 1,500 texts 313 -> 237 MB. Pain-point micro-F1 (0.762) and sentiment balanced accuracy
-# (0.754) unchanged each time. Set before the first Korean text to change them.
-KIWI_OPTIONS: dict = {"load_typo_dict": False, "load_multi_dict": False, "load_default_dict": False}
+# (0.754) unchanged each time. One worker thread for the texts analysed ahead (:func:`prefetch`): the
+# worker's own thread is busy too, and a second Kiwi thread would take a core from it (or the broker).
+# Set before the first Korean text to change them.
+KIWI_OPTIONS: dict = {"load_typo_dict": False, "load_multi_dict": False, "load_default_dict": False,
+                      "num_workers": 1}
 
 _kiwi = None
 _kiwi_lock = threading.Lock()
+log = logging.getLogger("pipeline.classify")
 
 
 def get_kiwi():
@@ -77,56 +82,51 @@ def get_kiwi():
 
 
 class _Ahead:
-    """Korean texts handed to Kiwi's worker threads before their turn (issue 17).
+    """Korean texts analysed on Kiwi's worker thread before their turn (issue 17).
 
-    :func:`prefetch` gives Kiwi a batch's texts at once: its C++ threads analyse them (the GIL
-    released, on another core) while the caller's thread works through the records before them,
-    and :func:`analyse` takes each text's morphemes from here instead of analysing it on its own
-    thread.  Kiwi's multi-text analysis gives the same morphemes as one text at a time (the
-    same model and options); its results come back in submission order, so taking a text
-    collects the ones submitted before it.  A new batch first collects and drops what the last
-    one did not take (a record dead-lettered before its classification, a text cached since)."""
+    :func:`prefetch` hands a batch's texts to a collector thread, which gives them to Kiwi's
+    multi-text analysis (Kiwi's C++ thread analyses them with the GIL released, on another core)
+    and keeps each text's morphemes as they come; :func:`analyse` takes a text's morphemes from
+    here when they are ready and otherwise analyses the text on its own thread as before: the
+    caller never waits for the collector (Kiwi's iterator can take ~10 ms to hand over a result
+    that is ready).  Kiwi's multi-text analysis gives the same morphemes as one text at a time (the
+    same model and options).  A new batch drops what the last one did not take."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.queued: deque[str] = deque()  # submitted, not yet collected, in submission order
-        self.pending: set[str] = set()
-        self.results: Any = None  # Kiwi's iterator over the submitted texts' morphemes
-        self.collected: dict[str, Any] = {}  # collected before their turn
+        self.generation = 0  # the batch whose morphemes are kept; earlier ones are dropped
+        self.ready: dict[str, Any] = {}
+        self.jobs: SimpleQueue[tuple[int, list[str]]] = SimpleQueue()
+        self.thread: threading.Thread | None = None
 
     def submit(self, texts: Iterable[str]) -> None:
+        batch = list(dict.fromkeys(texts))
         with self.lock:
-            self._drop_rest()
-            batch = list(dict.fromkeys(texts))
+            self.generation += 1
+            self.ready.clear()
             if batch:
-                self.results = get_kiwi().tokenize(batch)
-                self.queued.extend(batch)
-                self.pending.update(batch)
+                self.jobs.put((self.generation, batch))
+                if self.thread is None or not self.thread.is_alive():
+                    self.thread = threading.Thread(target=self._collect, name="kiwi-ahead", daemon=True)
+                    self.thread.start()
 
     def take(self, text: str) -> Any:
-        """The morphemes of ``text`` if it was submitted, else ``None``."""
+        """The morphemes of ``text`` if they are ready, else ``None`` (never waits)."""
         with self.lock:
-            found = self.collected.pop(text, None)
-            if found is not None or text not in self.pending:
-                return found
-            while self.queued:
-                queued = self.queued.popleft()
-                self.pending.discard(queued)
-                morphs = next(self.results)
-                if queued == text:
-                    return morphs
-                self.collected[queued] = morphs
-            return None
+            return self.ready.pop(text, None)
 
-    def _drop_rest(self) -> None:
-        try:
-            for _ in self.queued:
-                next(self.results)  # collected, so Kiwi's threads finish them before the next batch
-        finally:
-            self.queued.clear()
-            self.pending.clear()
-            self.collected.clear()
-            self.results = None
+    def _collect(self) -> None:
+        while True:
+            generation, batch = self.jobs.get()
+            if generation != self.generation:
+                continue  # superseded before it started
+            try:
+                for text, morphs in zip(batch, get_kiwi().tokenize(batch)):
+                    with self.lock:  # a superseded batch is still read to its end, and dropped
+                        if generation == self.generation:
+                            self.ready[text] = morphs
+            except Exception:  # a text Kiwi fails on fails again in analyse(), on its own record
+                log.debug("Korean prefetch failed", extra={"count": len(batch)})
 
 
 _ahead = _Ahead()
@@ -134,13 +134,10 @@ _ahead = _Ahead()
 
 def prefetch(texts: Iterable[str]) -> None:
     """Start analysing ``texts`` (exactly as :func:`analyse` will be given them) on Kiwi's worker
-    threads; what the previous call submitted and :func:`analyse` did not take is dropped.
+    thread; what the previous call submitted and :func:`analyse` did not take is dropped.
     Kiwi without worker threads (``num_workers=0``) analyses each text in :func:`analyse` instead."""
     if get_kiwi().num_workers > 0:
-        try:
-            _ahead.submit(texts)
-        except Exception:  # an analysis that fails fails again in analyse(), on its own record
-            pass
+        _ahead.submit(texts)
 
 
 def _cls(tag: str) -> str | None:

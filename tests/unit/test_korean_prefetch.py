@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import time
 import unicodedata
 from pathlib import Path
 
@@ -31,29 +32,42 @@ def _morphs(tokens) -> list[tuple]:
     return [(t.form, t.tag, t.start, t.len) for t in tokens]
 
 
+def _ready(texts: list[str], deadline: float = 30.0) -> None:
+    """Wait (polling, with a deadline) until the collector holds every one of ``texts``."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with korean._ahead.lock:
+            if all(t in korean._ahead.ready for t in texts):
+                return
+        time.sleep(0.01)
+    raise AssertionError("prefetched texts not ready in time")
+
+
 @needs_ko
 def test_morphemes_taken_ahead_equal_one_text_at_a_time():
     texts = _reviews(80)
     kiwi = korean.get_kiwi()
     alone = [_morphs(kiwi.tokenize(t)) for t in texts]
     korean.prefetch(texts)
-    # asked out of submission order: the ones before are collected, then taken from there
-    order = list(range(len(texts)))[::-1]
-    ahead = {i: korean._ahead.take(texts[i]) for i in order}
-    assert all(ahead[i] is not None for i in order)
+    _ready(texts)
+    ahead = {i: korean._ahead.take(texts[i]) for i in reversed(range(len(texts)))}  # any order
     assert [_morphs(ahead[i]) for i in range(len(texts))] == alone
     assert korean._ahead.take(texts[0]) is None  # taken once; the next analysis is its own
 
 
 @needs_ko
-def test_a_new_batch_drops_what_the_last_did_not_take():
+def test_take_never_waits_and_a_new_batch_drops_the_last():
     texts = _reviews(30)
     korean.prefetch(texts[:20])
-    assert korean._ahead.take(texts[3]) is not None
+    korean._ahead.take(texts[19])  # ready or not: answers at once (None when not ready)
+    _ready(texts[:3])
+    assert korean._ahead.take(texts[1]) is not None
     korean.prefetch(texts[20:])
-    assert korean._ahead.take(texts[5]) is None  # dropped with its batch
+    assert korean._ahead.take(texts[2]) is None  # dropped with its batch
+    _ready(texts[25:26])
     assert korean._ahead.take(texts[25]) is not None
     assert korean._ahead.take("배송이 늦었어요") is None  # never submitted
+    assert all(t not in korean._ahead.ready for t in texts[:20])  # the old batch is never kept
 
 
 @needs_ko

@@ -212,18 +212,31 @@ def _sparse_bucket_ok(b: Any, start: int) -> bool:
     return True
 
 
-_PAIN_IDS_OK: set[str] = set()  # pain-point ids already found well-formed (a few recur in every bucket)
-_PAIN_IDS_OK_MAX = 4096  # cleared when full
+# Strings already found well-formed, per check: pain-point ids and topics recur in every partial.
+# Only strings that passed the check are added; each set is cleared when full.
+_PAIN_IDS_OK: set[str] = set()
+_TOPICS_OK: set[str] = set()
+_KNOWN_MAX = 4096
 
 
 def _new_pain_id_ok(pid: Any) -> bool:
     """``_str_ok(pid, PAIN_ID)``, remembering a well-formed id in :data:`_PAIN_IDS_OK`."""
-    if not _str_ok(pid, PAIN_ID):
-        return False
-    if len(_PAIN_IDS_OK) >= _PAIN_IDS_OK_MAX:
-        _PAIN_IDS_OK.clear()
-    _PAIN_IDS_OK.add(pid)
-    return True
+    return _remember(pid, _PAIN_IDS_OK, _str_ok(pid, PAIN_ID))
+
+
+def _new_topic_ok(topic: Any) -> bool:
+    """What :func:`_offsets` accepts as a topic, remembering a well-formed one in :data:`_TOPICS_OK`."""
+    ok = type(topic) is str and 1 <= len(topic) <= 249 and TOPIC.match(topic) is not None
+    return _remember(topic, _TOPICS_OK, ok)
+
+
+def _remember(value: Any, known: set[str], ok: bool) -> bool:
+    """``ok``; a well-formed ``value`` is added to ``known``."""
+    if ok:
+        if len(known) >= _KNOWN_MAX:
+            known.clear()
+        known.add(value)
+    return ok
 
 
 # EVENT_ID for all ids of a list at once, joined by NUL (a character no well-formed id holds): n ids
@@ -249,8 +262,7 @@ def _upto_ok(value: Any) -> bool:
     if type(value) is not dict or len(value) > MAX_TOPICS:
         return False
     for topic, off in value.items():
-        if not (type(topic) is str and 1 <= len(topic) <= 249 and TOPIC.match(topic) is not None
-                and type(off) is int and -1 <= off <= MAX_OFFSET):
+        if not (type(off) is int and -1 <= off <= MAX_OFFSET and (topic in _TOPICS_OK or _new_topic_ok(topic))):
             return False
     return True
 

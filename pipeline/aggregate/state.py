@@ -406,21 +406,26 @@ def already_merged(state: Mapping[str, Any], partial: Mapping[str, Any]) -> bool
     of what the key has seen from that source is therefore a repeat.
     """
     upto, src = partial.get("upto"), partial.get("src")
-    if not isinstance(upto, Mapping) or src is None:
+    if src is None or not (type(upto) is dict or isinstance(upto, Mapping)):  # a plain dict: no ABC check
         return False
     seen = (state.get("seen") or {}).get(str(src))
     if not seen:
         return False
-    return all(int(off) <= int(seen.get(topic, -1)) for topic, off in upto.items())
+    for topic, off in upto.items():  # a loop, not all(generator): ~5 topics, called for every partial
+        if int(off) > int(seen.get(topic, -1)):
+            return False
+    return True
 
 
 def note_merged(state: State, partial: Mapping[str, Any]) -> None:
     """Remember ``partial``'s ``upto`` in ``state`` (see :func:`already_merged`)."""
     upto, src = partial.get("upto"), partial.get("src")
-    if not isinstance(upto, Mapping) or src is None:
+    if src is None or not (type(upto) is dict or isinstance(upto, Mapping)):
         return
     seen_all = state.setdefault("seen", {})
-    seen = dict(seen_all.get(str(src)) or {})
+    name = str(src)
+    seen = dict(seen_all.get(name) or {})
     for topic, off in upto.items():
-        seen[topic] = max(int(off), int(seen.get(topic, -1)))
-    seen_all[str(src)] = seen
+        new, old = int(off), int(seen.get(topic, -1))
+        seen[topic] = new if new >= old else old  # max(new, old) without the call
+    seen_all[name] = seen

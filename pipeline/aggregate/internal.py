@@ -317,11 +317,11 @@ def parse_partial(raw: bytes | None) -> Partial | Problem:
 
 def parse_stage2(raw: bytes | None) -> Control | Partial | Problem:
     """A record of the stage-2 partials topic: a control record if it has ``"control"``, else a partial."""
+    return _run(_dispatch, raw)
 
-    def dispatch(doc: dict[str, Any]) -> Control | Partial:
-        return _control(doc) if "control" in doc else _partial(doc)
 
-    return _run(dispatch, raw)
+def _dispatch(doc: dict[str, Any]) -> Control | Partial:
+    return _control(doc) if "control" in doc else _partial(doc)
 
 
 __all__ = ["Control", "Partial", "Problem", "parse_control", "parse_partial", "parse_stage2"]

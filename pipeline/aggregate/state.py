@@ -219,11 +219,13 @@ def _new_window(size: int, start: int, bucket: Mapping[str, Any]) -> Bucket:
     """``merge_bucket(new_bucket(size, start) + closed/late_events, bucket)`` built in one go (most
     partials open windows the key has not seen yet): same values, same key order."""
     window: Bucket = {"size": size, "start": start}
+    get = bucket.get
     for name in COUNTERS:
-        window[name] = int(bucket.get(name, 0))
-    pain = bucket.get("pain") or {}
+        n = get(name, 0)
+        window[name] = n if type(n) is int else int(n)  # int(n) of an int is n: skip the call
+    pain = get("pain") or {}
     window["pain"] = {pid: int(n) for pid, n in pain.items()} if pain else {}
-    evidence = bucket.get("evidence") or {}
+    evidence = get("evidence") or {}
     window["evidence"] = {pid: _first_ids(ids) for pid, ids in evidence.items()} if evidence else {}
     window["closed"], window["late_events"] = False, 0
     return window

@@ -150,7 +150,42 @@ _MIN_START, _MAX_START = int(MIN_TIME), int(MAX_TIME)
 
 
 def _bucket_ok(b: Any, start: int) -> bool:
-    """``True`` only if :func:`_bucket` accepts ``b`` as the bucket of a window starting at ``start``."""
+    """``True`` only if :func:`_bucket` accepts ``b`` as the bucket of a window starting at ``start``.
+
+    Stage 1 writes every field of a bucket, so that case reads them directly and checks them in one
+    expression; a bucket without some optional field takes :func:`_sparse_bucket_ok`."""
+    if type(b) is not dict or len(b) != len(_BUCKET_FIELDS) or not _BUCKET_FIELDS.issuperset(b):
+        return _sparse_bucket_ok(b, start)
+    size, own, pain, evidence = b["size"], b["start"], b["pain"], b["evidence"]
+    events, orders, feedback, complaints, negative = (b["events"], b["orders"], b["feedback"], b["complaints"],
+                                                      b["negative_feedback"])
+    # the bitwise or of ints is negative if one is, and at least the largest of non-negative ones: it
+    # is in 0..MAX_COUNT only if each counter is (a few valid counter sets fail it: the full check)
+    if not (type(size) is type(own) is type(events) is type(orders) is type(feedback) is type(complaints)
+            is type(negative) is int and own == start and 1 <= size <= MAX_WINDOW_SECONDS
+            and _MIN_START <= start <= _MAX_START and not start % size
+            and 0 <= events | orders | feedback | complaints | negative <= MAX_COUNT
+            and type(pain) is dict and type(evidence) is dict):
+        return False
+    return _pains_ok(pain, evidence) if pain or evidence else True
+
+
+def _pains_ok(pain: dict[Any, Any], evidence: dict[Any, Any]) -> bool:
+    """``True`` only if :func:`_bucket` accepts ``pain`` and ``evidence`` (both dicts)."""
+    if len(pain) > MAX_PAIN_IDS or len(evidence) > MAX_PAIN_IDS:
+        return False
+    for pid, n in pain.items():
+        if not (type(n) is int and 0 <= n <= MAX_COUNT and (pid in _PAIN_IDS_OK or _new_pain_id_ok(pid))):
+            return False
+    for pid, ids in evidence.items():
+        if not (type(ids) is list and len(ids) <= EVIDENCE_LIMIT and (pid in _PAIN_IDS_OK or _new_pain_id_ok(pid))
+                and (not ids or _event_ids_ok(ids))):
+            return False
+    return True
+
+
+def _sparse_bucket_ok(b: Any, start: int) -> bool:
+    """:func:`_bucket_ok` for a bucket that may lack optional fields (absent counters are 0)."""
     if type(b) is not dict or not _BUCKET_FIELDS.issuperset(b):
         return False
     size, own = b.get("size"), b.get("start")
@@ -177,13 +212,57 @@ def _bucket_ok(b: Any, start: int) -> bool:
     return True
 
 
+# Strings already found well-formed, per check: pain-point ids and topics recur in every partial.
+# Only strings that passed the check are added; each set is cleared when full.
+_PAIN_IDS_OK: set[str] = set()
+_TOPICS_OK: set[str] = set()
+_KNOWN_MAX = 4096
+
+
+def _new_pain_id_ok(pid: Any) -> bool:
+    """``_str_ok(pid, PAIN_ID)``, remembering a well-formed id in :data:`_PAIN_IDS_OK`."""
+    return _remember(pid, _PAIN_IDS_OK, _str_ok(pid, PAIN_ID))
+
+
+def _new_topic_ok(topic: Any) -> bool:
+    """What :func:`_offsets` accepts as a topic, remembering a well-formed one in :data:`_TOPICS_OK`."""
+    ok = type(topic) is str and 1 <= len(topic) <= 249 and TOPIC.match(topic) is not None
+    return _remember(topic, _TOPICS_OK, ok)
+
+
+def _remember(value: Any, known: set[str], ok: bool) -> bool:
+    """``ok``; a well-formed ``value`` is added to ``known``."""
+    if ok:
+        if len(known) >= _KNOWN_MAX:
+            known.clear()
+        known.add(value)
+    return ok
+
+
+# EVENT_ID for all ids of a list at once, joined by NUL (a character no well-formed id holds): n ids
+# must match exactly n components, so an id holding NUL cannot pass as two.  One component is what
+# ``_str_ok(eid, EVENT_ID)`` accepts: 1..128 allowed characters, or 1..127 and a final newline (the
+# ``$`` of EVENT_ID also matches before a string's final newline).
+_EVENT_ID_CHARS = "[^\\x00-\\x1f\\x7f-\\x9f]"
+_ONE_EVENT_ID = f"(?:{_EVENT_ID_CHARS}{{1,128}}|{_EVENT_ID_CHARS}{{1,127}}\\n)"
+_EVENT_IDS = [re.compile(_ONE_EVENT_ID + f"(?:\\x00{_ONE_EVENT_ID}){{{n - 1}}}") for n in range(1, EVIDENCE_LIMIT + 1)]
+
+
+def _event_ids_ok(ids: list[Any]) -> bool:
+    """``all(_str_ok(eid, EVENT_ID) for eid in ids)`` for 1..EVIDENCE_LIMIT ids, with one regex."""
+    try:
+        joined = "\x00".join(ids)
+    except TypeError:  # an id that is not a string
+        return False
+    return _EVENT_IDS[len(ids) - 1].fullmatch(joined) is not None
+
+
 def _upto_ok(value: Any) -> bool:
     """``True`` only if :func:`_offsets` (lowest offset -1) accepts ``value`` unchanged."""
     if type(value) is not dict or len(value) > MAX_TOPICS:
         return False
     for topic, off in value.items():
-        if not (type(topic) is str and 1 <= len(topic) <= 249 and TOPIC.match(topic) is not None
-                and type(off) is int and -1 <= off <= MAX_OFFSET):
+        if not (type(off) is int and -1 <= off <= MAX_OFFSET and (topic in _TOPICS_OK or _new_topic_ok(topic))):
             return False
     return True
 
@@ -238,11 +317,11 @@ def parse_partial(raw: bytes | None) -> Partial | Problem:
 
 def parse_stage2(raw: bytes | None) -> Control | Partial | Problem:
     """A record of the stage-2 partials topic: a control record if it has ``"control"``, else a partial."""
+    return _run(_dispatch, raw)
 
-    def dispatch(doc: dict[str, Any]) -> Control | Partial:
-        return _control(doc) if "control" in doc else _partial(doc)
 
-    return _run(dispatch, raw)
+def _dispatch(doc: dict[str, Any]) -> Control | Partial:
+    return _control(doc) if "control" in doc else _partial(doc)
 
 
 __all__ = ["Control", "Partial", "Problem", "parse_control", "parse_partial", "parse_stage2"]

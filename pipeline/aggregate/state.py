@@ -47,13 +47,13 @@ Final records (one per window, dimension, value and pain point; ``pain_point``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.timeparse import format_timestamp
 
-from .partials import EVIDENCE_LIMIT, merge_bucket, new_bucket
+from .partials import COUNTERS, EVIDENCE_LIMIT, Bucket, merge_bucket
 from .windows import parse_window_key
 
 DEFAULT_GRACE_SECONDS = 300.0
@@ -197,18 +197,49 @@ def merge_partial(
             continue
         held_window = windows.get(wkey)
         if held_window is None:
-            held_window = windows[wkey] = new_bucket(size, start)
-            held_window.update(closed=False, late_events=0)
+            held_window = windows[wkey] = _new_window(size, start, bucket)
         else:
             held_window = windows[wkey] = _own_bucket(held_window)  # a stored window is never changed
-        merge_bucket(held_window, bucket, EVIDENCE_LIMIT)
+            merge_bucket(held_window, bucket, EVIDENCE_LIMIT)
         if late:
             held += n
             held_window["late_events"] = held_window.get("late_events", 0) + n
             if held_window.get("closed"):
                 after_close += n
     state["max_event_time"] = _max(local, partial.get("max_event_time"))
+    if not (held or dropped or dropped_windows):  # the common case: one shared (frozen) Late
+        return state, _NOT_LATE
     return state, Late(held, after_close, dropped, tuple(dropped_windows))
+
+
+_NOT_LATE = Late()
+
+
+def _new_window(size: int, start: int, bucket: Mapping[str, Any]) -> Bucket:
+    """``merge_bucket(new_bucket(size, start) + closed/late_events, bucket)`` built in one go (most
+    partials open windows the key has not seen yet): same values, same key order."""
+    window: Bucket = {"size": size, "start": start}
+    get = bucket.get
+    for name in COUNTERS:
+        n = get(name, 0)
+        window[name] = n if type(n) is int else int(n)  # int(n) of an int is n: skip the call
+    pain = get("pain") or {}
+    window["pain"] = {pid: int(n) for pid, n in pain.items()} if pain else {}
+    evidence = get("evidence") or {}
+    window["evidence"] = {pid: _first_ids(ids) for pid, ids in evidence.items()} if evidence else {}
+    window["closed"], window["late_events"] = False, 0
+    return window
+
+
+def _first_ids(ids: Iterable[Any]) -> list[Any]:
+    """The first :data:`EVIDENCE_LIMIT` distinct ids of ``ids``, in order (as :func:`merge_bucket` keeps)."""
+    kept: list[Any] = []
+    for eid in ids:
+        if len(kept) >= EVIDENCE_LIMIT:
+            break
+        if eid not in kept:
+            kept.append(eid)
+    return kept
 
 
 def _ratio(numerator: int, denominator: int, scale: float = 1.0) -> float | None:
@@ -377,21 +408,26 @@ def already_merged(state: Mapping[str, Any], partial: Mapping[str, Any]) -> bool
     of what the key has seen from that source is therefore a repeat.
     """
     upto, src = partial.get("upto"), partial.get("src")
-    if not isinstance(upto, Mapping) or src is None:
+    if src is None or not (type(upto) is dict or isinstance(upto, Mapping)):  # a plain dict: no ABC check
         return False
     seen = (state.get("seen") or {}).get(str(src))
     if not seen:
         return False
-    return all(int(off) <= int(seen.get(topic, -1)) for topic, off in upto.items())
+    for topic, off in upto.items():  # a loop, not all(generator): ~5 topics, called for every partial
+        if int(off) > int(seen.get(topic, -1)):
+            return False
+    return True
 
 
 def note_merged(state: State, partial: Mapping[str, Any]) -> None:
     """Remember ``partial``'s ``upto`` in ``state`` (see :func:`already_merged`)."""
     upto, src = partial.get("upto"), partial.get("src")
-    if not isinstance(upto, Mapping) or src is None:
+    if src is None or not (type(upto) is dict or isinstance(upto, Mapping)):
         return
     seen_all = state.setdefault("seen", {})
-    seen = dict(seen_all.get(str(src)) or {})
+    name = str(src)
+    seen = dict(seen_all.get(name) or {})
     for topic, off in upto.items():
-        seen[topic] = max(int(off), int(seen.get(topic, -1)))
-    seen_all[str(src)] = seen
+        new, old = int(off), int(seen.get(topic, -1))
+        seen[topic] = new if new >= old else old  # max(new, old) without the call
+    seen_all[name] = seen

@@ -149,7 +149,8 @@ def _rest_us(rest: str) -> int | None:
 
 
 def _contribution(enriched: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
-    """The counters (:data:`COUNTERS`) one event adds to each of its buckets, zeros left out."""
+    """The counters (:data:`COUNTERS`) one event adds to each of its buckets besides ``events`` (which
+    every event adds 1 to), zeros left out."""
     kind = enriched.get("kind")
     event = enriched.get("event")
     classification = enriched.get("classification") or {}
@@ -162,11 +163,12 @@ def _contribution(enriched: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
     return _ANY_EVENT
 
 
-# the few counter combinations an event can add (shared tuples: they key PartialsBuilder's fresh buckets)
-_ANY_EVENT: tuple[tuple[str, int], ...] = (("events", 1),)
-_PLACED_ORDER = (("events", 1), ("orders", 1))
+# the few counter combinations an event can add besides events (shared tuples: they key PartialsBuilder's
+# fresh buckets); most events add none
+_ANY_EVENT: tuple[tuple[str, int], ...] = ()
+_PLACED_ORDER = (("orders", 1),)
 _FEEDBACK = {
-    (complaint, negative): (("events", 1), ("feedback", 1))
+    (complaint, negative): (("feedback", 1),)
     + ((("complaints", 1),) if complaint else ()) + ((("negative_feedback", 1),) if negative else ())
     for complaint in (False, True) for negative in (False, True)
 }
@@ -250,8 +252,10 @@ class PartialsBuilder:
             for wkey, first in fresh:
                 bucket = buckets.get(wkey)
                 if bucket is None:
-                    bucket = buckets[wkey] = {**first, "pain": {}, "evidence": {}}
+                    bucket = buckets[wkey] = first.copy()
+                    bucket["pain"], bucket["evidence"] = {}, {}
                 else:
+                    bucket["events"] += 1
                     for name, n in counts:
                         bucket[name] += n
                 if pains:
@@ -269,6 +273,7 @@ class PartialsBuilder:
             entry = known.get((i, start, counts))
             if entry is None:
                 first = new_bucket(spec.size_seconds, start)
+                first["events"] = 1
                 for name, n in counts:
                     first[name] = n
                 entry = known[(i, start, counts)] = (window_key(spec.name, start), first)

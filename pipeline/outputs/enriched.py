@@ -43,7 +43,7 @@ def enriched_event(
         "rekeyed": rekeyed,
     }
     if ingested_at is not None:
-        processing["ingested_at"] = format_timestamp(ingested_at)
+        processing["ingested_at"] = processing_timestamp(ingested_at)  # the record's time: also new per event
     redactor = redactor or default_redactor()
     event = ev.event
     if redactor.enabled:
@@ -67,24 +67,25 @@ def enriched_event(
 
 
 def processing_timestamp(epoch: float) -> str:
-    """``format_timestamp(epoch)`` of a wall-clock time: a new one for nearly every event, so not put in
+    """``format_timestamp(epoch)`` of a wall-clock or record time: a new one for nearly every event, so not put in
     ``format_timestamp``'s cache (it would push out the event times kept there); its second is remembered.
 
     As ``datetime.fromtimestamp``: the fraction of the second rounded half-even to microseconds, a
-    rounding up to a whole second carried; then truncated to milliseconds.  The last one is remembered
+    rounding up to a whole second carried; then truncated to milliseconds.  The last few are remembered
     (a clock that stands still, as in replays and tests).
     """
     last = _LAST.get(epoch)
     if last is not None:
         return last
     text = _format_wall_clock(epoch)
-    _LAST.clear()
+    if len(_LAST) >= 4:
+        _LAST.clear()
     _LAST[epoch] = text
     return text
 
 
 def _format_wall_clock(epoch: float) -> str:
-    """:func:`processing_timestamp` without the last one remembered."""
+    """:func:`processing_timestamp` without the last ones remembered."""
     if type(epoch) is float and 0.0 <= epoch < _LATEST:
         fraction, whole = math.modf(epoch)
         micros = round(fraction * 1e6)
@@ -100,5 +101,5 @@ def _format_wall_clock(epoch: float) -> str:
 
 
 _LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: later times are left to format_timestamp
-_LAST: dict[float, str] = {}  # the last epoch formatted -> its text
+_LAST: dict[float, str] = {}  # the last epochs formatted (up to 4) -> their texts
 _SECONDS: dict[float, str] = {}  # whole epoch second -> "YYYY-MM-DDTHH:MM:SS"; cleared when full

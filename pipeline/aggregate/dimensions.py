@@ -142,7 +142,9 @@ def _root_value(event: Mapping[str, Any], order: Mapping[str, Any], field: str) 
     (``bound_value(None)`` is ``None``: a missing value is passed over without the call.)"""
     value = event.get(field)
     if value is not None:
-        value = bound_value(value)
+        # bound_value(value), its remembered str answered without the call (None: not remembered or blank)
+        known = _BOUND_STR.get(value) if type(value) is str else None
+        value = known if known is not None else bound_value(value)
         if value:
             return value
     value = _attr(event, field)
@@ -195,7 +197,11 @@ def _categories(event: Mapping[str, Any], order: Mapping[str, Any]) -> set[str]:
     if isinstance(items, list):
         for item in items:
             if type(item) is dict or isinstance(item, Mapping):
-                value = bound_value(item.get("category"))
+                raw = item.get("category")
+                # bound_value(raw), its remembered str answered without the call (None: not remembered or blank)
+                value = _BOUND_STR.get(raw) if type(raw) is str else None
+                if value is None:
+                    value = bound_value(raw)
                 if value:
                     categories.add(value)
     if not categories:

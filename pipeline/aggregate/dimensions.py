@@ -124,23 +124,70 @@ def dimensions_of(enriched: Mapping[str, Any]) -> list[tuple[str, str]]:
     Order: ``all``, the segment dimensions, then categories (sorted), seller,
     carrier.  Never raises on missing or malformed fields.
     """
-    segment = _mapping(enriched.get("segment"))
-    out = [(ALL, ALL)]
-    for dim, field in _SEGMENT_FIELDS:
-        out.append((dim, bound_value(segment.get(field)) or UNKNOWN))
+    out = [(ALL, ALL), *_segment_pairs(_mapping(enriched.get("segment")))]
     event = _mapping(enriched.get("event"))
     order = _mapping(enriched.get("order"))
     for value in sorted(_categories(event, order)):
         out.append(("category", value))
     for dim, field in (("seller", "seller_id"), ("carrier", "carrier")):
-        # the event's own field, else its attribute, else the named order's
-        value = bound_value(event.get(field)) or bound_value(_attr(event, field)) or bound_value(order.get(field))
+        value = _root_value(event, order, field)
         if value:
             out.append((dim, value))
     return out
 
 
+def _root_value(event: Mapping[str, Any], order: Mapping[str, Any], field: str) -> str | None:
+    """The bound value of the event's own ``field``, else of its attribute, else of the named order's.
+
+    (``bound_value(None)`` is ``None``: a missing value is passed over without the call.)"""
+    value = event.get(field)
+    if value is not None:
+        # bound_value(value), its remembered str answered without the call (None: not remembered or blank)
+        known = _BOUND_STR.get(value) if type(value) is str else None
+        value = known if known is not None else bound_value(value)
+        if value:
+            return value
+    value = _attr(event, field)
+    if value is not None:
+        value = bound_value(value)
+        if value:
+            return value
+    value = order.get(field)
+    return None if value is None else bound_value(value)
+
+
 _SEGMENT_FIELDS: tuple[tuple[str, str], ...] = tuple(SEGMENT_DIMENSIONS.items())
+
+
+def _segment_pairs(segment: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The segment dimensions' ``(dimension, value)`` pairs, in :data:`SEGMENT_DIMENSIONS` order.
+
+    A segment whose fields are all strings (or missing) recurs: its pairs are remembered by those values.
+    """
+    values = tuple(map(segment.get, _SEGMENT_FIELD_NAMES))
+    try:
+        known = _SEGMENT_PAIRS.get(values)
+    except TypeError:  # an unhashable value (a list or dict): not remembered
+        return _bound_pairs(values)
+    if known is None:
+        known = _bound_pairs(values)
+        # only str / None values are remembered: a str equals no other JSON type (as 1 == 1.0 == True do),
+        # so a key equal to a remembered one has the same values
+        if all(type(value) is str or value is None for value in values):
+            if len(_SEGMENT_PAIRS) >= _SEGMENT_PAIRS_MAX:
+                _SEGMENT_PAIRS.clear()
+            _SEGMENT_PAIRS[values] = known
+    return known
+
+
+def _bound_pairs(values: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """``(dimension, bound value or "unknown")`` for the segment fields' ``values``."""
+    return tuple((dim, bound_value(value) or UNKNOWN) for (dim, _), value in zip(_SEGMENT_FIELDS, values))
+
+
+_SEGMENT_FIELD_NAMES: tuple[str, ...] = tuple(SEGMENT_DIMENSIONS.values())
+_SEGMENT_PAIRS: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}  # segment values -> pairs; cleared when full
+_SEGMENT_PAIRS_MAX = 4096
 
 
 def _categories(event: Mapping[str, Any], order: Mapping[str, Any]) -> set[str]:
@@ -150,7 +197,11 @@ def _categories(event: Mapping[str, Any], order: Mapping[str, Any]) -> set[str]:
     if isinstance(items, list):
         for item in items:
             if type(item) is dict or isinstance(item, Mapping):
-                value = bound_value(item.get("category"))
+                raw = item.get("category")
+                # bound_value(raw), its remembered str answered without the call (None: not remembered or blank)
+                value = _BOUND_STR.get(raw) if type(raw) is str else None
+                if value is None:
+                    value = bound_value(raw)
                 if value:
                     categories.add(value)
     if not categories:

@@ -37,7 +37,9 @@ Counting rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from pipeline.core.timeparse import parse_timestamp
@@ -94,8 +96,61 @@ def merge_bucket(into: Bucket, other: Mapping[str, Any], evidence_limit: int = E
     return into
 
 
+def event_time(value: Any) -> float:
+    """``parse_timestamp(str(value))``: the epoch seconds of an enriched event's ``occurred_at``.
+
+    The enriched event's own form, ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (:func:`~pipeline.core.timeparse.format_timestamp`),
+    is read from its two halves, the hour and the rest, each checked and converted once and remembered
+    (a batch's events share few hours; the rest repeats every hour): the same float, since both take
+    the whole microseconds divided by 10**6.  Any other value is parsed by ``parse_timestamp``.
+    """
+    if type(value) is str and len(value) == 24:
+        hour, rest = _HOUR_US.get(value[:13]), _REST_US.get(value[13:])
+        if hour is None:
+            hour = _hour_us(value[:13])
+        if rest is None:
+            rest = _rest_us(value[13:])
+        if hour is not None and rest is not None:
+            return (hour + rest) / 1_000_000
+    return parse_timestamp(str(value))
+
+
+_HOUR = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3])", re.ASCII)  # hours past 23 are left to parse_timestamp
+_REST = re.compile(r":([0-5]\d):([0-5]\d)\.(\d{3})Z", re.ASCII)
+_HOUR_US: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> its epoch microseconds; cleared when full
+_REST_US: dict[str, int] = {}  # ":MM:SS.mmmZ" -> microseconds into the hour; cleared when full
+_REMEMBERED = 8192
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _hour_us(hour: str) -> int | None:
+    """Epoch microseconds of ``"YYYY-MM-DDTHH"`` (UTC), remembered; ``None`` if not of that form or no such date."""
+    if _HOUR.fullmatch(hour) is None:
+        return None
+    try:
+        value = (datetime.fromisoformat(hour + ":00:00+00:00") - _EPOCH) // timedelta(microseconds=1)
+    except ValueError:
+        return None
+    if len(_HOUR_US) >= _REMEMBERED:
+        _HOUR_US.clear()
+    _HOUR_US[hour] = value
+    return value
+
+
+def _rest_us(rest: str) -> int | None:
+    """Microseconds into the hour of ``":MM:SS.mmmZ"``, remembered; ``None`` if not of that form."""
+    m = _REST.fullmatch(rest)
+    if m is None:
+        return None
+    if len(_REST_US) >= _REMEMBERED:
+        _REST_US.clear()
+    value = _REST_US[rest] = (int(m[1]) * 60 + int(m[2])) * 1_000_000 + int(m[3]) * 1000
+    return value
+
+
 def _contribution(enriched: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
-    """The counters (:data:`COUNTERS`) one event adds to each of its buckets, zeros left out."""
+    """The counters (:data:`COUNTERS`) one event adds to each of its buckets besides ``events`` (which
+    every event adds 1 to), zeros left out."""
     kind = enriched.get("kind")
     event = enriched.get("event")
     classification = enriched.get("classification") or {}
@@ -108,11 +163,12 @@ def _contribution(enriched: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
     return _ANY_EVENT
 
 
-# the few counter combinations an event can add (shared tuples: they key PartialsBuilder's fresh buckets)
-_ANY_EVENT: tuple[tuple[str, int], ...] = (("events", 1),)
-_PLACED_ORDER = (("events", 1), ("orders", 1))
+# the few counter combinations an event can add besides events (shared tuples: they key PartialsBuilder's
+# fresh buckets); most events add none
+_ANY_EVENT: tuple[tuple[str, int], ...] = ()
+_PLACED_ORDER = (("orders", 1),)
 _FEEDBACK = {
-    (complaint, negative): (("events", 1), ("feedback", 1))
+    (complaint, negative): (("feedback", 1),)
     + ((("complaints", 1),) if complaint else ()) + ((("negative_feedback", 1),) if negative else ())
     for complaint in (False, True) for negative in (False, True)
 }
@@ -167,7 +223,7 @@ class PartialsBuilder:
         ``"dimension=value"`` key ``key`` (``False``: already counted before a restart).
         """
         try:
-            t = parse_timestamp(str(enriched["occurred_at"]))
+            t = event_time(enriched["occurred_at"])
         except (KeyError, TypeError, ValueError):
             self.skipped += 1
             return False
@@ -196,8 +252,10 @@ class PartialsBuilder:
             for wkey, first in fresh:
                 bucket = buckets.get(wkey)
                 if bucket is None:
-                    bucket = buckets[wkey] = {**first, "pain": {}, "evidence": {}}
+                    bucket = buckets[wkey] = first.copy()
+                    bucket["pain"], bucket["evidence"] = {}, {}
                 else:
+                    bucket["events"] += 1
                     for name, n in counts:
                         bucket[name] += n
                 if pains:
@@ -215,6 +273,7 @@ class PartialsBuilder:
             entry = known.get((i, start, counts))
             if entry is None:
                 first = new_bucket(spec.size_seconds, start)
+                first["events"] = 1
                 for name, n in counts:
                     first[name] = n
                 entry = known[(i, start, counts)] = (window_key(spec.name, start), first)

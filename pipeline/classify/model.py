@@ -43,13 +43,14 @@ class Classification:
     taxonomy_version: str
 
     def to_dict(self) -> dict[str, Any]:
+        gap = self.satisfaction_gap
+        pain_points = self.pain_points
         return {
             "language": self.language,
             "sentiment": self.sentiment.to_dict(),
-            "satisfaction_gap": None
-            if self.satisfaction_gap is None
-            else round(float(self.satisfaction_gap), 4),
-            "pain_points": [p.to_dict() for p in self.pain_points],
+            "satisfaction_gap": None if gap is None else round(float(gap), 4),
+            # most events have no pain point: their (empty) list copied without running a comprehension
+            "pain_points": [p.to_dict() for p in pain_points] if pain_points else list(pain_points),
             "taxonomy_version": self.taxonomy_version,
         }
 

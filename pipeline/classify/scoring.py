@@ -120,15 +120,16 @@ def noisy_or(confidences: list[float]) -> float:
 
 
 def evidence_items(text: str, spans: list[tuple[int, int]]) -> list[dict]:
-    seen: set[tuple[int, int]] = set()
+    """``{"text", "start", "end"}`` of the distinct valid spans in order, without those contained in
+    an earlier kept one; at most :data:`MAX_EVIDENCE`."""
     out = []
+    reach = None  # the largest end kept: every kept span starts at or before the current one (sorted)
     for start, end in sorted(set(spans)):
-        if (start, end) in seen or start < 0 or end > len(text) or start >= end:
+        if start < 0 or end > len(text) or start >= end:
             continue
-        # drop spans contained in an already kept one
-        if any(s <= start and end <= e for s, e in seen):
+        if reach is not None and end <= reach:  # contained in an already kept span
             continue
-        seen.add((start, end))
+        reach = end if reach is None else max(reach, end)
         out.append({"text": text[start:end], "start": start, "end": end})
         if len(out) >= MAX_EVIDENCE:
             break

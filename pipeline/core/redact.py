@@ -410,23 +410,21 @@ class Redactor:
 
     def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of an input event with its free-text fields redacted."""
-        out: dict[str, Any] = {}
+        out = dict(event)  # most values are kept: copied at once, the others replaced in place (same order)
         for k, v in event.items():
             if k in _FREE_KEYS:
                 out[k] = self._free(v, numbers=k == "attributes")
             elif type(v) in _SCALARS:  # most values: no dict or list to look into
-                out[k] = v
+                continue
             elif isinstance(v, dict):
                 out[k] = self.event(v)
             elif isinstance(v, list):
                 out[k] = [self.event(x) if isinstance(x, dict) else x for x in v]
-            else:
-                out[k] = v
         return out
 
     def classification(self, classification: Mapping[str, Any] | None, classified_text: str | None) -> Any:
         """Evidence texts masked; offsets index the (masked) classified text, so they stay true."""
-        if not classification or not self.enabled:
+        if not classification or not self.kinds:  # not self.enabled
             return classification
         pain_points = classification.get("pain_points") or []
         # most classifications have no evidence: the classified text is masked only for some

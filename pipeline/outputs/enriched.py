@@ -7,6 +7,7 @@ default); the classification itself ran on the original text.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..ingest.normalise import Event
@@ -38,11 +39,11 @@ def enriched_event(
         "source_topic": source_topic,
         "partition": partition,
         "offset": offset,
-        "processed_at": format_timestamp(processed_at),
+        "processed_at": processing_timestamp(processed_at),
         "rekeyed": rekeyed,
     }
     if ingested_at is not None:
-        processing["ingested_at"] = format_timestamp(ingested_at)
+        processing["ingested_at"] = processing_timestamp(ingested_at)  # the record's time: also new per event
     redactor = redactor or default_redactor()
     event = ev.event
     if redactor.enabled:
@@ -63,3 +64,42 @@ def enriched_event(
     if order is not None:
         doc["order"] = order
     return doc
+
+
+def processing_timestamp(epoch: float) -> str:
+    """``format_timestamp(epoch)`` of a wall-clock or record time: a new one for nearly every event, so not put in
+    ``format_timestamp``'s cache (it would push out the event times kept there); its second is remembered.
+
+    As ``datetime.fromtimestamp``: the fraction of the second rounded half-even to microseconds, a
+    rounding up to a whole second carried; then truncated to milliseconds.  The last few are remembered
+    (a clock that stands still, as in replays and tests).
+    """
+    last = _LAST.get(epoch)
+    if last is not None:
+        return last
+    text = _format_wall_clock(epoch)
+    if len(_LAST) >= 4:
+        _LAST.clear()
+    _LAST[epoch] = text
+    return text
+
+
+def _format_wall_clock(epoch: float) -> str:
+    """:func:`processing_timestamp` without the last ones remembered."""
+    if type(epoch) is float and 0.0 <= epoch < _LATEST:
+        fraction, whole = math.modf(epoch)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            whole, micros = whole + 1.0, micros - 1_000_000
+        second = _SECONDS.get(whole)
+        if second is None:
+            if len(_SECONDS) >= 64:
+                _SECONDS.clear()
+            second = _SECONDS[whole] = format_timestamp(whole)[:-5]
+        return f"{second}.{micros // 1000:03d}Z"
+    return format_timestamp(epoch)
+
+
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: later times are left to format_timestamp
+_LAST: dict[float, str] = {}  # the last epochs formatted (up to 4) -> their texts
+_SECONDS: dict[float, str] = {}  # whole epoch second -> "YYYY-MM-DDTHH:MM:SS"; cleared when full

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
@@ -46,7 +45,7 @@ from .commitments import tracker
 from .commitments.alerts import alerts_for
 from .commitments.model import Transition
 from .config import Settings
-from .ingest.normalise import Event, normalise
+from .ingest.normalise import Event, normalise, text_and_language
 from .core.bounds import time_in_range
 from .core.records import Record
 from .ingest.validate import INPUT_KINDS, Problem, decode, validate_event
@@ -156,13 +155,10 @@ class Processor:
             event = orjson.loads(value)
             if topic == self.topics.rekeyed:
                 event = event["event"]
-            raw, language = event.get("text"), event.get("language")
+            text, language = text_and_language(event)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return None  # dead-lettered when its turn comes
-        if not isinstance(raw, str):
-            return None
-        return (unicodedata.normalize("NFC", raw).strip(),
-                language.lower() if isinstance(language, str) else None)
+        return None if text is None else (text, language)
 
     def process(
         self, rec: Record, get_state: Callable[[str], dict[str, Any] | None], now: float | None = None,

@@ -562,6 +562,11 @@ def raised_at(exc: BaseException) -> str | None:
         return None
     while tb.tb_next is not None:
         tb = tb.tb_next
+    return _location(tb)
+
+
+def _location(tb: Any) -> str:
+    """``module.py:line`` of one traceback entry."""
     return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
 
 
@@ -575,6 +580,6 @@ def raised_through(exc: BaseException, frames: int = TRACE_FRAMES) -> str | None
     tb = exc.__traceback__
     locations: list[str] = []
     while tb is not None:
-        locations.append(f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}")
+        locations.append(_location(tb))
         tb = tb.tb_next
     return ">".join(locations[-frames:]) or None

@@ -87,13 +87,18 @@ def merge_bucket(into: Bucket, other: Mapping[str, Any], evidence_limit: int = E
         pain[pid] = pain.get(pid, 0) + int(n)
     evidence = into.setdefault("evidence", {})
     for pid, ids in (other.get("evidence") or {}).items():
-        kept = evidence.setdefault(pid, [])
-        for eid in ids:
-            if len(kept) >= evidence_limit:
-                break
-            if eid not in kept:
-                kept.append(eid)
+        keep_first(evidence.setdefault(pid, []), ids, evidence_limit)
     return into
+
+
+def keep_first(kept: list[Any], ids: Iterable[Any], limit: int = EVIDENCE_LIMIT) -> list[Any]:
+    """Append to ``kept`` the ids of ``ids`` it does not hold yet, in order, until it holds ``limit``."""
+    for eid in ids:
+        if len(kept) >= limit:
+            break
+        if eid not in kept:
+            kept.append(eid)
+    return kept
 
 
 def event_time(value: Any) -> float:

@@ -47,13 +47,13 @@ Final records (one per window, dimension, value and pain point; ``pain_point``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.timeparse import format_timestamp
 
-from .partials import COUNTERS, EVIDENCE_LIMIT, Bucket, merge_bucket
+from .partials import COUNTERS, EVIDENCE_LIMIT, Bucket, keep_first, merge_bucket
 from .windows import parse_window_key
 
 DEFAULT_GRACE_SECONDS = 300.0
@@ -226,20 +226,9 @@ def _new_window(size: int, start: int, bucket: Mapping[str, Any]) -> Bucket:
     pain = get("pain") or {}
     window["pain"] = {pid: int(n) for pid, n in pain.items()} if pain else {}
     evidence = get("evidence") or {}
-    window["evidence"] = {pid: _first_ids(ids) for pid, ids in evidence.items()} if evidence else {}
+    window["evidence"] = {pid: keep_first([], ids) for pid, ids in evidence.items()} if evidence else {}
     window["closed"], window["late_events"] = False, 0
     return window
-
-
-def _first_ids(ids: Iterable[Any]) -> list[Any]:
-    """The first :data:`EVIDENCE_LIMIT` distinct ids of ``ids``, in order (as :func:`merge_bucket` keeps)."""
-    kept: list[Any] = []
-    for eid in ids:
-        if len(kept) >= EVIDENCE_LIMIT:
-            break
-        if eid not in kept:
-            kept.append(eid)
-    return kept
 
 
 def _ratio(numerator: int, denominator: int, scale: float = 1.0) -> float | None:

@@ -27,7 +27,7 @@ def risk_snapshot(
     factors = score.top_factors(n)
     return {
         "score": value,
-        "level": "high" if value >= high_at else "medium" if value >= medium_at else "low",  # risk_level, inline
+        "level": risk_level(value, medium_at, high_at),
         # a customer without risk factors (most events): the empty list without running a comprehension
         "top_factors": [f.brief() for f in factors] if factors else [],
     }

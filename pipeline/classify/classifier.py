@@ -14,6 +14,7 @@ from typing import Iterable
 
 from . import english, korean
 from .language import (
+    HANGUL,
     UNDETERMINED,
     ScriptProfile,
     detect_language,
@@ -266,9 +267,6 @@ __all__ = ["MAX_ANALYSED_CHARS", "analyse_text", "analysed_part", "classify", "p
            "sentiment_example"]
 
 
-_HANGUL = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\ua960-\ua97f]")
-
-
 def prefetch(texts: Iterable[tuple[str | None, str | None]], taxonomy: Taxonomy | None = None) -> None:
     """Start the Korean analysis of the texts :func:`classify` will soon be given (``(text,
     language)`` pairs as it gets them) on Kiwi's worker threads (:func:`.korean.prefetch`).
@@ -282,7 +280,7 @@ def prefetch(texts: Iterable[tuple[str | None, str | None]], taxonomy: Taxonomy 
     cache: _Recent = tax.compiled("classify:recent-analyses", lambda _t: _Recent(ANALYSIS_CACHE_TEXTS))
     works = []
     for text, language in texts:
-        if not isinstance(text, str) or text.isascii() or not _HANGUL.search(text):
+        if not isinstance(text, str) or text.isascii() or not HANGUL.search(text):
             continue
         work = analysed_part(_without_surrogates(text))
         if (work, language) not in cache.items:

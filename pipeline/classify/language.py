@@ -47,6 +47,7 @@ _DIACRITIC_HINTS = {
     "de": "äöüß",
 }
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+HANGUL = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\ua960-\ua97f]")  # the "hangul" of _script
 
 
 def _script(ch: str) -> str | None:

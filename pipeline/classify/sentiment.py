@@ -104,5 +104,5 @@ def combine(
         value = numeric
     else:
         value = NUMERIC_WEIGHT * numeric + (1 - NUMERIC_WEIGHT) * float(text_score)  # type: ignore[arg-type]
-    value = max(-1.0, min(1.0, value))  # _clip, inline: once per text event
+    value = _clip(value)
     return Sentiment(label_for(value), value)

@@ -173,18 +173,12 @@ def due_soonest(state: State | None) -> float | None:
     """
     if not state:
         return None
-    # next_time and warn_time inlined, with min's comparisons (the first of equal times): this runs on
-    # every event (Processor.due_hint)
+    # one loop, no list, with min's comparisons (the first of equal times): this runs on every event
+    # (Processor.due_hint)
     soonest = None
     for c in state.get("commitments", {}).values():
-        status = c["status"]
-        if status == OPEN:
-            t = min(max(c["warn_at"], c["made_at"]), c["due_at"])
-        elif status == WARNED:
-            t = c["due_at"]
-        else:
-            continue
-        if soonest is None or t < soonest:
+        t = next_time(c)
+        if t is not None and (soonest is None or t < soonest):
             soonest = t
     return soonest
 

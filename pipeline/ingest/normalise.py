@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from ..core.timeparse import parse_timestamp
 
@@ -45,9 +45,7 @@ def normalise(kind: str, event: dict[str, Any], fallback_time: float | None = No
         if isinstance(value, str):
             times[name] = parse_timestamp(value)
     occurred = times.get("occurred_at", fallback_time if fallback_time is not None else 0.0)
-    raw_text = event.get("text")
-    text = unicodedata.normalize("NFC", raw_text).strip() if isinstance(raw_text, str) else None
-    language = event.get("language")
+    text, language = text_and_language(event)
     return Event(
         kind=kind,
         event_id=str(event.get("event_id") or f"profile-{event['customer_id']}"),
@@ -56,5 +54,13 @@ def normalise(kind: str, event: dict[str, Any], fallback_time: float | None = No
         event=event,
         times=times,
         text=text or None,
-        language=language.lower() if isinstance(language, str) else None,
+        language=language,
     )
+
+
+def text_and_language(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The event's ``text`` NFC-normalised and stripped, and its ``language`` lower-cased (each
+    ``None`` when not a string): what :func:`normalise` gives the classifier."""
+    raw_text, language = event.get("text"), event.get("language")
+    return (unicodedata.normalize("NFC", raw_text).strip() if isinstance(raw_text, str) else None,
+            language.lower() if isinstance(language, str) else None)

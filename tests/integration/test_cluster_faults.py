@@ -5,7 +5,8 @@ every topic of the test with replication factor 3 and ``min.insync.replicas=2``
 (broker-wide, so Faust's changelog topics too); the worker's producer is
 idempotent with ``acks=all``.  The fault: the node that coordinates the worker's
 consumer group is killed with SIGKILL in the middle of the burst, stays down while
-the worker goes on with the two others, and is restarted.  The same exact check as
+the worker finishes the burst and consumes the hours after it with the two others,
+and is restarted before the windows are closed.  The same exact check as
 ``test_faults.py``: nothing lost, no enriched record twice, no alert id twice, one
 final record per key and window, every count equal to the independent count.
 """
@@ -76,6 +77,18 @@ def _lag(s, topics: list[str]) -> int:
         return -1
 
 
+def _committed(s, topics: list[str]) -> int:
+    """The group's committed offsets summed over ``topics``' partitions."""
+    from pipeline.kafka_security import admin_client
+
+    admin = admin_client(s)
+    try:
+        committed = admin.list_group_offsets(s.app_id).get(s.app_id, {})
+    finally:
+        admin.close()
+    return sum(max(meta.offset, 0) for tp, meta in committed.items() if tp.topic in topics)
+
+
 def _replication(s) -> dict[str, tuple[int, int]]:
     """``topic -> (replicas, min.insync.replicas)`` for every topic of the test (inputs, outputs,
     partials, Faust's changelogs)."""
@@ -98,7 +111,14 @@ def _replication(s) -> dict[str, tuple[int, int]]:
 
 
 def test_cluster_node_sigkill_mid_stream_exact(cluster, worker_factory):
-    """SIGKILL the group coordinator's node mid-burst; the worker goes on with two nodes; restart it; exact."""
+    """SIGKILL the group coordinator's node mid-burst; the worker goes on with two nodes; restart it; exact.
+
+    The node stays down while the hours after the fault are published: the check that the
+    worker went on with two nodes is that it committed records produced after the kill, which
+    does not depend on how much of the burst was left at the kill (a worker fast enough to
+    drain the burst before the kill left nothing to measure: CI on 2ca77d1, lag 0 at the kill).
+    """
+    from pipeline.runtime import end_offsets
     from pipeline.topics import ensure_topics
     from tests.conftest import fresh_settings
 
@@ -114,28 +134,25 @@ def test_cluster_node_sigkill_mid_stream_exact(cluster, worker_factory):
         facts["victim"] = _coordinator(s) or 1
 
     def inject():
-        victim = facts["victim"]
-        lag_before = _lag(s, inputs)
-        t0 = time.monotonic()
-        cluster.kill(victim)
-        # the worker must go on with two of three nodes: wait until it commits past where it was
-        deadline = time.monotonic() + 120
-        lag = lag_before
-        while time.monotonic() < deadline:
-            lag = _lag(s, inputs)
-            if 0 <= lag < lag_before:
-                break
-            time.sleep(0.2)
-        facts.update(victim=victim, lag_at_kill=lag_before, lag_with_node_down=lag,
-                     progress_with_node_down_seconds=round(time.monotonic() - t0, 1))
-        cluster.restart(victim)
-        facts["node_down_seconds"] = round(time.monotonic() - t0, 1)
+        facts["lag_at_kill"] = _lag(s, inputs)
+        facts["end_at_kill"] = sum(end_offsets(s, inputs).values())
+        facts["t_kill"] = time.monotonic()
+        cluster.kill(facts["victim"])
+
+    def after_rest():
+        # run_with_fault has published the hours after the fault and waited for the group to commit them
+        facts["node_still_down"] = cluster.node(facts["victim"]).process is None
+        facts["committed_with_node_down"] = _committed(s, inputs)
+        cluster.restart(facts["victim"])
+        facts["node_down_seconds"] = round(time.monotonic() - facts.pop("t_kill"), 1)
         facts["isr_back_seconds"] = round(cluster.wait_in_sync(120), 1)
 
     t0 = time.monotonic()
-    report = run_with_fault(s, start, inject, seed=31)
+    report = run_with_fault(s, start, inject, seed=31, after_rest=after_rest)
     print(f"[fault] cluster: {facts}")
-    assert 0 <= facts["lag_with_node_down"] < facts["lag_at_kill"], facts  # progress while a node was down
+    assert facts["node_still_down"], facts
+    # progress while a node was down: records produced after the kill were consumed and committed
+    assert facts["committed_with_node_down"] > facts["end_at_kill"], facts
     repl = _replication(s)
     print(f"[fault] replication (replicas, min.insync.replicas): {repl}")
     changelogs = [t for t in repl if t.endswith("-changelog")]

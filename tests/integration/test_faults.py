@@ -26,6 +26,7 @@ import random
 import time
 from collections import Counter
 from datetime import datetime
+from typing import Callable
 
 import orjson
 import pytest
@@ -128,12 +129,15 @@ def wait_enriched(s, ids: set[str], timeout: float = 300.0) -> None:
     raise TimeoutError(f"{len(ids - seen)} ids not in {s.topics.enriched} after {timeout}s")
 
 
-def run_with_fault(s, start_workers, inject, seed: int, by_output: bool = False) -> dict:
+def run_with_fault(s, start_workers, inject, seed: int, by_output: bool = False,
+                   after_rest: Callable[[], None] | None = None) -> dict:
     """Run the scenario; ``inject()`` is called while the burst is being processed.
 
     ``by_output``: wait for progress by reading the output instead of the group's
     committed offsets (exactly-once mode, where those can stop advancing: see
-    ``docs/reliability.md``).
+    ``docs/reliability.md``).  ``after_rest()``: called once the hours after the fault
+    are published and committed, before the windows are closed (a fault that lasts
+    while the worker goes on, ended there).
     """
     check_texts()
     tiers, events, burst, expected, last = scenario(seed)
@@ -155,6 +159,8 @@ def run_with_fault(s, start_workers, inject, seed: int, by_output: bool = False)
     else:
         wait_for_group(s, s.app_id, group_topics(s), timeout=300)
         publish_by_hour(s, [ke for ke in events if hour_of(ke[1]) > FAULT_HOUR])
+        if after_rest is not None:
+            after_rest()
         close_all(s, last, s.topics.aggregates)
     report = check(s, events + burst, expected, lag_at_fault)
     report["uncommitted_at_end"] = group_lag(s, s.app_id, inputs)

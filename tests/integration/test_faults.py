@@ -308,8 +308,10 @@ def test_kill9_three_rounds_exact(settings, worker_factory, tmp_path):
             if fraction is not None:
                 wait_consumed(s, inputs, fraction)
             victim = workers[-1]
-            lag = group_lag(s, s.app_id, inputs)
             victim.kill()
+            # read after the kill, before the next worker starts: exactly what the dead one left
+            # uncommitted (read before it, a fast worker could commit the rest in the meantime)
+            lag = group_lag(s, s.app_id, inputs)
             t0 = time.monotonic()
             start_on(victim.web_port if same_port else free_port())
             rounds.append({"lag_at_kill": lag, "same_instance_id": same_port,

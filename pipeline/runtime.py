@@ -214,6 +214,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 _STARTED: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
 
 
+def running_workers() -> list["WorkerProcess"]:
+    """The :class:`WorkerProcess` es started here, meant to run and still running (tests pause them)."""
+    return [w for w in list(_STARTED) if w.meant_to_run and w.proc is not None and w.proc.poll() is None]
+
+
 def dead_worker() -> str | None:
     """Why a :class:`WorkerProcess` started here and not stopped or killed on purpose has exited, if one has."""
     for w in list(_STARTED):

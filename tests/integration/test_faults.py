@@ -23,6 +23,7 @@ event ids written past the committed offsets and does not write them again.
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections import Counter
 from datetime import datetime
@@ -33,7 +34,7 @@ import pytest
 
 from pipeline.control import advance_clock
 from pipeline.producers.publish import publish
-from pipeline.runtime import end_offsets, group_lag, wait_for_group
+from pipeline.runtime import end_offsets, group_lag, running_workers, wait_for_group
 from pipeline.summary import read_topic
 from tests.integration.test_aggregation import (
     BASE,
@@ -118,6 +119,27 @@ def wait_consumed(s, topics: list[str], fraction: float, timeout: float = 180.0)
     raise TimeoutError(f"the group did not consume {fraction:.0%} of {topics} in {timeout}s")
 
 
+def publish_held(s, chunk: list[tuple[str, dict]]) -> float:
+    """Publish ``chunk`` with every running worker paused (SIGSTOP, then SIGCONT); return the seconds held.
+
+    The whole chunk is in Kafka before a worker reads any of it, so a fault injected once a quarter
+    of it is committed finds the rest in flight.  Published while the workers ran, a worker about as
+    fast as the publisher kept up with it and the fault found nothing in flight (lag 0 at the fault:
+    the kill -9 test on 8ceb824, the cluster test on 2ca77d1).  A publish takes well under a second,
+    far below half the session timeout, the worker's freeze limit (past it, it restarts as frozen).
+    """
+    workers = running_workers()
+    for w in workers:
+        w.proc.send_signal(signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        publish(chunk, s, progress=False)
+    finally:
+        for w in workers:
+            w.proc.send_signal(signal.SIGCONT)
+    return time.monotonic() - t0
+
+
 def wait_enriched(s, ids: set[str], timeout: float = 300.0) -> None:
     """Poll ``events.enriched`` until it holds every id in ``ids`` (output-based progress)."""
     deadline = time.monotonic() + timeout
@@ -144,9 +166,10 @@ def run_with_fault(s, start_workers, inject, seed: int, by_output: bool = False,
     start_workers()
     set_profiles(s, tiers)
     publish_by_hour(s, [ke for ke in events if hour_of(ke[1]) < FAULT_HOUR])
-    publish(burst + [ke for ke in events if hour_of(ke[1]) == FAULT_HOUR], s, progress=False)
+    held = publish_held(s, burst + [ke for ke in events if hour_of(ke[1]) == FAULT_HOUR])
     inputs = [s.topics.orders, s.topics.complaints]
     lag_at_fault = wait_consumed(s, inputs, 0.25)
+    print(f"[fault] burst published with the workers paused for {held:.1f} s; lag at the fault {lag_at_fault}")
     inject()
     if by_output:
         wait_enriched(s, {e["event_id"] for _, e in events + burst if hour_of(e) <= FAULT_HOUR})
@@ -430,7 +453,7 @@ def test_deleted_output_topic_mid_stream(settings, worker_factory):
     w = worker_factory(s, **WORKER_ENV)
     set_profiles(s, tiers)
     publish_by_hour(s, [ke for ke in events if hour_of(ke[1]) < FAULT_HOUR])
-    publish(burst + [ke for ke in events if hour_of(ke[1]) == FAULT_HOUR], s, progress=False)
+    publish_held(s, burst + [ke for ke in events if hour_of(ke[1]) == FAULT_HOUR])
     lag_at_fault = wait_consumed(s, inputs, 0.25)
     # freeze the worker for a moment so the old topic is read completely before it goes (< session timeout)
     os.kill(w.proc.pid, signal.SIGSTOP)

@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .kafka_python_fix import prepare as prepare_kafka_python
+
 log = logging.getLogger(__name__)
 
 POM_TEMPLATE = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -178,6 +180,7 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when the broker answers a metadata request with at least one broker."""
     from kafka import KafkaAdminClient
 
+    prepare_kafka_python()  # its message classes built once, before clients run in threads
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
@@ -495,6 +498,7 @@ def _describe(bootstrap: str, timeout: float = 5.0) -> tuple[int, int]:
     """``(brokers registered, partitions whose ISR is smaller than their replica set)``; (0, -1) on error."""
     from kafka import KafkaAdminClient
 
+    prepare_kafka_python()  # its message classes built once, before clients run in threads
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     except Exception:

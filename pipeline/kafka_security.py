@@ -38,6 +38,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, TypeVar
 
+from . import kafka_python_fix
 
 
 class Settings(Protocol):
@@ -245,8 +246,7 @@ def _security(settings: "Settings") -> KafkaSecurity:
     return getattr(settings, "security", None) or KafkaSecurity()
 
 
-def kafka_kwargs(settings: "Settings") -> dict[str, Any]:
-    """``bootstrap_servers`` plus the security keyword arguments for any kafka-python client."""
+def _client_kwargs(settings: "Settings") -> dict[str, Any]:
     servers = settings.bootstrap_servers or DEFAULT_BOOTSTRAP
     return {
         "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()],
@@ -254,9 +254,19 @@ def kafka_kwargs(settings: "Settings") -> dict[str, Any]:
     }
 
 
+def kafka_kwargs(settings: "Settings") -> dict[str, Any]:
+    """``bootstrap_servers`` plus the security keyword arguments for any kafka-python client.
+
+    Every kafka-python client of the project takes its arguments from here, so this is where
+    kafka-python's message classes are built once, before any client runs in a thread
+    (:mod:`pipeline.kafka_python_fix`)."""
+    kafka_python_fix.prepare()
+    return _client_kwargs(settings)
+
+
 def aiokafka_kwargs(settings: "Settings") -> dict[str, Any]:
     """``bootstrap_servers`` plus the security keyword arguments for aiokafka's producer / consumer."""
-    return kafka_kwargs(settings)  # aiokafka takes the same names (security_protocol, sasl_*, ssl_context)
+    return _client_kwargs(settings)  # aiokafka takes the same names (security_protocol, sasl_*, ssl_context)
 
 
 def auth_error_message(sec: KafkaSecurity, detail: str = "", dropped: bool = False) -> str:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2] / "pipeline"
 
 LAYERS: list[tuple[str, ...]] = [
     ("pipeline", "pipeline.core", "pipeline.yamlfile", "pipeline.retry", "pipeline.logs", "pipeline.codec",
-     "pipeline.taxonomies", "pipeline.playbooks"),
+     "pipeline.taxonomies", "pipeline.playbooks", "pipeline.kafka_python_fix"),
     ("pipeline.kafka_security",),
     ("pipeline.config",),
     ("pipeline.ingest",),

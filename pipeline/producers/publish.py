@@ -45,7 +45,13 @@ def topic_for(kind: str, settings: Settings) -> str:
         raise ValueError(f"unknown event kind {kind!r}") from None
 
 
-PACED_LINGER_MS = 1  # ``publish(rate=...)``
+PACED_LINGER_MS = 5
+"""``publish(rate=...)``'s linger.  At 1 ms nearly every record was a request of its own: on a slow
+2-core machine (2026-12-06) the paced publisher took 0.65 of a core and the broker 0.4 at 720
+events/s, beside the worker it measures, and the bench's latency run fell behind (p99 0.3-5.9 s).
+At 5 ms (what ``make bench``'s baseline and ``bench/peers.py`` use) the publisher took ~0.4 and the
+broker ~0.3, p99 0.2-0.5 s.  The linger is inside the measured latency (a record's Kafka timestamp
+is taken when it is sent)."""
 
 
 def make_producer(settings: Settings, linger_ms: int = 20) -> Any:
@@ -126,7 +132,7 @@ def publish(
     kind (events before it were sent and are flushed) and
     :class:`PublishError` if the broker rejected any record.
     """
-    # paced: each record goes out at once (a linger only delays it; at a capped rate there is little to batch)
+    # paced: a short linger (PACED_LINGER_MS); at a capped rate there is little to batch, but one request per record costs
     producer = make_producer(settings) if rate is None else make_producer(settings, linger_ms=PACED_LINGER_MS)
     errors = _Errors()
     counts: dict[str, int] = {}

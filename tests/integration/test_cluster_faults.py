@@ -77,18 +77,6 @@ def _lag(s, topics: list[str]) -> int:
         return -1
 
 
-def _committed(s, topics: list[str]) -> int:
-    """The group's committed offsets summed over ``topics``' partitions."""
-    from pipeline.kafka_security import admin_client
-
-    admin = admin_client(s)
-    try:
-        committed = admin.list_group_offsets(s.app_id).get(s.app_id, {})
-    finally:
-        admin.close()
-    return sum(max(meta.offset, 0) for tp, meta in committed.items() if tp.topic in topics)
-
-
 def _replication(s) -> dict[str, tuple[int, int]]:
     """``topic -> (replicas, min.insync.replicas)`` for every topic of the test (inputs, outputs,
     partials, Faust's changelogs)."""
@@ -118,6 +106,7 @@ def test_cluster_node_sigkill_mid_stream_exact(cluster, worker_factory):
     does not depend on how much of the burst was left at the kill (a worker fast enough to
     drain the burst before the kill left nothing to measure: CI on 2ca77d1, lag 0 at the kill).
     """
+    from pipeline.outputs.frontier import group_offsets
     from pipeline.runtime import end_offsets
     from pipeline.topics import ensure_topics
     from tests.conftest import fresh_settings
@@ -142,7 +131,7 @@ def test_cluster_node_sigkill_mid_stream_exact(cluster, worker_factory):
     def after_rest():
         # run_with_fault has published the hours after the fault and waited for the group to commit them
         facts["node_still_down"] = cluster.node(facts["victim"]).process is None
-        facts["committed_with_node_down"] = _committed(s, inputs)
+        facts["committed_with_node_down"] = sum(off for (topic, _), off in group_offsets(s).items() if topic in inputs)
         cluster.restart(facts["victim"])
         facts["node_down_seconds"] = round(time.monotonic() - facts.pop("t_kill"), 1)
         facts["isr_back_seconds"] = round(cluster.wait_in_sync(120), 1)
